@@ -1,0 +1,29 @@
+{
+  "targets": [
+    {
+      "target_name": "chai_attention",
+      "sources": [
+        "native/addon/addon.cpp",
+        "native/core/error.cpp",
+        "native/core/dtype.cpp",
+        "native/core/tensor.cpp",
+        "native/core/op_checks.cpp",
+        "native/core/thread_pool.cpp",
+        "native/core/no_cuda.cpp",
+        "native/cpu/simd.cpp",
+        "native/cpu/ops.cpp",
+        "native/cpu/cpu_backend.cpp"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "CHAI_WITH_CUDA=0"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++17"
+      },
+      "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }
+    }
+  ]
+}

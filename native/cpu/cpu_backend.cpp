@@ -1,0 +1,52 @@
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "../core/backend.h"
+#include "../core/error.h"
+#include "ops.h"
+
+namespace chai {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) : pool_(threads) {}
+
+  std::string name() const override { return "cpu"; }
+
+  void* alloc(size_t bytes) override {
+    // 64-byte alignment suits every vector width we dispatch to.
+    void* p = std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64);
+    require(p != nullptr, ErrorCode::DeviceOom, "out of host memory allocating " + std::to_string(bytes) + " bytes");
+    return p;
+  }
+  void release(void* ptr) override { std::free(ptr); }
+  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void synchronize() override {}
+
+  void matmul(const TensorView& x, const TensorView& w, const TensorView& y) override {
+    check_matmul_args(x, w, y);
+    cpu::matmul(pool_, x, w, y);
+  }
+  void rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y) override {
+    check_rmsnorm_args(x, weight, y);
+    cpu::rmsnorm(pool_, x, weight, eps, y);
+  }
+  void softmax_rows(const TensorView& x) override {
+    check_softmax_args(x);
+    cpu::softmax_rows(pool_, x);
+  }
+
+ private:
+  ThreadPool pool_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+
+}  // namespace chai

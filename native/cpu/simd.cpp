@@ -1,0 +1,133 @@
+#include "simd.h"
+
+#include "../core/dtype.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define CHAI_X86 1
+#include <immintrin.h>
+#else
+#define CHAI_X86 0
+#endif
+
+namespace chai {
+namespace {
+
+// Eight independent partial sums: the order of additions is fixed (so results do not depend on
+// the thread count) and the compiler may keep them in one vector register.
+template <typename Load>
+float dot_scalar(const float* x, int64_t n, Load load) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += x[i + l] * load(i + l);
+  float tail = 0;
+  for (; i < n; ++i) tail += x[i] * load(i);
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
+float dot_f32_scalar(const float* x, const float* w, int64_t n) {
+  return dot_scalar(x, n, [w](int64_t i) { return w[i]; });
+}
+float dot_f16_scalar(const float* x, const uint16_t* w, int64_t n) {
+  return dot_scalar(x, n, [w](int64_t i) { return f16_to_f32(w[i]); });
+}
+float dot_bf16_scalar(const float* x, const uint16_t* w, int64_t n) {
+  return dot_scalar(x, n, [w](int64_t i) { return bf16_to_f32(w[i]); });
+}
+
+#if CHAI_X86
+#define CHAI_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+CHAI_AVX2 inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Two accumulators of 8 lanes hide the FMA latency; the tail is scalar.
+template <typename Load8, typename Load1>
+CHAI_AVX2 inline float dot_avx2(const float* x, int64_t n, Load8 load8, Load1 load1) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8(i), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load8(i + 8), a1);
+  }
+  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8(i), a0);
+  float tail = 0;
+  for (; i < n; ++i) tail += x[i] * load1(i);
+  return hsum256(_mm256_add_ps(a0, a1)) + tail;
+}
+
+CHAI_AVX2 float dot_f32_avx2(const float* x, const float* w, int64_t n) {
+  return dot_avx2(
+      x, n, [w](int64_t i) CHAI_AVX2 { return _mm256_loadu_ps(w + i); }, [w](int64_t i) { return w[i]; });
+}
+CHAI_AVX2 float dot_f16_avx2(const float* x, const uint16_t* w, int64_t n) {
+  return dot_avx2(
+      x, n,
+      [w](int64_t i) CHAI_AVX2 { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i))); },
+      [w](int64_t i) { return f16_to_f32(w[i]); });
+}
+CHAI_AVX2 float dot_bf16_avx2(const float* x, const uint16_t* w, int64_t n) {
+  return dot_avx2(
+      x, n,
+      [w](int64_t i) CHAI_AVX2 {
+        const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+      },
+      [w](int64_t i) { return bf16_to_f32(w[i]); });
+}
+#endif
+
+const DotKernels kScalar{dot_f32_scalar, dot_f16_scalar, dot_bf16_scalar};
+#if CHAI_X86
+const DotKernels kAvx2{dot_f32_avx2, dot_f16_avx2, dot_bf16_avx2};
+#endif
+
+SimdLevel detect_level() {
+#if CHAI_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    return SimdLevel::Avx2;
+#endif
+  return SimdLevel::Scalar;
+}
+
+}  // namespace
+
+std::string cpu_features() {
+  std::string out;
+#if CHAI_X86
+  __builtin_cpu_init();
+  const char* names[] = {"avx512f", "avx512bw", "avx512bf16", "avx2", "fma", "f16c", "avx", "sse4.2"};
+  // __builtin_cpu_supports needs literal arguments, hence the explicit list.
+  const bool has[] = {bool(__builtin_cpu_supports("avx512f")),  bool(__builtin_cpu_supports("avx512bw")),
+                      bool(__builtin_cpu_supports("avx512bf16")), bool(__builtin_cpu_supports("avx2")),
+                      bool(__builtin_cpu_supports("fma")),      bool(__builtin_cpu_supports("f16c")),
+                      bool(__builtin_cpu_supports("avx")),      bool(__builtin_cpu_supports("sse4.2"))};
+  for (size_t i = 0; i < sizeof has / sizeof has[0]; ++i)
+    if (has[i]) out += (out.empty() ? "" : " ") + std::string(names[i]);
+#endif
+  return out;
+}
+
+SimdLevel simd_level() {
+  static const SimdLevel level = detect_level();
+  return level;
+}
+
+const char* simd_level_name(SimdLevel level) { return level == SimdLevel::Avx2 ? "avx2" : "scalar"; }
+
+const DotKernels& dot_kernels_for(SimdLevel level) {
+#if CHAI_X86
+  if (level == SimdLevel::Avx2) return kAvx2;
+#endif
+  (void)level;
+  return kScalar;
+}
+
+const DotKernels& dot_kernels() { return dot_kernels_for(simd_level()); }
+
+}  // namespace chai

@@ -1,0 +1,151 @@
+// The CUDA backend: device discovery with precise reasons, memory, and op dispatch on one stream.
+#include <mutex>
+#include <sstream>
+
+#include "../core/backend.h"
+#include "cuda_check.h"
+#include "kernels.h"
+
+#ifndef CHAI_CUDA_ARCHS
+#error "CHAI_CUDA_ARCHS must list the CUDA architectures this build embeds (set by CMakeLists.txt)"
+#endif
+
+namespace chai {
+namespace {
+
+std::string version_string(int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); }
+
+std::string unavailable_reason(cudaError_t err, int driver_version, int runtime_version) {
+  if (err == cudaErrorInsufficientDriver) {
+    if (driver_version == 0)
+      return "no NVIDIA driver is installed (cudaGetDeviceCount: " + cuda_error_text(err) + ")";
+    return "the NVIDIA driver supports CUDA " + version_string(driver_version) + " but this build needs CUDA " +
+           version_string(runtime_version) + " (driver R580 or newer): " + cuda_error_text(err);
+  }
+  if (err == cudaErrorNoDevice) return "the driver sees no CUDA device (cudaGetDeviceCount: " + cuda_error_text(err) + ")";
+  return "cudaGetDeviceCount failed: " + cuda_error_text(err);
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    cuda_check(cudaSetDevice(device_), "cudaSetDevice");
+    cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  }
+  ~CudaBackend() override {
+    cudaSetDevice(device_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda:" + std::to_string(device_); }
+
+  void* alloc(size_t bytes) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    void* p = nullptr;
+    const cudaError_t err = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+    if (err == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      size_t free_bytes = 0, total_bytes = 0;
+      cudaMemGetInfo(&free_bytes, &total_bytes);
+      fail(ErrorCode::DeviceOom, "out of memory on " + name() + " allocating " + std::to_string(bytes) + " bytes (" +
+                                     std::to_string(free_bytes) + " of " + std::to_string(total_bytes) + " free)");
+    }
+    cuda_check(err, "cudaMalloc");
+    return p;
+  }
+  void release(void* ptr) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cudaFree(ptr);  // only fails on a broken context, and a destructor path must not throw
+  }
+  void upload(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes, cudaMemcpyHostToDevice); }
+  void download(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes, cudaMemcpyDeviceToHost); }
+  void copy(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes, cudaMemcpyDeviceToDevice); }
+  void synchronize() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  }
+
+  void matmul(const TensorView& x, const TensorView& w, const TensorView& y) override {
+    check_matmul_args(x, w, y);
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cuda::matmul(x, w, y, stream_);
+  }
+  void rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y) override {
+    check_rmsnorm_args(x, weight, y);
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cuda::rmsnorm(x, weight, eps, y, stream_);
+  }
+  void softmax_rows(const TensorView& x) override {
+    check_softmax_args(x);
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cuda::softmax_rows(x, stream_);
+  }
+
+ private:
+  // The current device is per host thread, and async workers run on pool threads.
+  void activate() { cuda_check(cudaSetDevice(device_), "cudaSetDevice"); }
+
+  void copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cuda_check(cudaMemcpyAsync(dst, src, bytes, kind, stream_), "cudaMemcpyAsync");
+    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  }
+
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  std::mutex mutex_;
+};
+
+}  // namespace
+
+CudaStatus cuda_status() {
+  CudaStatus status;
+  status.compiled = true;
+  cudaRuntimeGetVersion(&status.runtime_version);
+  if (cudaDriverGetVersion(&status.driver_version) != cudaSuccess) status.driver_version = 0;
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    status.reason = unavailable_reason(err, status.driver_version, status.runtime_version);
+    return status;
+  }
+  for (int i = 0; i < count; ++i) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) {
+      (void)cudaGetLastError();
+      continue;
+    }
+    status.devices.push_back({i, prop.name, prop.major, prop.minor, prop.totalGlobalMem, prop.multiProcessorCount});
+  }
+  status.available = !status.devices.empty();
+  if (!status.available) status.reason = "the driver reports " + std::to_string(count) + " devices but none answered";
+  return status;
+}
+
+std::vector<int> cuda_architectures() {
+  std::vector<int> archs;
+  std::stringstream list(CHAI_CUDA_ARCHS);
+  for (std::string item; std::getline(list, item, ',');)
+    if (!item.empty()) archs.push_back(std::stoi(item));  // "90-real" and "90" both give 90
+  return archs;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device) {
+  const CudaStatus status = cuda_status();
+  require(status.available, ErrorCode::DeviceUnavailable, "CUDA is unavailable: " + status.reason);
+  require(device >= 0 && device < int(status.devices.size()), ErrorCode::DeviceUnavailable,
+          "cuda:" + std::to_string(device) + " does not exist; this machine has " +
+              std::to_string(status.devices.size()) + " CUDA device(s): use cuda:0..cuda:" +
+              std::to_string(int(status.devices.size()) - 1));
+  return std::make_unique<CudaBackend>(device);
+}
+
+}  // namespace chai

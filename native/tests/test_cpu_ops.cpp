@@ -1,0 +1,85 @@
+// CPU ops against float64 references, every SIMD level this CPU has, and 1 vs several threads.
+#include <string>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "cpu/simd.h"
+#include "op_runner.h"
+#include "reference.h"
+#include "testing.h"
+
+using namespace chai;
+using namespace chai::testing;
+
+namespace {
+
+std::string shape_name(const char* op, DType dt, const MatmulShape& s) {
+  return std::string(op) + " " + dtype_name(dt) + " n=" + std::to_string(s.n) + " m=" + std::to_string(s.m) +
+         " k=" + std::to_string(s.k);
+}
+
+}  // namespace
+
+int main() {
+  Suite suite("cpu_ops");
+  std::printf("cpu features: %s; kernels: %s\n", cpu_features().c_str(), simd_level_name(simd_level()));
+  auto one = make_cpu_backend(1);
+  auto many = make_cpu_backend(3);
+
+  uint32_t seed = 1;
+  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    for (const auto& s : matmul_shapes()) {
+      const auto x = random_nonzero(size_t(s.n) * s.k, seed++);
+      const HostWeights w(random_nonzero(size_t(s.m) * s.k, seed++), dt);
+      const auto ref = matmul_ref(x, w.decoded, s.n, s.m, s.k);
+      const auto y1 = run_matmul(*one, x, w, s.n, s.m, s.k);
+      suite.check_close(relative_error(y1, ref), 1e-5, shape_name("matmul", dt, s));
+      suite.check(run_matmul(*many, x, w, s.n, s.m, s.k) == y1, shape_name("matmul", dt, s) + " same with 3 threads");
+    }
+  }
+
+  // The scalar kernels are what a CPU without AVX2 runs: check them directly too.
+  const DotKernels& scalar = dot_kernels_for(SimdLevel::Scalar);
+  for (int k : {1, 7, 8, 17, 100, 1001}) {
+    const auto x = random_nonzero(size_t(k), seed++);
+    const HostWeights w16(random_nonzero(size_t(k), seed++), DType::F16);
+    const HostWeights wb(random_nonzero(size_t(k), seed++), DType::BF16);
+    const auto r16 = matmul_ref(x, w16.decoded, 1, 1, k);
+    const auto rb = matmul_ref(x, wb.decoded, 1, 1, k);
+    const auto r32 = matmul_ref(x, w16.decoded, 1, 1, k);
+    suite.check_close(relative_error(std::vector<float>{scalar.f16(x.data(), w16.half.data(), k)}, r16), 1e-5,
+                      "scalar dot f16 k=" + std::to_string(k));
+    suite.check_close(relative_error(std::vector<float>{scalar.bf16(x.data(), wb.half.data(), k)}, rb), 1e-5,
+                      "scalar dot bf16 k=" + std::to_string(k));
+    suite.check_close(relative_error(std::vector<float>{scalar.f32(x.data(), w16.decoded.data(), k)}, r32), 1e-5,
+                      "scalar dot f32 k=" + std::to_string(k));
+  }
+
+  for (auto [n, d] : {std::pair{1, 1}, {1, 64}, {3, 7}, {17, 172}, {64, 1000}}) {
+    const auto x = random_nonzero(size_t(n) * d, seed++, 3.0f);
+    const auto g = random_nonzero(size_t(d), seed++);
+    const std::string shape = " n=" + std::to_string(n) + " d=" + std::to_string(d);
+    suite.check_close(relative_error(run_rmsnorm(*many, x, g, n, d, 1e-5f), rmsnorm_ref(x, g, n, d, 1e-5)), 1e-6,
+                      "rmsnorm" + shape);
+    suite.check_close(relative_error(run_softmax(*many, x, n, d), softmax_ref(x, n, d)), 1e-6, "softmax" + shape);
+  }
+  // Large logits must not overflow exp().
+  {
+    std::vector<float> big = {1000.f, 999.f, -1000.f, 998.5f};
+    suite.check_close(relative_error(run_softmax(*one, big, 1, 4), softmax_ref(big, 1, 4)), 1e-6, "softmax large logits");
+  }
+
+  // Bad shapes are typed errors, not crashes.
+  {
+    DeviceBuffer a(*one, 64), b(*one, 64), c(*one, 64);
+    bool typed = false;
+    try {
+      one->matmul({a.get(), DType::F32, 2, 3}, {b.get(), DType::F32, 2, 4}, {c.get(), DType::F32, 2, 2});
+    } catch (const Error& e) {
+      typed = e.code() == ErrorCode::InvalidArgument;
+    }
+    suite.check(typed, "matmul with mismatched k throws InvalidArgument");
+    suite.check_throws([&] { one->softmax_rows({a.get(), DType::F16, 2, 3}); }, "softmax of f16");
+  }
+  return suite.finish();
+}
