@@ -209,6 +209,36 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   });
 }
 
+// toHalf(values: Float32Array, dtype: 'f16' | 'bf16') → Uint16Array of raw bits (round to nearest even)
+Napi::Value ToHalf(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      invalid("values must be a Float32Array");
+    auto values = info[0].As<Napi::Float32Array>();
+    const chai::DType dtype = chai::dtype_from_name(string_arg(info, 1, "dtype"));
+    if (dtype == chai::DType::F32) invalid("toHalf converts to 'f16' or 'bf16'");
+    auto out = Napi::Uint16Array::New(info.Env(), values.ElementLength());
+    for (size_t i = 0; i < values.ElementLength(); ++i)
+      out[i] = dtype == chai::DType::F16 ? chai::f32_to_f16(values[i]) : chai::f32_to_bf16(values[i]);
+    return out;
+  });
+}
+
+// fromHalf(bits: Uint16Array, dtype: 'f16' | 'bf16') → Float32Array
+Napi::Value FromHalf(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array)
+      invalid("bits must be a Uint16Array");
+    auto bits = info[0].As<Napi::Uint16Array>();
+    const chai::DType dtype = chai::dtype_from_name(string_arg(info, 1, "dtype"));
+    if (dtype == chai::DType::F32) invalid("fromHalf converts from 'f16' or 'bf16'");
+    auto out = Napi::Float32Array::New(info.Env(), bits.ElementLength());
+    for (size_t i = 0; i < bits.ElementLength(); ++i)
+      out[i] = dtype == chai::DType::F16 ? chai::f16_to_f32(bits[i]) : chai::bf16_to_f32(bits[i]);
+    return out;
+  });
+}
+
 Napi::Value Devices(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -268,6 +298,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("rmsnorm", Napi::Function::New(env, RmsNorm));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
+  exports.Set("toHalf", Napi::Function::New(env, ToHalf));
+  exports.Set("fromHalf", Napi::Function::New(env, FromHalf));
   return exports;
 }
 

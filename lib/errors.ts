@@ -1,0 +1,54 @@
+/** Stable error codes. Native code and TypeScript use the same strings. */
+export type ErrorCode =
+  | 'E_INVALID_ARGUMENT'
+  | 'E_MODEL_FORMAT'
+  | 'E_PLAN_MISMATCH'
+  | 'E_CONTEXT_OVERFLOW'
+  | 'E_DEVICE_UNAVAILABLE'
+  | 'E_DEVICE_OOM'
+  | 'E_CUDA'
+  | 'E_UNSUPPORTED'
+  | 'E_NATIVE_LOAD'
+  | 'E_INTERNAL';
+
+const KNOWN_CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  'E_INVALID_ARGUMENT',
+  'E_MODEL_FORMAT',
+  'E_PLAN_MISMATCH',
+  'E_CONTEXT_OVERFLOW',
+  'E_DEVICE_UNAVAILABLE',
+  'E_DEVICE_OOM',
+  'E_CUDA',
+  'E_UNSUPPORTED',
+  'E_NATIVE_LOAD',
+  'E_INTERNAL',
+]);
+
+/** Every error this package throws on purpose. `code` is stable; the message says what to do. */
+export class ChaiError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ChaiError';
+    this.code = code;
+  }
+}
+
+/** Re-types an error thrown by the native addon (which carries a `code` string). */
+export function fromNative(error: unknown): ChaiError {
+  if (error instanceof ChaiError) return error;
+  const e = error as { code?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' && KNOWN_CODES.has(e.code) ? (e.code as ErrorCode) : 'E_INTERNAL';
+  const message = typeof e?.message === 'string' ? e.message : String(error);
+  return new ChaiError(code, message, { cause: error });
+}
+
+/** Runs a native call (sync or async) so that failures always surface as ChaiError. */
+export async function callNative<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    throw fromNative(error);
+  }
+}

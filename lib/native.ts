@@ -1,0 +1,47 @@
+import path from 'node:path';
+import { ChaiError } from './errors';
+
+/** The raw addon surface (native/addon/addon.cpp). Wrapped by typed functions elsewhere. */
+export interface NativeBinding {
+  devices(): NativeDevices;
+  buildInfo(): { backends: string[]; cudaArchitectures: number[]; compiler: string; napiVersion: number };
+  matmul(device: string, x: Float32Array, n: number, k: number, w: Float32Array | Uint16Array, wDtype: string, m: number): Promise<Float32Array>;
+  rmsnorm(device: string, x: Float32Array, n: number, d: number, weight: Float32Array, eps: number): Promise<Float32Array>;
+  softmax(device: string, x: Float32Array, n: number, d: number): Promise<Float32Array>;
+  toHalf(values: Float32Array, dtype: 'f16' | 'bf16'): Uint16Array;
+  fromHalf(bits: Uint16Array, dtype: 'f16' | 'bf16'): Float32Array;
+}
+
+export interface NativeDevices {
+  cpu: { threads: number; features: string; simd: string };
+  cuda: {
+    compiled: boolean;
+    available: boolean;
+    reason: string | null;
+    driverVersion: number;
+    runtimeVersion: number;
+    devices: { index: number; name: string; computeCapability: string; totalMemory: number; multiprocessors: number }[];
+  };
+}
+
+export const packageRoot = path.join(__dirname, '..');
+
+let binding: NativeBinding | undefined;
+
+/** Loads the addon once: a matching prebuild, else the local build (node-gyp-build decides). */
+export function native(): NativeBinding {
+  if (binding) return binding;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const load = require('node-gyp-build') as (dir: string) => NativeBinding;
+    binding = load(packageRoot);
+    return binding;
+  } catch (error) {
+    throw new ChaiError(
+      'E_NATIVE_LOAD',
+      `the chai-attention native addon could not be loaded (${(error as Error).message}). ` +
+        'Reinstall the package, or build it from source with `npm run build:native` (needs cmake and a C++17 compiler).',
+      { cause: error },
+    );
+  }
+}

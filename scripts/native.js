@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// Builds the C++ tests and microbenchmarks with plain cmake (no Node involved) into build-native/
+// and runs them:
+//   node scripts/native.js test            ctest over every C++ test (CUDA tests skip without a GPU)
+//   node scripts/native.js bench [args]    the microbenchmarks; JSON goes to bench/results/
+// The same steps work on a GPU machine that has only cmake and nvcc:
+//   cmake -S . -B build-native -DCHAI_NODE=OFF && cmake --build build-native -j && ctest --test-dir build-native
+'use strict';
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+
+const root = path.join(__dirname, '..');
+const jobs = String(Math.max(1, os.availableParallelism ? os.availableParallelism() : os.cpus().length));
+
+function step(command, args) {
+  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit' });
+  if (result.status !== 0) {
+    process.stderr.write(`'${command} ${args.join(' ')}' failed\n`);
+    process.exit(result.status ?? 1);
+  }
+}
+
+function build() {
+  step('cmake', ['-S', '.', '-B', 'build-native', '-DCHAI_NODE=OFF', '-DCMAKE_BUILD_TYPE=Release']);
+  step('cmake', ['--build', 'build-native', '-j', jobs]);
+}
+
+const [command, ...rest] = process.argv.slice(2);
+if (command === 'test') {
+  build();
+  step('ctest', ['--test-dir', 'build-native', '--output-on-failure']);
+} else if (command === 'bench') {
+  build();
+  const outDir = path.join(root, 'bench', 'results');
+  fs.mkdirSync(outDir, { recursive: true });
+  const stamp = new Date().toISOString().slice(0, 10);
+  const out = path.join(outDir, `${stamp}-${os.hostname()}-ops.json`);
+  step(path.join(root, 'build-native', 'native', 'bench', 'bench_ops'), ['--out', out, ...rest]);
+} else {
+  process.stderr.write('usage: node scripts/native.js test | bench [--quick] [--threads N]\n');
+  process.exit(2);
+}
