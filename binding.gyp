@@ -4,6 +4,8 @@
       "target_name": "chai_attention",
       "sources": [
         "native/addon/addon.cpp",
+        "native/addon/ops.cpp",
+        "native/addon/engine.cpp",
         "native/core/error.cpp",
         "native/core/dtype.cpp",
         "native/core/tensor.cpp",
@@ -12,7 +14,11 @@
         "native/core/no_cuda.cpp",
         "native/cpu/simd.cpp",
         "native/cpu/ops.cpp",
-        "native/cpu/cpu_backend.cpp"
+        "native/cpu/cpu_backend.cpp",
+        "native/model/gguf.cpp",
+        "native/model/llama.cpp",
+        "native/engine/kv_cache.cpp",
+        "native/engine/session.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "CHAI_WITH_CUDA=0"],

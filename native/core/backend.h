@@ -11,6 +11,48 @@
 
 namespace chai {
 
+// One layer's attention for one sequence, FlashInfer-style: plain pointers and integer tables.
+// Query row i sits at absolute position pos0 + i and sees keys 0..pos0+i. Heads come in
+// clusters (CSR arrays): cluster c takes its scores from query head reps[c] and applies them to
+// the values of every head in members[offsets[c] .. offsets[c+1]). Full attention is the
+// identity clustering. K and V rows live in pages of page_tokens × head_dim floats inside one
+// pool; k_table[g * max_pages + t / page_tokens] is the page of KV head g holding token t
+// (-1 where K of that head is not stored). All pointers are in the backend's memory.
+struct AttentionParams {
+  const float* q = nullptr;  // [n_q, n_heads * head_dim]
+  float* out = nullptr;      // [n_q, n_heads * head_dim]
+  int n_q = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int pos0 = 0;
+  float scale = 1.0f;
+  const float* pool = nullptr;
+  int page_tokens = 0;
+  int max_pages = 0;
+  const int32_t* k_table = nullptr;  // [n_kv_heads, max_pages]
+  const int32_t* v_table = nullptr;  // [n_kv_heads, max_pages]
+  int n_clusters = 0;
+  const int32_t* reps = nullptr;     // [n_clusters]
+  const int32_t* offsets = nullptr;  // [n_clusters + 1]
+  const int32_t* members = nullptr;  // [n_heads]
+  int max_members = 0;               // size of the largest cluster (host-known; sizes GPU scratch)
+};
+
+// Stores rows src[i, g*head_dim ..] (token pos0 + i, KV head g) into the pool pages named by
+// table[g * max_pages + token / page_tokens]; heads whose entry is -1 are skipped.
+struct KvStoreParams {
+  const float* src = nullptr;  // [n, n_heads * head_dim]
+  int n = 0;
+  int n_heads = 0;
+  int head_dim = 0;
+  int pos0 = 0;
+  float* pool = nullptr;
+  int page_tokens = 0;
+  int max_pages = 0;
+  const int32_t* table = nullptr;  // [n_heads, max_pages]
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -30,12 +72,31 @@ class Backend {
   virtual void rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y) = 0;
   // Numerically stable softmax of every row, in place. F32.
   virtual void softmax_rows(const TensorView& x) = 0;
+
+  // out[i, :] = table[tokens[i], :] decoded to f32. `tokens` (n ints) lives in backend memory.
+  virtual void embed(const TensorView& table, const int32_t* tokens, const TensorView& out) = 0;
+  // Rotary position embedding as llama.cpp applies it to the llama architecture: within each
+  // head, pairs (2i, 2i+1) rotate by (pos0 + row) · base^(−2i/head_dim). In place, F32.
+  virtual void rope(const TensorView& x, int head_dim, int pos0, float base) = 0;
+  // gate = silu(gate) · up, element-wise, in place. F32.
+  virtual void swiglu(const TensorView& gate, const TensorView& up) = 0;
+  // x += y, element-wise. F32.
+  virtual void add(const TensorView& x, const TensorView& y) = 0;
+  // Clustered causal attention over a paged cache; see AttentionParams.
+  virtual void attention(const AttentionParams& p) = 0;
+  // Writes K or V rows into cache pages; see KvStoreParams.
+  virtual void store_kv(const KvStoreParams& p) = 0;
 };
 
 // Shape and dtype checks shared by every backend's ops; they throw InvalidArgument.
 void check_matmul_args(const TensorView& x, const TensorView& w, const TensorView& y);
 void check_rmsnorm_args(const TensorView& x, const TensorView& weight, const TensorView& y);
 void check_softmax_args(const TensorView& x);
+void check_embed_args(const TensorView& table, const int32_t* tokens, const TensorView& out);
+void check_rope_args(const TensorView& x, int head_dim, int pos0, float base);
+void check_same_f32(const TensorView& a, const TensorView& b, const char* op);
+void check_attention_args(const AttentionParams& p);
+void check_store_kv_args(const KvStoreParams& p);
 
 // Owns one allocation in a backend's memory.
 class DeviceBuffer {

@@ -6,12 +6,23 @@
 
 namespace chai {
 
-enum class DType : uint8_t { F32, F16, BF16 };
+enum class DType : uint8_t { F32, F16, BF16, Q8_0 };
+
+// Q8_0 as ggml stores it: blocks of 32 values, one f16 scale d and 32 int8 q; value = d * q.
+constexpr int64_t kQ8Block = 32;
+struct BlockQ8_0 {
+  uint16_t d;
+  int8_t q[kQ8Block];
+};
+static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 blocks are 34 bytes");
 
 const char* dtype_name(DType dtype);
-// Parses "f32" / "f16" / "bf16"; throws InvalidArgument naming the accepted values otherwise.
+// Parses "f32" / "f16" / "bf16" / "q8_0"; throws InvalidArgument naming the accepted values otherwise.
 DType dtype_from_name(const std::string& name);
-size_t dtype_size(DType dtype);
+// Bytes of one row of `cols` values; Q8_0 rows must hold whole blocks (InvalidArgument otherwise).
+size_t dtype_row_bytes(DType dtype, int64_t cols);
+// Decodes one row of `cols` values to f32.
+void dequantize_row(DType dtype, const void* src, float* dst, int64_t cols);
 
 inline float bits_to_f32(uint32_t bits) {
   float f;

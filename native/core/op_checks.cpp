@@ -44,4 +44,50 @@ void check_softmax_args(const TensorView& x) {
   require_f32(x, "softmax input");
 }
 
+void check_embed_args(const TensorView& table, const int32_t* tokens, const TensorView& out) {
+  require_data(table, "embedding table");
+  require_data(out, "embedding output");
+  require_f32(out, "embedding output");
+  require(tokens != nullptr && out.cols == table.cols, ErrorCode::InvalidArgument,
+          "embedding shapes do not fit: table " + table.shape_string() + ", out " + out.shape_string());
+}
+
+void check_rope_args(const TensorView& x, int head_dim, int pos0, float base) {
+  require_data(x, "rope input");
+  require_f32(x, "rope input");
+  require(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0 && pos0 >= 0 && base > 0,
+          ErrorCode::InvalidArgument,
+          "rope: head_dim must be even and divide the row (" + x.shape_string() + ", head_dim " +
+              std::to_string(head_dim) + "), pos0 >= 0, base > 0");
+}
+
+void check_same_f32(const TensorView& a, const TensorView& b, const char* op) {
+  require_data(a, op);
+  require_data(b, op);
+  require_f32(a, op);
+  require_f32(b, op);
+  require(a.rows == b.rows && a.cols == b.cols, ErrorCode::InvalidArgument,
+          std::string(op) + ": shapes differ, " + a.shape_string() + " vs " + b.shape_string());
+}
+
+void check_attention_args(const AttentionParams& p) {
+  require(p.q && p.out && p.pool && p.k_table && p.v_table && p.reps && p.offsets && p.members,
+          ErrorCode::InvalidArgument, "attention: a required pointer is null");
+  require(p.n_q > 0 && p.n_heads > 0 && p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 && p.head_dim > 0 &&
+              p.pos0 >= 0 && p.page_tokens > 0 && p.max_pages * p.page_tokens >= p.pos0 + p.n_q &&
+              p.n_clusters > 0 && p.n_clusters <= p.n_heads && p.max_members > 0 && p.max_members <= p.n_heads,
+          ErrorCode::InvalidArgument,
+          "attention: inconsistent sizes (n_q " + std::to_string(p.n_q) + ", heads " + std::to_string(p.n_heads) +
+              "/" + std::to_string(p.n_kv_heads) + ", pos0 " + std::to_string(p.pos0) + ", pages " +
+              std::to_string(p.max_pages) + "x" + std::to_string(p.page_tokens) + ", clusters " +
+              std::to_string(p.n_clusters) + ")");
+}
+
+void check_store_kv_args(const KvStoreParams& p) {
+  require(p.src && p.pool && p.table, ErrorCode::InvalidArgument, "store_kv: a required pointer is null");
+  require(p.n > 0 && p.n_heads > 0 && p.head_dim > 0 && p.pos0 >= 0 && p.page_tokens > 0 &&
+              p.max_pages * p.page_tokens >= p.pos0 + p.n,
+          ErrorCode::InvalidArgument, "store_kv: inconsistent sizes");
+}
+
 }  // namespace chai

@@ -16,7 +16,7 @@ struct TensorView {
   int64_t cols = 0;
 
   int64_t numel() const { return rows * cols; }
-  size_t bytes() const { return size_t(numel()) * dtype_size(dtype); }
+  size_t bytes() const { return size_t(rows) * dtype_row_bytes(dtype, cols); }
   template <typename T>
   T* as() const { return static_cast<T*>(data); }
   std::string shape_string() const;

@@ -40,6 +40,30 @@ class CpuBackend final : public Backend {
     check_softmax_args(x);
     cpu::softmax_rows(pool_, x);
   }
+  void embed(const TensorView& table, const int32_t* tokens, const TensorView& out) override {
+    check_embed_args(table, tokens, out);
+    cpu::embed(pool_, table, tokens, out);
+  }
+  void rope(const TensorView& x, int head_dim, int pos0, float base) override {
+    check_rope_args(x, head_dim, pos0, base);
+    cpu::rope(pool_, x, head_dim, pos0, base);
+  }
+  void swiglu(const TensorView& gate, const TensorView& up) override {
+    check_same_f32(gate, up, "swiglu");
+    cpu::swiglu(pool_, gate, up);
+  }
+  void add(const TensorView& x, const TensorView& y) override {
+    check_same_f32(x, y, "add");
+    cpu::add(pool_, x, y);
+  }
+  void attention(const AttentionParams& p) override {
+    check_attention_args(p);
+    cpu::attention(pool_, p);
+  }
+  void store_kv(const KvStoreParams& p) override {
+    check_store_kv_args(p);
+    cpu::store_kv(pool_, p);
+  }
 
  private:
   ThreadPool pool_;

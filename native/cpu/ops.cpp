@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "../core/error.h"
 
 #include "simd.h"
 
@@ -13,9 +16,10 @@ namespace {
 constexpr int64_t kTileW = 16;
 constexpr int64_t kTileX = 32;
 
+// row_stride: WeightT elements per weight row (k, or k / 32 blocks for Q8_0).
 template <typename WeightT, typename Dot>
 void matmul_tiles(ThreadPool& pool, const float* x, const WeightT* w, float* y, int64_t n, int64_t m, int64_t k,
-                  Dot dot) {
+                  int64_t row_stride, Dot dot) {
   const int64_t tiles_w = (m + kTileW - 1) / kTileW;
   const int64_t tiles_x = (n + kTileX - 1) / kTileX;
   pool.parallel_for(tiles_w * tiles_x, 1, [&](int64_t begin, int64_t end) {
@@ -23,7 +27,7 @@ void matmul_tiles(ThreadPool& pool, const float* x, const WeightT* w, float* y, 
       const int64_t j0 = (t % tiles_w) * kTileW, i0 = (t / tiles_w) * kTileX;
       const int64_t j1 = std::min(m, j0 + kTileW), i1 = std::min(n, i0 + kTileX);
       for (int64_t i = i0; i < i1; ++i)
-        for (int64_t j = j0; j < j1; ++j) y[i * m + j] = dot(x + i * k, w + j * k, k);
+        for (int64_t j = j0; j < j1; ++j) y[i * m + j] = dot(x + i * k, w + j * row_stride, k);
     }
   });
 }
@@ -34,9 +38,11 @@ void matmul(ThreadPool& pool, const TensorView& x, const TensorView& w, const Te
   const DotKernels& dot = dot_kernels();
   const int64_t n = x.rows, m = w.rows, k = x.cols;
   switch (w.dtype) {
-    case DType::F32: return matmul_tiles(pool, x.as<float>(), w.as<float>(), y.as<float>(), n, m, k, dot.f32);
-    case DType::F16: return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, dot.f16);
-    case DType::BF16: return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, dot.bf16);
+    case DType::F32: return matmul_tiles(pool, x.as<float>(), w.as<float>(), y.as<float>(), n, m, k, k, dot.f32);
+    case DType::F16: return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.f16);
+    case DType::BF16: return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.bf16);
+    case DType::Q8_0:
+      return matmul_tiles(pool, x.as<float>(), w.as<BlockQ8_0>(), y.as<float>(), n, m, k, k / kQ8Block, dot.q8_0);
   }
 }
 
@@ -68,6 +74,115 @@ void softmax_rows(ThreadPool& pool, const TensorView& x) {
       }
       const float inv = float(1.0 / sum);
       for (int64_t c = 0; c < d; ++c) row[c] *= inv;
+    }
+  });
+}
+
+void embed(ThreadPool& pool, const TensorView& table, const int32_t* tokens, const TensorView& out) {
+  const size_t row_bytes = dtype_row_bytes(table.dtype, table.cols);
+  for (int64_t i = 0; i < out.rows; ++i)
+    require(tokens[i] >= 0 && tokens[i] < table.rows, ErrorCode::InvalidArgument,
+            "token id " + std::to_string(tokens[i]) + " is outside the vocabulary (0.." + std::to_string(table.rows - 1) + ")");
+  pool.parallel_for(out.rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      dequantize_row(table.dtype, table.as<const uint8_t>() + size_t(tokens[i]) * row_bytes,
+                     out.as<float>() + i * out.cols, out.cols);
+  });
+}
+
+void rope(ThreadPool& pool, const TensorView& x, int head_dim, int pos0, float base) {
+  const int half = head_dim / 2;
+  pool.parallel_for(x.rows, 4, [&](int64_t begin, int64_t end) {
+    std::vector<float> cos_t(static_cast<size_t>(half)), sin_t(static_cast<size_t>(half));
+    for (int64_t r = begin; r < end; ++r) {
+      const double pos = double(pos0 + r);
+      for (int i = 0; i < half; ++i) {
+        const double theta = pos * std::pow(double(base), -2.0 * i / head_dim);
+        cos_t[size_t(i)] = float(std::cos(theta));
+        sin_t[size_t(i)] = float(std::sin(theta));
+      }
+      float* row = x.as<float>() + r * x.cols;
+      for (int64_t h = 0; h < x.cols / head_dim; ++h) {
+        float* v = row + h * head_dim;
+        for (int i = 0; i < half; ++i) {
+          const float a = v[2 * i], b = v[2 * i + 1];
+          v[2 * i] = a * cos_t[size_t(i)] - b * sin_t[size_t(i)];
+          v[2 * i + 1] = a * sin_t[size_t(i)] + b * cos_t[size_t(i)];
+        }
+      }
+    }
+  });
+}
+
+void swiglu(ThreadPool& pool, const TensorView& gate, const TensorView& up) {
+  const int64_t n = gate.numel();
+  pool.parallel_for(n, 4096, [&](int64_t begin, int64_t end) {
+    float* g = gate.as<float>();
+    const float* u = up.as<float>();
+    for (int64_t i = begin; i < end; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  });
+}
+
+void add(ThreadPool& pool, const TensorView& x, const TensorView& y) {
+  pool.parallel_for(x.numel(), 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) x.as<float>()[i] += y.as<float>()[i];
+  });
+}
+
+void attention(ThreadPool& pool, const AttentionParams& p) {
+  const DotKernels& dot = dot_kernels();
+  const int group = p.n_heads / p.n_kv_heads;
+  const int64_t row = int64_t(p.n_heads) * p.head_dim;
+  auto row_of = [&](const int32_t* table, int kv_head, int token) -> const float* {
+    const int32_t page = table[kv_head * p.max_pages + token / p.page_tokens];
+    if (page < 0)
+      fail(ErrorCode::Internal, "attention: no page for KV head " + std::to_string(kv_head) + " token " +
+                                    std::to_string(token));
+    return p.pool + (int64_t(page) * p.page_tokens + token % p.page_tokens) * p.head_dim;
+  };
+  // One work item per (cluster, query): scores once from the representative, then P·V per member.
+  pool.parallel_for(int64_t(p.n_clusters) * p.n_q, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> probs;
+    std::vector<float> acc(size_t(p.head_dim));
+    for (int64_t item = begin; item < end; ++item) {
+      const int c = int(item % p.n_clusters), i = int(item / p.n_clusters);
+      const int n_keys = p.pos0 + i + 1;
+      const int rep = p.reps[c];
+      const float* q = p.q + i * row + int64_t(rep) * p.head_dim;
+      probs.resize(size_t(n_keys));
+      float max = -INFINITY;
+      for (int j = 0; j < n_keys; ++j) {
+        probs[size_t(j)] = dot.f32(q, row_of(p.k_table, rep / group, j), p.head_dim) * p.scale;
+        max = std::max(max, probs[size_t(j)]);
+      }
+      double sum = 0;
+      for (int j = 0; j < n_keys; ++j) sum += probs[size_t(j)] = std::exp(probs[size_t(j)] - max);
+      const float inv = float(1.0 / sum);
+      for (int m = p.offsets[c]; m < p.offsets[c + 1]; ++m) {
+        const int h = p.members[m];
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        for (int j = 0; j < n_keys; ++j) {
+          const float* v = row_of(p.v_table, h / group, j);
+          const float w = probs[size_t(j)];
+          for (int d = 0; d < p.head_dim; ++d) acc[size_t(d)] += w * v[d];
+        }
+        float* o = p.out + i * row + int64_t(h) * p.head_dim;
+        for (int d = 0; d < p.head_dim; ++d) o[d] = acc[size_t(d)] * inv;
+      }
+    }
+  });
+}
+
+void store_kv(ThreadPool& pool, const KvStoreParams& p) {
+  pool.parallel_for(p.n, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int t = p.pos0 + int(i);
+      for (int g = 0; g < p.n_heads; ++g) {
+        const int32_t page = p.table[g * p.max_pages + t / p.page_tokens];
+        if (page < 0) continue;
+        std::copy_n(p.src + (i * p.n_heads + g) * p.head_dim, p.head_dim,
+                    p.pool + (int64_t(page) * p.page_tokens + t % p.page_tokens) * p.head_dim);
+      }
     }
   });
 }

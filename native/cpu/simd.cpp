@@ -35,6 +35,17 @@ float dot_bf16_scalar(const float* x, const uint16_t* w, int64_t n) {
   return dot_scalar(x, n, [w](int64_t i) { return bf16_to_f32(w[i]); });
 }
 
+// Exact products x · (d · q): per block, Σ x·q in float, then scaled by d.
+float dot_q8_0_scalar(const float* x, const BlockQ8_0* w, int64_t n) {
+  float total = 0;
+  for (int64_t b = 0; b < n / kQ8Block; ++b) {
+    const float* xb = x + b * kQ8Block;
+    const int8_t* q = w[b].q;
+    total += f16_to_f32(w[b].d) * dot_scalar(xb, kQ8Block, [q](int64_t i) { return float(q[i]); });
+  }
+  return total;
+}
+
 #if CHAI_X86
 #define CHAI_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -79,11 +90,24 @@ CHAI_AVX2 float dot_bf16_avx2(const float* x, const uint16_t* w, int64_t n) {
       },
       [w](int64_t i) { return bf16_to_f32(w[i]); });
 }
+CHAI_AVX2 float dot_q8_0_avx2(const float* x, const BlockQ8_0* w, int64_t n) {
+  __m256 total = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / kQ8Block; ++b) {
+    const float* xb = x + b * kQ8Block;
+    __m256 acc = _mm256_setzero_ps();
+    for (int j = 0; j < kQ8Block; j += 8) {
+      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[b].q + j));
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(xb + j), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), acc);
+    }
+    total = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(w[b].d)), acc, total);
+  }
+  return hsum256(total);
+}
 #endif
 
-const DotKernels kScalar{dot_f32_scalar, dot_f16_scalar, dot_bf16_scalar};
+const DotKernels kScalar{dot_f32_scalar, dot_f16_scalar, dot_bf16_scalar, dot_q8_0_scalar};
 #if CHAI_X86
-const DotKernels kAvx2{dot_f32_avx2, dot_f16_avx2, dot_bf16_avx2};
+const DotKernels kAvx2{dot_f32_avx2, dot_f16_avx2, dot_bf16_avx2, dot_q8_0_avx2};
 #endif
 
 SimdLevel detect_level() {

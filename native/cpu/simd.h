@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "../core/dtype.h"
+
 namespace chai {
 
 enum class SimdLevel { Scalar, Avx2 };
@@ -18,6 +20,7 @@ struct DotKernels {
   float (*f32)(const float* x, const float* w, int64_t n);
   float (*f16)(const float* x, const uint16_t* w, int64_t n);
   float (*bf16)(const float* x, const uint16_t* w, int64_t n);
+  float (*q8_0)(const float* x, const BlockQ8_0* w, int64_t n);  // n: a multiple of 32
 };
 
 const DotKernels& dot_kernels();

@@ -86,6 +86,42 @@ class CudaBackend final : public Backend {
     activate();
     cuda::softmax_rows(x, stream_);
   }
+  void embed(const TensorView& table, const int32_t* tokens, const TensorView& out) override {
+    check_embed_args(table, tokens, out);
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cuda::embed(table, tokens, out, stream_);
+  }
+  void rope(const TensorView& x, int head_dim, int pos0, float base) override {
+    check_rope_args(x, head_dim, pos0, base);
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cuda::rope(x, head_dim, pos0, base, stream_);
+  }
+  void swiglu(const TensorView& gate, const TensorView& up) override {
+    check_same_f32(gate, up, "swiglu");
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cuda::swiglu(gate, up, stream_);
+  }
+  void add(const TensorView& x, const TensorView& y) override {
+    check_same_f32(x, y, "add");
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cuda::add(x, y, stream_);
+  }
+  void attention(const AttentionParams& p) override {
+    check_attention_args(p);
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cuda::attention(p, stream_);
+  }
+  void store_kv(const KvStoreParams& p) override {
+    check_store_kv_args(p);
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cuda::store_kv(p, stream_);
+  }
 
  private:
   // The current device is per host thread, and async workers run on pool threads.

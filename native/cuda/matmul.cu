@@ -9,16 +9,13 @@
 #include "cuda_check.h"
 #include "kernels.h"
 #include "reduce.cuh"
+#include "weights.cuh"
 
 namespace chai::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
 constexpr int kRows = 4;
-
-__device__ __forceinline__ float to_f32(float v) { return v; }
-__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 template <typename W>
 __global__ void matmul_warp_per_row(const float* __restrict__ x, const W* __restrict__ w, float* __restrict__ y,
@@ -28,11 +25,11 @@ __global__ void matmul_warp_per_row(const float* __restrict__ x, const W* __rest
   const int i0 = blockIdx.y * kRows;
   if (j >= m) return;
   const int rows = min(kRows, n - i0);
-  const W* wj = w + size_t(j) * k;
+  const W* wj = w + size_t(j) * row_stride<W>(k);
   const float* xi = x + size_t(i0) * k;
   float acc[kRows] = {};
   for (int c = lane; c < k; c += 32) {
-    const float wv = to_f32(wj[c]);
+    const float wv = weight_at(wj, c);
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
       if (r < rows) acc[r] += xi[size_t(r) * k + c] * wv;
@@ -60,6 +57,7 @@ void matmul(const TensorView& x, const TensorView& w, const TensorView& y, cudaS
     case DType::F32: return launch<float>(x, w, y, stream);
     case DType::F16: return launch<__half>(x, w, y, stream);
     case DType::BF16: return launch<__nv_bfloat16>(x, w, y, stream);
+    case DType::Q8_0: return launch<BlockQ8_0>(x, w, y, stream);
   }
 }
 

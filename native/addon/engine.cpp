@@ -1,0 +1,238 @@
+// Bindings of models and sessions: handles are Externals around shared owners, so a session keeps
+// its model alive and a job keeps its session alive even if JS disposes them meanwhile.
+#include <atomic>
+
+#include "binding.h"
+#include "engine/kv_cache.h"
+#include "engine/session.h"
+#include "exports.h"
+#include "model/llama.h"
+
+namespace chai::binding {
+namespace {
+
+constexpr int kPageTokens = 16;
+
+struct LoadedModel {
+  std::shared_ptr<LlamaModel> model;
+  std::shared_ptr<Backend> backend;
+  std::unique_ptr<KvPool> pool;  // one pool for all of this model's sessions
+};
+
+struct ModelHandle {
+  std::shared_ptr<LoadedModel> loaded;  // empty once disposed
+};
+
+struct SessionState {
+  std::shared_ptr<LoadedModel> loaded;
+  std::unique_ptr<Session> session;
+  std::atomic<bool> busy{false};
+};
+
+struct SessionHandle {
+  std::shared_ptr<SessionState> state;  // empty once disposed
+};
+
+template <typename Handle>
+Handle& handle_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsExternal()) invalid(std::string(what) + " handle expected");
+  return *info[i].As<Napi::External<Handle>>().Data();
+}
+
+std::shared_ptr<LoadedModel> live_model(const Napi::CallbackInfo& info, size_t i) {
+  auto loaded = handle_arg<ModelHandle>(info, i, "model").loaded;
+  if (!loaded) invalid("the model has been disposed");
+  return loaded;
+}
+
+std::shared_ptr<SessionState> live_session(const Napi::CallbackInfo& info, size_t i) {
+  auto state = handle_arg<SessionHandle>(info, i, "session").state;
+  if (!state) invalid("the session has been disposed");
+  return state;
+}
+
+// Marks a session busy for the lifetime of a job: one call at a time per session.
+class BusyGuard {
+ public:
+  explicit BusyGuard(std::shared_ptr<SessionState> s) : state_(std::move(s)) {
+    bool expected = false;
+    if (!state_->busy.compare_exchange_strong(expected, true))
+      invalid("the session is busy with another call; await it before starting the next");
+  }
+  ~BusyGuard() { state_->busy = false; }
+  BusyGuard(const BusyGuard&) = delete;
+  BusyGuard& operator=(const BusyGuard&) = delete;
+
+ private:
+  std::shared_ptr<SessionState> state_;
+};
+
+Napi::Value value_to_js(Napi::Env env, const GgufValue& v) {
+  switch (v.kind) {
+    case GgufValue::Kind::UInt: return Napi::Number::New(env, double(v.u));
+    case GgufValue::Kind::Int: return Napi::Number::New(env, double(v.i));
+    case GgufValue::Kind::Float: return Napi::Number::New(env, v.f);
+    case GgufValue::Kind::Bool: return Napi::Boolean::New(env, v.b);
+    case GgufValue::Kind::String: return Napi::String::New(env, v.s);
+    case GgufValue::Kind::Array: {
+      const bool strings = !v.items.empty() && v.items[0].kind == GgufValue::Kind::String;
+      if (strings || v.items.empty() || v.items[0].kind == GgufValue::Kind::Bool) {
+        Napi::Array a = Napi::Array::New(env, v.items.size());
+        for (size_t i = 0; i < v.items.size(); ++i) a.Set(uint32_t(i), value_to_js(env, v.items[i]));
+        return a;
+      }
+      // Numeric arrays (token scores, token types) as Float64Array: exact for every 32-bit value.
+      auto a = Napi::Float64Array::New(env, v.items.size());
+      for (size_t i = 0; i < v.items.size(); ++i) a[i] = v.items[i].as_float();
+      return a;
+    }
+  }
+  return env.Undefined();
+}
+
+Napi::Object config_to_js(Napi::Env env, const LlamaConfig& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("layers", c.n_layers);
+  o.Set("embeddingLength", c.n_embd);
+  o.Set("heads", c.n_heads);
+  o.Set("kvHeads", c.n_kv_heads);
+  o.Set("headDim", c.head_dim);
+  o.Set("feedForwardLength", c.n_ff);
+  o.Set("vocabSize", c.n_vocab);
+  o.Set("contextLength", c.n_ctx_train);
+  o.Set("rmsEps", c.rms_eps);
+  o.Set("ropeFreqBase", c.rope_base);
+  return o;
+}
+
+// loadModel(path, device) → Promise<{ handle, metadata, tensors, config, version, tiedOutput, weightBytes }>
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const std::string path = string_arg(info, 0, "path");
+    const std::string device = string_arg(info, 1, "device");
+    return queue_job<std::shared_ptr<LoadedModel>>(
+        info.Env(),
+        [path, device] {
+          auto loaded = std::make_shared<LoadedModel>();
+          loaded->model = LlamaModel::load(GgufFile::open(path));
+          loaded->backend = backend_for(device);
+          require(device == "cpu", ErrorCode::Unsupported,
+                  "the engine runs on the CPU backend for now; CUDA sessions are not implemented yet: use device 'cpu'");
+          loaded->pool = std::make_unique<KvPool>(*loaded->backend, loaded->model->config().head_dim, kPageTokens);
+          return loaded;
+        },
+        [](Napi::Env env, std::shared_ptr<LoadedModel>& loaded) -> Napi::Value {
+          const GgufFile& f = loaded->model->file();
+          Napi::Object out = Napi::Object::New(env);
+          Napi::Object metadata = Napi::Object::New(env);
+          for (const auto& [key, value] : f.metadata()) metadata.Set(key, value_to_js(env, value));
+          Napi::Array tensors = Napi::Array::New(env, f.tensors().size());
+          for (size_t i = 0; i < f.tensors().size(); ++i) {
+            const GgufTensor& t = f.tensors()[i];
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("name", t.name);
+            Napi::Array dims = Napi::Array::New(env, t.dims.size());
+            for (size_t d = 0; d < t.dims.size(); ++d) dims.Set(uint32_t(d), double(t.dims[d]));
+            o.Set("dims", dims);
+            o.Set("type", ggml_type_name(t.ggml_type));
+            o.Set("bytes", double(t.bytes));
+            tensors.Set(uint32_t(i), o);
+          }
+          out.Set("metadata", metadata);
+          out.Set("tensors", tensors);
+          out.Set("version", f.version());
+          out.Set("config", config_to_js(env, loaded->model->config()));
+          out.Set("tiedOutput", loaded->model->weights().tied_output);
+          out.Set("weightBytes", double(loaded->model->weight_bytes()));
+          out.Set("handle", Napi::External<ModelHandle>::New(env, new ModelHandle{loaded},
+                                                             [](Napi::Env, ModelHandle* h) { delete h; }));
+          return out;
+        });
+  });
+}
+
+Napi::Value DisposeModel(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    handle_arg<ModelHandle>(info, 0, "model").loaded.reset();
+    return info.Env().Undefined();
+  });
+}
+
+// createSession(model, maxTokens) → session handle
+Napi::Value CreateSession(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto loaded = live_model(info, 0);
+    const int64_t max_tokens = int_arg(info, 1, "maxTokens");
+    auto state = std::make_shared<SessionState>();
+    state->loaded = loaded;
+    const LlamaModel& m = *loaded->model;
+    state->session = std::make_unique<Session>(m.config(), m.weights(), *loaded->backend, *loaded->pool, int(max_tokens));
+    return Napi::External<SessionHandle>::New(info.Env(), new SessionHandle{state},
+                                              [](Napi::Env, SessionHandle* h) { delete h; });
+  });
+}
+
+// evaluate(session, tokens: Int32Array, allLogits: boolean) → Promise<Float32Array>
+Napi::Value Evaluate(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto state = live_session(info, 0);
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      invalid("tokens must be an Int32Array");
+    auto arr = info[1].As<Napi::Int32Array>();
+    std::vector<int32_t> tokens(arr.Data(), arr.Data() + arr.ElementLength());
+    const bool all_logits = info[2].ToBoolean();
+    auto guard = std::make_shared<BusyGuard>(state);
+    return queue(info.Env(), [state, guard, tokens = std::move(tokens), all_logits] {
+      return state->session->evaluate(tokens, all_logits);
+    });
+  });
+}
+
+Napi::Value Rewind(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto state = live_session(info, 0);
+    if (!info[1].IsNumber()) invalid("rewind needs a token count");
+    BusyGuard guard(state);
+    state->session->rewind(info[1].As<Napi::Number>().Int32Value());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value SessionInfo(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto state = live_session(info, 0);
+    Napi::Env env = info.Env();
+    const KvStats s = state->session->cache_stats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("nPast", state->session->n_past());
+    o.Set("maxTokens", state->session->max_tokens());
+    o.Set("kBytes", double(s.k_bytes));
+    o.Set("vBytes", double(s.v_bytes));
+    o.Set("kBytesFull", double(s.k_bytes_full));
+    o.Set("vBytesFull", double(s.v_bytes_full));
+    o.Set("poolPagesInUse", double(state->loaded->pool->pages_in_use()));
+    o.Set("poolPageBytes", double(state->loaded->pool->page_bytes()));
+    return o;
+  });
+}
+
+Napi::Value DisposeSession(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    handle_arg<SessionHandle>(info, 0, "session").state.reset();
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void register_engine(Napi::Env env, Napi::Object exports) {
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel));
+  exports.Set("disposeModel", Napi::Function::New(env, DisposeModel));
+  exports.Set("createSession", Napi::Function::New(env, CreateSession));
+  exports.Set("evaluate", Napi::Function::New(env, Evaluate));
+  exports.Set("rewind", Napi::Function::New(env, Rewind));
+  exports.Set("sessionInfo", Napi::Function::New(env, SessionInfo));
+  exports.Set("disposeSession", Napi::Function::New(env, DisposeSession));
+}
+
+}  // namespace chai::binding

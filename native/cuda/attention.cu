@@ -1,0 +1,84 @@
+// Clustered causal attention over the paged KV cache, version 1: one block per (cluster, query).
+// Keys are visited in tiles of kTile, one key per thread: the representative's scores, an online
+// softmax (running max and sum, as in flash attention, so no score row is ever stored whole),
+// then P·V of the tile for every member head into accumulators in shared memory. Scores are
+// computed once per cluster, whatever its size; full attention is the identity clustering.
+// Twin: cpu::attention in native/cpu/ops.cpp.
+#include <cfloat>
+
+#include "cuda_check.h"
+#include "kernels.h"
+#include "reduce.cuh"
+
+namespace chai::cuda {
+namespace {
+
+constexpr int kTile = 128;  // keys per tile = threads per block
+
+__device__ __forceinline__ const float* cache_row(const AttentionParams& p, const int32_t* table, int kv_head, int token) {
+  const int32_t page = table[kv_head * p.max_pages + token / p.page_tokens];
+  return p.pool + (size_t(page) * p.page_tokens + token % p.page_tokens) * p.head_dim;
+}
+
+__global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams p) {
+  extern __shared__ float smem[];
+  const int c = blockIdx.x, i = blockIdx.y, tid = threadIdx.x;
+  const int hd = p.head_dim, group = p.n_heads / p.n_kv_heads;
+  const int rep = p.reps[c], first = p.offsets[c], n_members = p.offsets[c + 1] - first;
+  const size_t row = size_t(p.n_heads) * hd;
+  float* q = smem;                // [hd]
+  float* probs = q + hd;          // [kTile]
+  float* acc = probs + kTile;     // [n_members * hd]
+
+  for (int d = tid; d < hd; d += kTile) q[d] = p.q[i * row + size_t(rep) * hd + d];
+  for (int e = tid; e < n_members * hd; e += kTile) acc[e] = 0.f;
+  __syncthreads();
+
+  const int n_keys = p.pos0 + i + 1;
+  const int k_head = rep / group;
+  float run_max = -FLT_MAX, run_sum = 0.f;
+  for (int t0 = 0; t0 < n_keys; t0 += kTile) {
+    const int j = t0 + tid;
+    float score = -FLT_MAX;
+    if (j < n_keys) {
+      const float* k = cache_row(p, p.k_table, k_head, j);
+      float s = 0.f;
+      for (int d = 0; d < hd; ++d) s += q[d] * k[d];
+      score = s * p.scale;
+    }
+    const float new_max = fmaxf(run_max, block_reduce(score, MaxOp{}, -FLT_MAX));
+    const float pj = j < n_keys ? expf(score - new_max) : 0.f;
+    probs[tid] = pj;
+    const float tile_sum = block_reduce(pj, SumOp{}, 0.f);  // its barriers also publish probs
+    const float correction = expf(run_max - new_max);
+    run_sum = run_sum * correction + tile_sum;
+    run_max = new_max;
+
+    const int tile = min(kTile, n_keys - t0);
+    for (int e = tid; e < n_members * hd; e += kTile) {
+      const int h = p.members[first + e / hd], d = e % hd;
+      float a = acc[e] * correction;
+      for (int jj = 0; jj < tile; ++jj) a += probs[jj] * cache_row(p, p.v_table, h / group, t0 + jj)[d];
+      acc[e] = a;
+    }
+    __syncthreads();  // probs is rewritten by the next tile
+  }
+  const float inv = 1.f / run_sum;
+  for (int e = tid; e < n_members * hd; e += kTile) {
+    const int h = p.members[first + e / hd], d = e % hd;
+    p.out[i * row + size_t(h) * hd + d] = acc[e] * inv;
+  }
+}
+
+}  // namespace
+
+void attention(const AttentionParams& p, cudaStream_t stream) {
+  const size_t smem = (size_t(p.head_dim) + kTile + size_t(p.max_members) * p.head_dim) * sizeof(float);
+  if (smem > 48 * 1024)
+    cuda_check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
+               "attention shared memory attribute");
+  attention_kernel<<<dim3(unsigned(p.n_clusters), unsigned(p.n_q)), kTile, smem, stream>>>(p);
+  cuda_check(cudaGetLastError(), "attention kernel launch");
+}
+
+}  // namespace chai::cuda

@@ -1,0 +1,103 @@
+// Engine ops that touch each element once: embedding lookup, RoPE, SwiGLU, residual add and the
+// KV-cache store. Twins of the CPU functions of the same names in native/cpu/ops.cpp.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "cuda_check.h"
+#include "kernels.h"
+#include "weights.cuh"
+
+namespace chai::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
+
+template <typename W>
+__global__ void embed_kernel(const W* __restrict__ table, const int32_t* __restrict__ tokens, float* __restrict__ out,
+                             int vocab, int cols) {
+  const int row = blockIdx.x;
+  const int token = tokens[row];
+  const bool valid = token >= 0 && token < vocab;
+  const W* src = table + size_t(valid ? token : 0) * row_stride<W>(cols);
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) out[size_t(row) * cols + c] = valid ? weight_at(src, c) : 0.f;
+}
+
+template <typename W>
+void launch_embed(const TensorView& table, const int32_t* tokens, const TensorView& out, cudaStream_t stream) {
+  embed_kernel<W><<<unsigned(out.rows), kThreads, 0, stream>>>(table.as<const W>(), tokens, out.as<float>(),
+                                                                int(table.rows), int(out.cols));
+}
+
+// One thread per rotated pair; the angle in double so that it matches the CPU to float precision.
+__global__ void rope_kernel(float* __restrict__ x, int64_t pairs, int cols, int head_dim, int pos0, double log_base) {
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= pairs) return;
+  const int64_t row = idx / (cols / 2);
+  const int pair_in_row = int(idx % (cols / 2));
+  const int i = pair_in_row % (head_dim / 2);
+  const double theta = double(pos0 + row) * exp(-2.0 * i / head_dim * log_base);
+  const float c = float(cos(theta)), s = float(sin(theta));
+  float* v = x + row * cols + 2 * pair_in_row;
+  const float a = v[0], b = v[1];
+  v[0] = a * c - b * s;
+  v[1] = a * s + b * c;
+}
+
+__global__ void swiglu_kernel(float* __restrict__ gate, const float* __restrict__ up, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+__global__ void add_kernel(float* __restrict__ x, const float* __restrict__ y, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] += y[i];
+}
+
+// Block (token i, head g): one row of head_dim values into its page slot.
+__global__ void store_kv_kernel(KvStoreParams p) {
+  const int i = blockIdx.x, g = blockIdx.y;
+  const int t = p.pos0 + i;
+  const int32_t page = p.table[g * p.max_pages + t / p.page_tokens];
+  if (page < 0) return;
+  const float* src = p.src + (size_t(i) * p.n_heads + g) * p.head_dim;
+  float* dst = p.pool + (size_t(page) * p.page_tokens + t % p.page_tokens) * p.head_dim;
+  for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x) dst[d] = src[d];
+}
+
+}  // namespace
+
+void embed(const TensorView& table, const int32_t* tokens, const TensorView& out, cudaStream_t stream) {
+  switch (table.dtype) {
+    case DType::F32: launch_embed<float>(table, tokens, out, stream); break;
+    case DType::F16: launch_embed<__half>(table, tokens, out, stream); break;
+    case DType::BF16: launch_embed<__nv_bfloat16>(table, tokens, out, stream); break;
+    case DType::Q8_0: launch_embed<BlockQ8_0>(table, tokens, out, stream); break;
+  }
+  cuda_check(cudaGetLastError(), "embed kernel launch");
+}
+
+void rope(const TensorView& x, int head_dim, int pos0, float base, cudaStream_t stream) {
+  const int64_t pairs = x.numel() / 2;
+  rope_kernel<<<blocks_for(pairs), kThreads, 0, stream>>>(x.as<float>(), pairs, int(x.cols), head_dim, pos0,
+                                                          std::log(double(base)));
+  cuda_check(cudaGetLastError(), "rope kernel launch");
+}
+
+void swiglu(const TensorView& gate, const TensorView& up, cudaStream_t stream) {
+  swiglu_kernel<<<blocks_for(gate.numel()), kThreads, 0, stream>>>(gate.as<float>(), up.as<float>(), gate.numel());
+  cuda_check(cudaGetLastError(), "swiglu kernel launch");
+}
+
+void add(const TensorView& x, const TensorView& y, cudaStream_t stream) {
+  add_kernel<<<blocks_for(x.numel()), kThreads, 0, stream>>>(x.as<float>(), y.as<float>(), x.numel());
+  cuda_check(cudaGetLastError(), "add kernel launch");
+}
+
+void store_kv(const KvStoreParams& p, cudaStream_t stream) {
+  store_kv_kernel<<<dim3(unsigned(p.n), unsigned(p.n_heads)), 128, 0, stream>>>(p);
+  cuda_check(cudaGetLastError(), "store_kv kernel launch");
+}
+
+}  // namespace chai::cuda

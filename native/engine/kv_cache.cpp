@@ -1,0 +1,118 @@
+#include "kv_cache.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace chai {
+
+KvPool::KvPool(Backend& backend, int head_dim, int page_tokens)
+    : backend_(backend), head_dim_(head_dim), page_tokens_(page_tokens) {
+  require(head_dim > 0 && page_tokens > 0, ErrorCode::InvalidArgument, "KV pool: head_dim and page_tokens must be > 0");
+}
+
+KvPool::~KvPool() {
+  if (base_) backend_.release(base_);
+}
+
+void KvPool::grow(size_t min_capacity) {
+  // Doubling keeps the number of moves logarithmic; ids are offsets, so they survive a move.
+  const size_t capacity = std::max(min_capacity, std::max<size_t>(64, capacity_ * 2));
+  std::unique_lock<std::shared_mutex> moving(arena_mutex_);
+  float* grown = static_cast<float*>(backend_.alloc(capacity * page_bytes()));
+  if (base_) {
+    backend_.copy(grown, base_, capacity_ * page_bytes());
+    backend_.release(base_);
+  }
+  base_ = grown;
+  for (size_t id = capacity; id-- > capacity_;) free_.push_back(int32_t(id));
+  capacity_ = capacity;
+}
+
+std::vector<int32_t> KvPool::allocate(size_t count) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  require(in_use_ + count < size_t(INT32_MAX), ErrorCode::DeviceOom, "KV pool: page ids exhausted");
+  if (free_.size() < count) grow(in_use_ + count);
+  std::vector<int32_t> pages(free_.end() - std::ptrdiff_t(count), free_.end());
+  free_.resize(free_.size() - count);
+  in_use_ += count;
+  return pages;
+}
+
+void KvPool::release(const std::vector<int32_t>& pages) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (int32_t p : pages)
+    if (p >= 0) free_.push_back(p);
+  in_use_ -= size_t(std::count_if(pages.begin(), pages.end(), [](int32_t p) { return p >= 0; }));
+}
+
+size_t KvPool::pages_in_use() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return in_use_;
+}
+
+size_t KvPool::capacity_pages() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return capacity_;
+}
+
+SequenceKv::SequenceKv(KvPool& pool, int n_layers, int n_kv_heads, int max_tokens)
+    : pool_(pool),
+      n_layers_(n_layers),
+      n_kv_heads_(n_kv_heads),
+      max_tokens_(max_tokens),
+      max_pages_((max_tokens + pool.page_tokens() - 1) / pool.page_tokens()),
+      k_table_(size_t(n_layers) * n_kv_heads * max_pages_, -1),
+      v_table_(size_t(n_layers) * n_kv_heads * max_pages_, -1),
+      k_kept_(size_t(n_layers) * n_kv_heads, true) {}
+
+SequenceKv::~SequenceKv() {
+  pool_.release(k_table_);
+  pool_.release(v_table_);
+}
+
+void SequenceKv::reserve(int n_tokens) {
+  require(n_tokens <= max_tokens_, ErrorCode::ContextOverflow,
+          "the sequence would hold " + std::to_string(n_tokens) + " tokens but the session allows " +
+              std::to_string(max_tokens_) + " (maxTokens)");
+  const int pages = (n_tokens + pool_.page_tokens() - 1) / pool_.page_tokens();
+  if (pages <= reserved_pages_) return;
+  size_t needed = 0;
+  for (int l = 0; l < n_layers_; ++l)
+    for (int h = 0; h < n_kv_heads_; ++h) needed += size_t(pages - reserved_pages_) * (keeps_keys(l, h) ? 2 : 1);
+  std::vector<int32_t> fresh = pool_.allocate(needed);
+  size_t next = 0;
+  for (int l = 0; l < n_layers_; ++l)
+    for (int h = 0; h < n_kv_heads_; ++h)
+      for (int p = reserved_pages_; p < pages; ++p) {
+        v_page(l, h, p) = fresh[next++];
+        if (keeps_keys(l, h)) k_page(l, h, p) = fresh[next++];
+      }
+  reserved_pages_ = pages;
+  ++version_;
+}
+
+void SequenceKv::drop_keys(int layer, int kv_head) {
+  if (!keeps_keys(layer, kv_head)) return;
+  std::vector<int32_t> pages;
+  for (int p = 0; p < max_pages_; ++p) {
+    int32_t& id = k_page(layer, kv_head, p);
+    if (id >= 0) pages.push_back(id);
+    id = -1;
+  }
+  pool_.release(pages);
+  k_kept_[size_t(layer) * n_kv_heads_ + kv_head] = false;
+  ++version_;
+}
+
+KvStats SequenceKv::stats() const {
+  KvStats s;
+  const size_t page = pool_.page_bytes();
+  for (int32_t id : k_table_) s.k_bytes += id >= 0 ? page : 0;
+  for (int32_t id : v_table_) s.v_bytes += id >= 0 ? page : 0;
+  s.k_bytes_full = s.v_bytes_full = size_t(reserved_pages_) * n_layers_ * n_kv_heads_ * page;
+  s.tokens = size_t(n_tokens_);
+  return s;
+}
+
+}  // namespace chai

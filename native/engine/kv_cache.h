@@ -1,0 +1,104 @@
+// The KV cache: head-granular pages from one pool per backend, and per-sequence page tables.
+// A page holds page_tokens rows of head_dim floats of ONE head's K or V, so a sequence can keep
+// V for every KV head and K only for the heads that need it (CHAI), page by page.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <vector>
+
+#include "core/backend.h"
+
+namespace chai {
+
+class KvPool {
+ public:
+  KvPool(Backend& backend, int head_dim, int page_tokens);
+  ~KvPool();
+  KvPool(const KvPool&) = delete;
+  KvPool& operator=(const KvPool&) = delete;
+
+  int head_dim() const { return head_dim_; }
+  int page_tokens() const { return page_tokens_; }
+  size_t page_bytes() const { return size_t(page_tokens_) * head_dim_ * sizeof(float); }
+
+  // Allocates `count` pages at once (all or nothing: DeviceOom leaves the pool unchanged).
+  std::vector<int32_t> allocate(size_t count);
+  void release(const std::vector<int32_t>& pages);
+  // Base of the arena. Growing moves it, so whoever reads pages holds reading() meanwhile.
+  float* base() const { return base_; }
+  std::shared_lock<std::shared_mutex> reading() const { return std::shared_lock<std::shared_mutex>(arena_mutex_); }
+  Backend& backend() const { return backend_; }
+
+  size_t pages_in_use() const;
+  size_t capacity_pages() const;
+
+ private:
+  void grow(size_t min_capacity);
+
+  Backend& backend_;
+  int head_dim_;
+  int page_tokens_;
+  mutable std::mutex mutex_;               // free list and counters
+  mutable std::shared_mutex arena_mutex_;  // exclusive while the arena moves
+  float* base_ = nullptr;
+  size_t capacity_ = 0;
+  std::vector<int32_t> free_;
+  size_t in_use_ = 0;
+};
+
+// Bytes a sequence's cache holds, and what a full cache (K and V for every KV head) would hold.
+struct KvStats {
+  size_t k_bytes = 0;
+  size_t v_bytes = 0;
+  size_t k_bytes_full = 0;
+  size_t v_bytes_full = 0;
+  size_t tokens = 0;
+};
+
+class SequenceKv {
+ public:
+  SequenceKv(KvPool& pool, int n_layers, int n_kv_heads, int max_tokens);
+  ~SequenceKv();
+  SequenceKv(const SequenceKv&) = delete;
+  SequenceKv& operator=(const SequenceKv&) = delete;
+
+  int max_tokens() const { return max_tokens_; }
+  int max_pages() const { return max_pages_; }
+
+  // Makes room for tokens [0, n_tokens): pages for every V and every kept K.
+  void reserve(int n_tokens);
+  // Stops storing K of one KV head in one layer and returns its pages to the pool.
+  void drop_keys(int layer, int kv_head);
+  bool keeps_keys(int layer, int kv_head) const { return k_kept_[size_t(layer) * n_kv_heads_ + kv_head]; }
+  // Tokens whose K/V rows have been stored; truncating keeps the pages for reuse.
+  void set_tokens(int n_tokens) { n_tokens_ = n_tokens; }
+  int n_tokens() const { return n_tokens_; }
+  // Changes whenever a page table changes, so copies of the tables know when to refresh.
+  uint64_t version() const { return version_; }
+
+  // Page tables of all layers as flat [n_layers, n_kv_heads, max_pages] arrays, host memory.
+  const std::vector<int32_t>& k_tables() const { return k_table_; }
+  const std::vector<int32_t>& v_tables() const { return v_table_; }
+
+  KvStats stats() const;
+
+ private:
+  int32_t& k_page(int layer, int head, int page) {
+    return k_table_[(size_t(layer) * n_kv_heads_ + head) * max_pages_ + page];
+  }
+  int32_t& v_page(int layer, int head, int page) {
+    return v_table_[(size_t(layer) * n_kv_heads_ + head) * max_pages_ + page];
+  }
+
+  KvPool& pool_;
+  int n_layers_, n_kv_heads_, max_tokens_, max_pages_;
+  int n_tokens_ = 0;
+  int reserved_pages_ = 0;  // pages per (layer, head) reserved so far
+  uint64_t version_ = 0;
+  std::vector<int32_t> k_table_, v_table_;
+  std::vector<bool> k_kept_;
+};
+
+}  // namespace chai
