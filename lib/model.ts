@@ -1,0 +1,128 @@
+import path from 'node:path';
+import { ChaiError, callNative } from './errors';
+import { Device, DeviceRequest, resolveDevice } from './device';
+import { native } from './native';
+import { Metadata, Tokenizer, tokenizerFromMetadata } from './tokenizer';
+import { Session, SessionOptions } from './session';
+
+export interface ModelInfo {
+  architecture: string;
+  name: string | null;
+  ggufVersion: number;
+  layers: number;
+  embeddingLength: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  feedForwardLength: number;
+  vocabSize: number;
+  /** The context length the model was trained with (metadata). */
+  contextLength: number;
+  ropeFreqBase: number;
+  rmsEps: number;
+  /** The output projection reuses the token embedding. */
+  tiedOutput: boolean;
+  /** Bytes of tensor data memory-mapped from the file. */
+  weightBytes: number;
+  /** How many tensors of each storage type, e.g. { F32: 11, Q8_0: 36, F16: 5 }. */
+  tensorTypes: Record<string, number>;
+}
+
+export interface TensorInfo {
+  name: string;
+  /** ggml order: dims[0] is the length of a row. */
+  dims: number[];
+  type: string;
+  bytes: number;
+}
+
+export interface LoadProgress {
+  stage: 'opening' | 'ready';
+  fraction: number;
+}
+
+export interface LoadModelOptions {
+  /** 'auto' (default), 'cpu' or 'cuda:N'. */
+  device?: DeviceRequest;
+  onProgress?: (progress: LoadProgress) => void;
+}
+
+interface NativeLoaded {
+  handle: unknown;
+  metadata: Metadata;
+  tensors: TensorInfo[];
+  version: number;
+  config: Omit<ModelInfo, 'architecture' | 'name' | 'ggufVersion' | 'tiedOutput' | 'weightBytes' | 'tensorTypes'>;
+  tiedOutput: boolean;
+  weightBytes: number;
+}
+
+/** A LLaMA-family model loaded from a GGUF file. Weights are memory-mapped, not copied. */
+export class Model {
+  readonly info: ModelInfo;
+  readonly tokenizer: Tokenizer;
+  readonly metadata: Readonly<Metadata>;
+  readonly tensors: readonly TensorInfo[];
+  private handle: unknown;
+
+  /** @internal use loadModel() */
+  constructor(
+    readonly path: string,
+    readonly device: Device,
+    loaded: NativeLoaded,
+  ) {
+    this.handle = loaded.handle;
+    this.metadata = loaded.metadata;
+    this.tensors = loaded.tensors;
+    this.tokenizer = tokenizerFromMetadata(loaded.metadata);
+    const tensorTypes: Record<string, number> = {};
+    for (const t of loaded.tensors) tensorTypes[t.type] = (tensorTypes[t.type] ?? 0) + 1;
+    const name = loaded.metadata['general.name'];
+    this.info = {
+      architecture: String(loaded.metadata['general.architecture']),
+      name: typeof name === 'string' ? name : null,
+      ggufVersion: loaded.version,
+      ...loaded.config,
+      tiedOutput: loaded.tiedOutput,
+      weightBytes: loaded.weightBytes,
+      tensorTypes,
+    };
+  }
+
+  /** @internal the native handle, for sessions */
+  nativeHandle(): unknown {
+    if (this.handle === undefined) throw new ChaiError('E_INVALID_ARGUMENT', 'the model has been disposed');
+    return this.handle;
+  }
+
+  /** A new sequence over this model with its own KV cache. */
+  createSession(options: SessionOptions = {}): Session {
+    return new Session(this, options);
+  }
+
+  /** Releases the model's native memory once its sessions are disposed too. */
+  dispose(): void {
+    if (this.handle === undefined) return;
+    native().disposeModel(this.handle);
+    this.handle = undefined;
+  }
+}
+
+/**
+ * Loads a GGUF model (F32, F16, BF16 or Q8_0 tensors). Everything in the file is checked before
+ * use; a corrupt or truncated file rejects with E_MODEL_FORMAT and a message naming the problem.
+ */
+export async function loadModel(modelPath: string, options: LoadModelOptions = {}): Promise<Model> {
+  if (typeof modelPath !== 'string' || modelPath.length === 0) {
+    throw new ChaiError('E_INVALID_ARGUMENT', 'loadModel needs the path of a .gguf file');
+  }
+  const request = options.device ?? 'auto';
+  // The engine's forward pass runs on the CPU backend; 'auto' therefore means the CPU for models.
+  const device: Device = request === 'auto' ? 'cpu' : resolveDevice(request).device;
+  options.onProgress?.({ stage: 'opening', fraction: 0 });
+  const absolute = path.resolve(modelPath);
+  const loaded = await callNative(() => native().loadModel(absolute, device) as Promise<NativeLoaded>);
+  const model = await callNative(() => new Model(absolute, device, loaded));
+  options.onProgress?.({ stage: 'ready', fraction: 1 });
+  return model;
+}

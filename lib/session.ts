@@ -1,0 +1,207 @@
+import { ChaiError, callNative } from './errors';
+import { native } from './native';
+import type { Model } from './model';
+import { sample, SamplingOptions, seededRandom, validateSampling } from './sampling';
+import { StreamingDecoder } from './tokenizer';
+
+export interface SessionOptions {
+  /** Most tokens (prompt + generated) the session holds. Default: min(model context, 4096). */
+  maxTokens?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Stop after this many new tokens. Default 256. */
+  maxNewTokens?: number;
+  /** Stops generation between tokens; the iterator then throws the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface GeneratedToken {
+  token: number;
+  /** The text this token completes (may be '' while a UTF-8 character is still incomplete). */
+  text: string;
+}
+
+export type FinishReason = 'maxNewTokens' | 'endOfGeneration' | 'contextFull';
+
+export interface GenerationResult {
+  promptTokens: number[];
+  tokens: number[];
+  text: string;
+  finishReason: FinishReason;
+  /** Seconds spent evaluating the prompt and generating, measured around the native calls. */
+  prefillSeconds: number;
+  decodeSeconds: number;
+  /** Single-token evaluations that decodeSeconds covers. */
+  decodeSteps: number;
+}
+
+export interface CacheStats {
+  /** Tokens whose keys and values are cached. */
+  tokens: number;
+  kBytes: number;
+  vBytes: number;
+  /** What a full cache (K and V for every KV head) would hold for the same tokens. */
+  kBytesFull: number;
+  vBytesFull: number;
+  /** kBytesFull + vBytesFull − kBytes − vBytes */
+  bytesSaved: number;
+}
+
+interface NativeSessionInfo {
+  nPast: number;
+  maxTokens: number;
+  kBytes: number;
+  vBytes: number;
+  kBytesFull: number;
+  vBytesFull: number;
+}
+
+/**
+ * One sequence over a model: its tokens so far and their KV cache. Calls are serialised: a call
+ * made while another runs waits for it.
+ */
+export class Session {
+  readonly maxTokens: number;
+  readonly cache: { stats(): CacheStats };
+  private handle: unknown;
+  private history: number[] = [];
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /** @internal use model.createSession() */
+  constructor(
+    readonly model: Model,
+    options: SessionOptions,
+  ) {
+    const maxTokens = options.maxTokens ?? Math.min(model.info.contextLength, 4096);
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+      throw new ChaiError('E_INVALID_ARGUMENT', `maxTokens must be a positive integer, got ${options.maxTokens}`);
+    }
+    this.maxTokens = maxTokens;
+    this.handle = native().createSession(model.nativeHandle(), maxTokens);
+    this.cache = { stats: () => this.stats() };
+  }
+
+  /** Tokens evaluated so far (prompt and generated). */
+  get tokens(): readonly number[] {
+    return this.history;
+  }
+
+  private live(): unknown {
+    if (this.handle === undefined) throw new ChaiError('E_INVALID_ARGUMENT', 'the session has been disposed');
+    return this.handle;
+  }
+
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work, work);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async run(tokens: number[], allLogits: boolean): Promise<Float32Array> {
+    const handle = this.live();
+    if (this.history.length + tokens.length > this.maxTokens) {
+      throw new ChaiError(
+        'E_CONTEXT_OVERFLOW',
+        `${this.history.length} + ${tokens.length} tokens exceed this session's maxTokens (${this.maxTokens}): ` +
+          'create the session with a larger maxTokens or shorten the prompt',
+      );
+    }
+    const logits = await callNative(() => native().evaluate(handle, Int32Array.from(tokens), allLogits));
+    this.history.push(...tokens);
+    return logits;
+  }
+
+  /**
+   * Appends tokens to the sequence and returns the logits after the last one
+   * (Float32Array[vocabSize]), or after every one with allLogits ([tokens.length × vocabSize]).
+   */
+  evaluate(tokens: readonly number[] | Int32Array, options: { allLogits?: boolean } = {}): Promise<Float32Array> {
+    const list = Array.from(tokens);
+    if (list.length === 0) return Promise.reject(new ChaiError('E_INVALID_ARGUMENT', 'evaluate needs at least one token'));
+    return this.serial(() => this.run(list, options.allLogits ?? false));
+  }
+
+  /**
+   * Streams the continuation of `prompt` (text, or token ids) token by token. The prompt is added
+   * to what the session already holds (BOS first when the session is empty and the model wants it).
+   * The iterator's return value is a GenerationResult.
+   */
+  async *generate(prompt: string | readonly number[], options: GenerateOptions = {}): AsyncGenerator<GeneratedToken, GenerationResult> {
+    const sampling = validateSampling(options);
+    const maxNewTokens = options.maxNewTokens ?? 256;
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
+      throw new ChaiError('E_INVALID_ARGUMENT', `maxNewTokens must be an integer >= 0, got ${options.maxNewTokens}`);
+    }
+    const tokenizer = this.model.tokenizer;
+    const promptTokens =
+      typeof prompt === 'string' ? tokenizer.encode(prompt, { addBos: this.history.length === 0 && tokenizer.addBos }) : Array.from(prompt);
+    if (promptTokens.length === 0) throw new ChaiError('E_INVALID_ARGUMENT', 'the prompt is empty');
+    options.signal?.throwIfAborted();
+
+    const random = seededRandom(sampling.seed);
+    const decoder = new StreamingDecoder(tokenizer);
+    const generated: number[] = [];
+    let text = '';
+    let start = performance.now();
+    let logits = await this.serial(() => this.run(promptTokens, false));
+    const prefillSeconds = (performance.now() - start) / 1000;
+    let decodeSeconds = 0;
+    let decodeSteps = 0;
+    let finishReason: FinishReason = 'maxNewTokens';
+    while (generated.length < maxNewTokens) {
+      options.signal?.throwIfAborted();
+      const token = sample(logits, sampling, random);
+      if (tokenizer.isEndOfGeneration(token)) {
+        finishReason = 'endOfGeneration';
+        break;
+      }
+      generated.push(token);
+      const piece = decoder.push(token);
+      text += piece;
+      yield { token, text: piece };
+      if (generated.length === maxNewTokens) break;
+      if (this.history.length >= this.maxTokens) {
+        finishReason = 'contextFull';
+        break;
+      }
+      start = performance.now();
+      logits = await this.serial(() => this.run([token], false));
+      decodeSeconds += (performance.now() - start) / 1000;
+      decodeSteps++;
+    }
+    text += decoder.flush();
+    return { promptTokens, tokens: generated, text, finishReason, prefillSeconds, decodeSeconds, decodeSteps };
+  }
+
+  /** Forgets every token from position `tokens` on (default: all). */
+  reset(tokens = 0): Promise<void> {
+    return this.serial(async () => {
+      if (!Number.isInteger(tokens) || tokens < 0 || tokens > this.history.length) {
+        throw new ChaiError('E_INVALID_ARGUMENT', `reset(${tokens}): the session holds ${this.history.length} tokens`);
+      }
+      await callNative(() => native().rewind(this.live(), tokens));
+      this.history.length = tokens;
+    });
+  }
+
+  private stats(): CacheStats {
+    const s = native().sessionInfo(this.live()) as NativeSessionInfo;
+    return {
+      tokens: s.nPast,
+      kBytes: s.kBytes,
+      vBytes: s.vBytes,
+      kBytesFull: s.kBytesFull,
+      vBytesFull: s.vBytesFull,
+      bytesSaved: s.kBytesFull + s.vBytesFull - s.kBytes - s.vBytes,
+    };
+  }
+
+  /** Frees the session's cache pages. Waits for a running call to finish first. */
+  async dispose(): Promise<void> {
+    await this.queue;
+    if (this.handle === undefined) return;
+    native().disposeSession(this.handle);
+    this.handle = undefined;
+  }
+}
