@@ -1,7 +1,10 @@
 // Runs one op on a backend from host vectors: upload, call, download. Tests and benchmarks use
 // it so that the CPU and CUDA paths are driven by the very same code.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/backend.h"
@@ -9,26 +12,43 @@
 
 namespace chai::testing {
 
-// Weights stored in `dtype`, from float values (rounded to that type).
+// Weights stored in `dtype`, from float values (rounded or quantized to that type).
 struct HostWeights {
   DType dtype;
-  std::vector<uint16_t> half;  // f16 / bf16 bits
-  std::vector<float> full;     // f32 values
+  std::vector<uint8_t> raw;    // the stored bytes
   std::vector<float> decoded;  // what the kernel will see, as float
 
+  // Q8_0 as the test models were made: d = max|x| / 127 per block of 32, q = round(x / d).
   HostWeights(const std::vector<float>& values, DType type) : dtype(type) {
-    if (type == DType::F32) {
-      full = decoded = values;
-      return;
+    if (type == DType::Q8_0) {
+      for (size_t b = 0; b < values.size() / kQ8Block; ++b) {
+        BlockQ8_0 block{};
+        float amax = 0;
+        for (int64_t j = 0; j < kQ8Block; ++j) amax = std::max(amax, std::fabs(values[b * kQ8Block + j]));
+        block.d = f32_to_f16(amax / 127.0f);
+        const float d = f16_to_f32(block.d);
+        for (int64_t j = 0; j < kQ8Block; ++j) block.q[j] = int8_t(std::lround(d > 0 ? values[b * kQ8Block + j] / d : 0));
+        const auto* bytes = reinterpret_cast<const uint8_t*>(&block);
+        raw.insert(raw.end(), bytes, bytes + sizeof block);
+      }
+    } else {
+      for (float v : values) {
+        if (type == DType::F32) {
+          const auto* bytes = reinterpret_cast<const uint8_t*>(&v);
+          raw.insert(raw.end(), bytes, bytes + 4);
+          continue;
+        }
+        const uint16_t bits = type == DType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
+        raw.push_back(uint8_t(bits & 0xff));
+        raw.push_back(uint8_t(bits >> 8));
+      }
     }
-    for (float v : values) {
-      const uint16_t bits = type == DType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
-      half.push_back(bits);
-      decoded.push_back(type == DType::F16 ? f16_to_f32(bits) : bf16_to_f32(bits));
-    }
+    decoded.resize(values.size());
+    dequantize_row(type, raw.data(), decoded.data(), int64_t(values.size()));
   }
-  const void* data() const { return dtype == DType::F32 ? static_cast<const void*>(full.data()) : half.data(); }
-  size_t bytes() const { return dtype == DType::F32 ? full.size() * 4 : half.size() * 2; }
+  const void* data() const { return raw.data(); }
+  size_t bytes() const { return raw.size(); }
+  const uint16_t* half_bits() const { return reinterpret_cast<const uint16_t*>(raw.data()); }
 };
 
 inline std::vector<float> run_matmul(Backend& be, const std::vector<float>& x, const HostWeights& w, int n, int m, int k) {
@@ -61,6 +81,39 @@ inline std::vector<float> run_softmax(Backend& be, const std::vector<float>& x, 
   return y;
 }
 
+inline std::vector<float> run_embed(Backend& be, const HostWeights& table, int vocab, int cols, const std::vector<int32_t>& tokens) {
+  DeviceBuffer dt(be, table.bytes()), dtok(be, tokens.size() * 4), dy(be, tokens.size() * size_t(cols) * 4);
+  be.upload(dt.get(), table.data(), dt.bytes());
+  be.upload(dtok.get(), tokens.data(), dtok.bytes());
+  be.embed({dt.get(), table.dtype, vocab, cols}, static_cast<const int32_t*>(dtok.get()),
+           {dy.get(), DType::F32, int64_t(tokens.size()), cols});
+  std::vector<float> y(tokens.size() * size_t(cols));
+  be.download(y.data(), dy.get(), dy.bytes());
+  return y;
+}
+
+inline std::vector<float> run_rope(Backend& be, const std::vector<float>& x, int n, int cols, int head_dim, int pos0, float base) {
+  DeviceBuffer dx(be, x.size() * 4);
+  be.upload(dx.get(), x.data(), dx.bytes());
+  be.rope({dx.get(), DType::F32, n, cols}, head_dim, pos0, base);
+  std::vector<float> y(x.size());
+  be.download(y.data(), dx.get(), dx.bytes());
+  return y;
+}
+
+// swiglu (op = true) or add (op = false) of two equal-shaped tensors; returns the first.
+inline std::vector<float> run_binary(Backend& be, bool swiglu, const std::vector<float>& a, const std::vector<float>& b, int n, int d) {
+  DeviceBuffer da(be, a.size() * 4), db(be, b.size() * 4);
+  be.upload(da.get(), a.data(), da.bytes());
+  be.upload(db.get(), b.data(), db.bytes());
+  const TensorView ta{da.get(), DType::F32, n, d}, tb{db.get(), DType::F32, n, d};
+  if (swiglu) be.swiglu(ta, tb);
+  else be.add(ta, tb);
+  std::vector<float> y(a.size());
+  be.download(y.data(), da.get(), da.bytes());
+  return y;
+}
+
 struct MatmulShape {
   int n, m, k;
 };
@@ -69,6 +122,12 @@ struct MatmulShape {
 inline const std::vector<MatmulShape>& matmul_shapes() {
   static const std::vector<MatmulShape> shapes = {{1, 1, 1},    {1, 7, 13},   {3, 17, 33},   {5, 64, 64},
                                                   {37, 65, 129}, {1, 300, 1000}, {33, 172, 64}, {70, 97, 255}};
+  return shapes;
+}
+
+// Q8_0 rows hold whole blocks of 32.
+inline const std::vector<MatmulShape>& q8_matmul_shapes() {
+  static const std::vector<MatmulShape> shapes = {{1, 1, 32}, {1, 7, 64}, {3, 17, 96}, {37, 65, 160}, {1, 300, 1024}, {33, 172, 64}};
   return shapes;
 }
 

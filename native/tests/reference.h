@@ -40,4 +40,24 @@ inline std::vector<double> softmax_ref(const std::vector<float>& x, int n, int d
   return y;
 }
 
+// llama.cpp's RoPE for the llama architecture: adjacent pairs in each head.
+inline std::vector<double> rope_ref(const std::vector<float>& x, int n, int cols, int head_dim, int pos0, double base) {
+  std::vector<double> y(x.begin(), x.end());
+  for (int r = 0; r < n; ++r)
+    for (int h = 0; h < cols / head_dim; ++h)
+      for (int i = 0; i < head_dim / 2; ++i) {
+        const double theta = double(pos0 + r) * std::pow(base, -2.0 * i / head_dim);
+        const size_t at = size_t(r) * cols + size_t(h) * head_dim + 2 * i;
+        y[at] = x[at] * std::cos(theta) - x[at + 1] * std::sin(theta);
+        y[at + 1] = x[at] * std::sin(theta) + x[at + 1] * std::cos(theta);
+      }
+  return y;
+}
+
+inline std::vector<double> swiglu_ref(const std::vector<float>& g, const std::vector<float>& u) {
+  std::vector<double> y(g.size());
+  for (size_t i = 0; i < g.size(); ++i) y[i] = double(g[i]) / (1.0 + std::exp(-double(g[i]))) * u[i];
+  return y;
+}
+
 }  // namespace chai::testing

@@ -1,9 +1,12 @@
 // CPU ops against float64 references, every SIMD level this CPU has, and 1 vs several threads.
+#include <array>
+#include <cmath>
 #include <string>
 
 #include "core/backend.h"
 #include "core/error.h"
 #include "cpu/simd.h"
+#include "attention_case.h"
 #include "op_runner.h"
 #include "reference.h"
 #include "testing.h"
@@ -38,6 +41,13 @@ int main() {
     }
   }
 
+  for (const auto& s : q8_matmul_shapes()) {
+    const auto x = random_nonzero(size_t(s.n) * s.k, seed++);
+    const HostWeights w(random_nonzero(size_t(s.m) * s.k, seed++), DType::Q8_0);
+    const auto y = run_matmul(*many, x, w, s.n, s.m, s.k);
+    suite.check_close(relative_error(y, matmul_ref(x, w.decoded, s.n, s.m, s.k)), 1e-5, shape_name("matmul", DType::Q8_0, s));
+  }
+
   // The scalar kernels are what a CPU without AVX2 runs: check them directly too.
   const DotKernels& scalar = dot_kernels_for(SimdLevel::Scalar);
   for (int k : {1, 7, 8, 17, 100, 1001}) {
@@ -47,10 +57,18 @@ int main() {
     const auto r16 = matmul_ref(x, w16.decoded, 1, 1, k);
     const auto rb = matmul_ref(x, wb.decoded, 1, 1, k);
     const auto r32 = matmul_ref(x, w16.decoded, 1, 1, k);
-    suite.check_close(relative_error(std::vector<float>{scalar.f16(x.data(), w16.half.data(), k)}, r16), 1e-5,
+    suite.check_close(relative_error(std::vector<float>{scalar.f16(x.data(), w16.half_bits(), k)}, r16), 1e-5,
                       "scalar dot f16 k=" + std::to_string(k));
-    suite.check_close(relative_error(std::vector<float>{scalar.bf16(x.data(), wb.half.data(), k)}, rb), 1e-5,
+    suite.check_close(relative_error(std::vector<float>{scalar.bf16(x.data(), wb.half_bits(), k)}, rb), 1e-5,
                       "scalar dot bf16 k=" + std::to_string(k));
+    if (k % kQ8Block == 0 || k == 1001) {
+      const int kq = (k + kQ8Block - 1) / kQ8Block * kQ8Block;
+      const auto xq = random_nonzero(size_t(kq), seed++);
+      const HostWeights wq(random_nonzero(size_t(kq), seed++), DType::Q8_0);
+      suite.check_close(relative_error(std::vector<float>{scalar.q8_0(xq.data(), reinterpret_cast<const BlockQ8_0*>(wq.data()), kq)},
+                                       matmul_ref(xq, wq.decoded, 1, 1, kq)),
+                        1e-5, "scalar dot q8_0 k=" + std::to_string(kq));
+    }
     suite.check_close(relative_error(std::vector<float>{scalar.f32(x.data(), w16.decoded.data(), k)}, r32), 1e-5,
                       "scalar dot f32 k=" + std::to_string(k));
   }
@@ -63,6 +81,36 @@ int main() {
                       "rmsnorm" + shape);
     suite.check_close(relative_error(run_softmax(*many, x, n, d), softmax_ref(x, n, d)), 1e-6, "softmax" + shape);
   }
+  for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {
+    const int vocab = 37, cols = 64;
+    const HostWeights table(random_nonzero(size_t(vocab) * cols, seed++), dt);
+    const std::vector<int32_t> tokens = {0, 36, 5, 5, 17};
+    const auto y = run_embed(*many, table, vocab, cols, tokens);
+    std::vector<float> want;
+    for (int32_t t : tokens) want.insert(want.end(), table.decoded.begin() + t * cols, table.decoded.begin() + (t + 1) * cols);
+    suite.check(y == want, std::string("embed ") + dtype_name(dt) + " rows equal the decoded table rows");
+  }
+  for (auto [n, heads, hd, pos0] : {std::array<int, 4>{1, 1, 2, 0}, {1, 8, 8, 41}, {7, 3, 64, 0}, {33, 32, 128, 1000}}) {
+    const auto x = random_nonzero(size_t(n) * heads * hd, seed++);
+    suite.check_close(relative_error(run_rope(*many, x, n, heads * hd, hd, pos0, 10000.f),
+                                     rope_ref(x, n, heads * hd, hd, pos0, 10000.0)),
+                      1e-6, "rope n=" + std::to_string(n) + " heads=" + std::to_string(heads) + " hd=" + std::to_string(hd) +
+                                " pos0=" + std::to_string(pos0));
+  }
+  {
+    const auto g = random_nonzero(3 * 173, seed++, 4.f), u = random_nonzero(3 * 173, seed++);
+    suite.check_close(relative_error(run_binary(*many, true, g, u, 3, 173), swiglu_ref(g, u)), 1e-6, "swiglu 3x173");
+    std::vector<double> sum(g.size());
+    for (size_t i = 0; i < g.size(); ++i) sum[i] = double(g[i]) + u[i];
+    suite.check_close(relative_error(run_binary(*many, false, g, u, 3, 173), sum), 1e-7, "add 3x173");
+  }
+  for (const auto& shape : attention_shapes()) {
+    const auto problem = make_attention_problem(shape, seed++);
+    const float scale = 1.0f / std::sqrt(float(shape.head_dim));
+    const auto got = run_attention(*many, problem, scale);
+    suite.check_close(relative_error(got, attention_ref(problem, scale)), 1e-5, "attention " + shape.name());
+  }
+
   // Large logits must not overflow exp().
   {
     std::vector<float> big = {1000.f, 999.f, -1000.f, 998.5f};

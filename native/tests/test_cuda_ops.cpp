@@ -1,8 +1,11 @@
 // CUDA ops against their CPU twins. Exits 77 (ctest: skipped) with the reason when no device.
+#include <array>
+#include <cmath>
 #include <string>
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "attention_case.h"
 #include "op_runner.h"
 #include "testing.h"
 
@@ -22,8 +25,8 @@ int main() {
   auto gpu = make_cuda_backend(0);
 
   uint32_t seed = 100;
-  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
-    for (const auto& s : matmul_shapes()) {
+  for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {
+    for (const auto& s : dt == DType::Q8_0 ? q8_matmul_shapes() : matmul_shapes()) {
       const auto x = random_nonzero(size_t(s.n) * s.k, seed++);
       const HostWeights w(random_nonzero(size_t(s.m) * s.k, seed++), dt);
       const auto want = run_matmul(*cpu, x, w, s.n, s.m, s.k);
@@ -41,6 +44,30 @@ int main() {
     suite.check_close(relative_error(run_rmsnorm(*gpu, x, g, n, d, 1e-5f), run_rmsnorm(*cpu, x, g, n, d, 1e-5f)), 1e-5,
                       "rmsnorm" + shape);
     suite.check_close(relative_error(run_softmax(*gpu, x, n, d), run_softmax(*cpu, x, n, d)), 1e-5, "softmax" + shape);
+  }
+
+  for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {
+    const HostWeights table(random_nonzero(size_t(37) * 64, seed++), dt);
+    const std::vector<int32_t> tokens = {0, 36, 5, 5, 17};
+    suite.check(run_embed(*gpu, table, 37, 64, tokens) == run_embed(*cpu, table, 37, 64, tokens),
+                std::string("embed ") + dtype_name(dt) + " equals the CPU exactly");
+  }
+  for (auto [n, heads, hd, pos0] : {std::array<int, 4>{1, 1, 2, 0}, {1, 8, 8, 41}, {7, 3, 64, 0}, {33, 32, 128, 1000}}) {
+    const auto x = random_nonzero(size_t(n) * heads * hd, seed++);
+    suite.check_close(relative_error(run_rope(*gpu, x, n, heads * hd, hd, pos0, 10000.f),
+                                     run_rope(*cpu, x, n, heads * hd, hd, pos0, 10000.f)),
+                      1e-6, "rope n=" + std::to_string(n) + " hd=" + std::to_string(hd) + " pos0=" + std::to_string(pos0));
+  }
+  {
+    const auto g = random_nonzero(3 * 173, seed++, 4.f), u = random_nonzero(3 * 173, seed++);
+    suite.check_close(relative_error(run_binary(*gpu, true, g, u, 3, 173), run_binary(*cpu, true, g, u, 3, 173)), 1e-6, "swiglu");
+    suite.check_close(relative_error(run_binary(*gpu, false, g, u, 3, 173), run_binary(*cpu, false, g, u, 3, 173)), 1e-7, "add");
+  }
+  for (const auto& shape : attention_shapes()) {
+    const auto problem = make_attention_problem(shape, seed++);
+    const float scale = 1.0f / std::sqrt(float(shape.head_dim));
+    suite.check_close(relative_error(run_attention(*gpu, problem, scale), run_attention(*cpu, problem, scale)), 1e-5,
+                      "attention " + shape.name());
   }
 
   // Errors are typed and leave the device usable.

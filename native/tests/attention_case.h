@@ -1,0 +1,180 @@
+// Random clustered-attention problems over a paged cache, their float64 reference, and a runner
+// that drives any backend through the same pages. Shared by the CPU and CUDA tests and benches.
+#pragma once
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "testing.h"
+
+namespace chai::testing {
+
+struct AttentionShape {
+  int n_q, pos0, n_heads, n_kv_heads, head_dim, page_tokens, n_clusters;
+  std::string name() const {
+    return "q=" + std::to_string(n_q) + " pos0=" + std::to_string(pos0) + " heads=" + std::to_string(n_heads) + "/" +
+           std::to_string(n_kv_heads) + " hd=" + std::to_string(head_dim) + " page=" + std::to_string(page_tokens) +
+           " clusters=" + std::to_string(n_clusters);
+  }
+};
+
+struct AttentionProblem {
+  AttentionShape shape;
+  int tokens = 0, max_pages = 0;
+  std::vector<float> q, keys, values;  // keys/values: [tokens, n_kv_heads * head_dim]
+  std::vector<int32_t> reps, offsets, members;
+  int max_members = 0;
+  std::vector<int32_t> k_table, v_table;  // pages in a shuffled pool; K absent for unused KV heads
+  int pool_pages = 0;
+};
+
+inline AttentionProblem make_attention_problem(const AttentionShape& s, uint32_t seed) {
+  AttentionProblem p;
+  p.shape = s;
+  p.tokens = s.pos0 + s.n_q;
+  p.max_pages = (p.tokens + s.page_tokens - 1) / s.page_tokens;
+  p.q = random_nonzero(size_t(s.n_q) * s.n_heads * s.head_dim, seed);
+  p.keys = random_nonzero(size_t(p.tokens) * s.n_kv_heads * s.head_dim, seed + 1);
+  p.values = random_nonzero(size_t(p.tokens) * s.n_kv_heads * s.head_dim, seed + 2);
+
+  // Random clusters (each non-empty), random representative inside each.
+  std::mt19937 rng(seed + 3);
+  std::vector<int> cluster_of(static_cast<size_t>(s.n_heads));
+  for (int h = 0; h < s.n_heads; ++h) cluster_of[size_t(h)] = h < s.n_clusters ? h : int(rng() % unsigned(s.n_clusters));
+  std::shuffle(cluster_of.begin(), cluster_of.end(), rng);
+  p.offsets.push_back(0);
+  for (int c = 0; c < s.n_clusters; ++c) {
+    std::vector<int32_t> members;
+    for (int h = 0; h < s.n_heads; ++h)
+      if (cluster_of[size_t(h)] == c) members.push_back(h);
+    p.reps.push_back(members[rng() % members.size()]);
+    p.members.insert(p.members.end(), members.begin(), members.end());
+    p.offsets.push_back(int32_t(p.members.size()));
+    p.max_members = std::max(p.max_members, int(members.size()));
+  }
+
+  // Pages: V for every KV head, K only for KV heads some representative reads.
+  const int group = s.n_heads / s.n_kv_heads;
+  std::vector<bool> k_used(static_cast<size_t>(s.n_kv_heads), false);
+  for (int32_t r : p.reps) k_used[size_t(r / group)] = true;
+  p.k_table.assign(size_t(s.n_kv_heads) * p.max_pages, -1);
+  p.v_table.assign(size_t(s.n_kv_heads) * p.max_pages, -1);
+  std::vector<int32_t*> slots;
+  for (int g = 0; g < s.n_kv_heads; ++g)
+    for (int pg = 0; pg < p.max_pages; ++pg) {
+      slots.push_back(&p.v_table[size_t(g) * p.max_pages + pg]);
+      if (k_used[size_t(g)]) slots.push_back(&p.k_table[size_t(g) * p.max_pages + pg]);
+    }
+  p.pool_pages = int(slots.size()) + 3;  // a few pages nobody uses
+  std::vector<int32_t> ids(static_cast<size_t>(p.pool_pages));
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  for (size_t i = 0; i < slots.size(); ++i) *slots[i] = ids[i];
+  return p;
+}
+
+// out[i, h, :] = Σ_j softmax_j(q[i, rep(h)] · k[j, kv(rep(h))] · scale) v[j, kv(h)], j ≤ pos0 + i.
+inline std::vector<double> attention_ref(const AttentionProblem& p, float scale) {
+  const AttentionShape& s = p.shape;
+  const int hd = s.head_dim, group = s.n_heads / s.n_kv_heads;
+  const size_t qrow = size_t(s.n_heads) * hd, kvrow = size_t(s.n_kv_heads) * hd;
+  std::vector<double> out(p.q.size());
+  for (int c = 0; c < s.n_clusters; ++c) {
+    const int rep = p.reps[size_t(c)];
+    for (int i = 0; i < s.n_q; ++i) {
+      const int n_keys = s.pos0 + i + 1;
+      std::vector<double> w(static_cast<size_t>(n_keys));
+      double max = -1e300, sum = 0;
+      for (int j = 0; j < n_keys; ++j) {
+        double dot = 0;
+        for (int d = 0; d < hd; ++d)
+          dot += double(p.q[i * qrow + size_t(rep) * hd + d]) * p.keys[j * kvrow + size_t(rep / group) * hd + d];
+        w[size_t(j)] = dot * scale;
+        max = std::max(max, w[size_t(j)]);
+      }
+      for (auto& x : w) sum += x = std::exp(x - max);
+      for (int m = p.offsets[size_t(c)]; m < p.offsets[size_t(c) + 1]; ++m) {
+        const int h = p.members[size_t(m)];
+        for (int d = 0; d < hd; ++d) {
+          double acc = 0;
+          for (int j = 0; j < n_keys; ++j) acc += w[size_t(j)] * p.values[j * kvrow + size_t(h / group) * hd + d];
+          out[i * qrow + size_t(h) * hd + d] = acc / sum;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// Stores the keys and values through the backend's store_kv, then runs its attention.
+inline std::vector<float> run_attention(Backend& be, const AttentionProblem& p, float scale) {
+  const AttentionShape& s = p.shape;
+  auto upload = [&](const void* data, size_t bytes) {
+    auto b = std::make_unique<DeviceBuffer>(be, bytes);
+    be.upload(b->get(), data, bytes);
+    return b;
+  };
+  const size_t page_floats = size_t(s.page_tokens) * s.head_dim;
+  std::vector<float> poison(size_t(p.pool_pages) * page_floats, 1e30f);  // unwritten slots would show
+  auto pool = upload(poison.data(), poison.size() * 4);
+  auto keys = upload(p.keys.data(), p.keys.size() * 4), values = upload(p.values.data(), p.values.size() * 4);
+  auto k_table = upload(p.k_table.data(), p.k_table.size() * 4), v_table = upload(p.v_table.data(), p.v_table.size() * 4);
+  auto q = upload(p.q.data(), p.q.size() * 4);
+  auto reps = upload(p.reps.data(), p.reps.size() * 4), offsets = upload(p.offsets.data(), p.offsets.size() * 4);
+  auto members = upload(p.members.data(), p.members.size() * 4);
+  DeviceBuffer out(be, p.q.size() * 4);
+
+  KvStoreParams st;
+  st.n = p.tokens;
+  st.n_heads = s.n_kv_heads;
+  st.head_dim = s.head_dim;
+  st.pos0 = 0;
+  st.pool = static_cast<float*>(pool->get());
+  st.page_tokens = s.page_tokens;
+  st.max_pages = p.max_pages;
+  st.src = static_cast<const float*>(keys->get());
+  st.table = static_cast<const int32_t*>(k_table->get());
+  be.store_kv(st);
+  st.src = static_cast<const float*>(values->get());
+  st.table = static_cast<const int32_t*>(v_table->get());
+  be.store_kv(st);
+
+  AttentionParams a;
+  a.q = static_cast<const float*>(q->get());
+  a.out = static_cast<float*>(out.get());
+  a.n_q = s.n_q;
+  a.n_heads = s.n_heads;
+  a.n_kv_heads = s.n_kv_heads;
+  a.head_dim = s.head_dim;
+  a.pos0 = s.pos0;
+  a.scale = scale;
+  a.pool = static_cast<const float*>(pool->get());
+  a.page_tokens = s.page_tokens;
+  a.max_pages = p.max_pages;
+  a.k_table = static_cast<const int32_t*>(k_table->get());
+  a.v_table = static_cast<const int32_t*>(v_table->get());
+  a.n_clusters = s.n_clusters;
+  a.reps = static_cast<const int32_t*>(reps->get());
+  a.offsets = static_cast<const int32_t*>(offsets->get());
+  a.members = static_cast<const int32_t*>(members->get());
+  a.max_members = p.max_members;
+  be.attention(a);
+  std::vector<float> result(p.q.size());
+  be.download(result.data(), out.get(), out.bytes());
+  return result;
+}
+
+// Awkward on purpose: one token, GQA and MQA, odd page sizes, 1 and 128 heads, big clusters.
+inline const std::vector<AttentionShape>& attention_shapes() {
+  static const std::vector<AttentionShape> shapes = {
+      {1, 0, 1, 1, 8, 16, 1},       {1, 37, 8, 4, 8, 16, 8},      {13, 0, 8, 8, 64, 16, 3},
+      {5, 100, 32, 32, 128, 16, 4}, {1, 300, 128, 128, 64, 16, 8}, {17, 20, 6, 3, 16, 7, 6},
+      {3, 200, 4, 1, 96, 32, 2},    {1, 129, 32, 8, 128, 16, 32}, {9, 0, 32, 32, 128, 16, 1},
+  };
+  return shapes;
+}
+
+}  // namespace chai::testing

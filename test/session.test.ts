@@ -1,0 +1,129 @@
+import path from 'node:path';
+import { ChaiError, loadModel, Model } from '../lib';
+
+const MODEL = path.join(__dirname, '..', '..', 'shared', 'models', 'stories260K.gguf');
+
+describe('sessions', () => {
+  let model: Model;
+  beforeAll(async () => {
+    const stages: string[] = [];
+    model = await loadModel(MODEL, { device: 'auto', onProgress: (p) => stages.push(p.stage) });
+    expect(stages).toEqual(['opening', 'ready']);
+  });
+  afterAll(() => model.dispose());
+
+  test('model.info describes the architecture', () => {
+    expect(model.device).toBe('cpu');
+    expect(model.info).toMatchObject({ architecture: 'llama', layers: 5, heads: 8, kvHeads: 4, headDim: 8, vocabSize: 512, tiedOutput: false });
+    expect(model.info.tensorTypes).toEqual({ F32: 48 });
+  });
+
+  test('generate streams tokens whose texts add up to the result', async () => {
+    const session = model.createSession({ maxTokens: 64 });
+    const stream = session.generate('Once upon a time', { temperature: 0, maxNewTokens: 10 });
+    const pieces: string[] = [];
+    let step = await stream.next();
+    while (!step.done) {
+      pieces.push(step.value.text);
+      step = await stream.next();
+    }
+    expect(step.value.tokens).toHaveLength(10);
+    expect(step.value.text).toBe(pieces.join(''));
+    expect(step.value.finishReason).toBe('maxNewTokens');
+    expect(session.tokens).toHaveLength(5 + 9); // the 10th token is sampled but not yet evaluated
+    await session.dispose();
+  });
+
+  test('the same seed gives the same sample; another seed usually differs', async () => {
+    const run = async (seed: number) => {
+      const s = model.createSession({ maxTokens: 64 });
+      const out: number[] = [];
+      for await (const t of s.generate('Tom had a', { temperature: 1, topK: 0, topP: 1, seed, maxNewTokens: 20 })) out.push(t.token);
+      await s.dispose();
+      return out;
+    };
+    const a = await run(7);
+    expect(await run(7)).toEqual(a);
+    const others = await Promise.all([1, 2, 3].map(run));
+    expect(others.some((o) => JSON.stringify(o) !== JSON.stringify(a))).toBe(true);
+  });
+
+  test('an AbortSignal stops generation between tokens', async () => {
+    const session = model.createSession({ maxTokens: 128 });
+    const controller = new AbortController();
+    const got: number[] = [];
+    await expect(
+      (async () => {
+        for await (const t of session.generate('Once upon a time', { temperature: 0, maxNewTokens: 50, signal: controller.signal })) {
+          got.push(t.token);
+          if (got.length === 3) controller.abort();
+        }
+      })(),
+    ).rejects.toMatchObject({ name: 'AbortError' });
+    expect(got).toHaveLength(3);
+    await session.dispose();
+  });
+
+  test('evaluate returns all positions on request, and prefill equals step-by-step decoding', async () => {
+    const tokens = [1, 403, 407, 261, 378, 432];
+    const a = model.createSession({ maxTokens: 16 });
+    const all = await a.evaluate(tokens, { allLogits: true });
+    expect(all).toHaveLength(tokens.length * 512);
+    const b = model.createSession({ maxTokens: 16 });
+    for (let i = 0; i < tokens.length; i++) {
+      const row = await b.evaluate([tokens[i]]);
+      expect(Array.from(row)).toEqual(Array.from(all.subarray(i * 512, (i + 1) * 512)));
+    }
+    await a.dispose();
+    await b.dispose();
+  });
+
+  test('concurrent calls on one session are serialised', async () => {
+    const s = model.createSession({ maxTokens: 16 });
+    const [x, y] = await Promise.all([s.evaluate([1, 403]), s.evaluate([407])]);
+    expect(x).toHaveLength(512);
+    expect(y).toHaveLength(512);
+    expect(s.tokens).toEqual([1, 403, 407]);
+    await s.dispose();
+  });
+
+  test('a prompt over maxTokens is E_CONTEXT_OVERFLOW and the session stays usable', async () => {
+    const s = model.createSession({ maxTokens: 4 });
+    await expect(s.evaluate([1, 2, 3, 4, 5])).rejects.toMatchObject({ code: 'E_CONTEXT_OVERFLOW' });
+    expect(s.tokens).toHaveLength(0);
+    await expect(s.evaluate([1, 403])).resolves.toHaveLength(512);
+    // Generation stops when the session is full instead of failing.
+    await s.reset();
+    const stream = s.generate('Once upon', { temperature: 0, maxNewTokens: 20 });
+    let step = await stream.next();
+    while (!step.done) step = await stream.next();
+    expect(step.value.finishReason).toBe('contextFull');
+    await s.dispose();
+  });
+
+  test('bad arguments are typed errors', async () => {
+    const s = model.createSession({ maxTokens: 8 });
+    await expect(s.evaluate([512])).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    await expect(s.evaluate([])).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    await expect(s.generate('x', { temperature: -1 }).next()).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    await expect(s.generate('x', { topP: 0 }).next()).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    expect(() => model.createSession({ maxTokens: 0 })).toThrow(ChaiError);
+    await s.dispose();
+    await expect(s.evaluate([1])).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+  });
+
+  test('cache stats count the pages a full-attention session holds', async () => {
+    const s = model.createSession({ maxTokens: 64 });
+    await s.evaluate([1, 403, 407, 261, 378]);
+    const stats = s.cache.stats();
+    // 5 layers × 4 KV heads × one page of 16 tokens × 8 dims × 4 bytes, for K and for V
+    expect(stats).toEqual({ tokens: 5, kBytes: 10240, vBytes: 10240, kBytesFull: 10240, vBytesFull: 10240, bytesSaved: 0 });
+    await s.dispose();
+  });
+
+  test('explicit CUDA without a usable GPU is E_DEVICE_UNAVAILABLE', async () => {
+    const { devices } = await import('../lib');
+    if (devices().cuda.available) return; // covered by the GPU tests
+    await expect(loadModel(MODEL, { device: 'cuda:0' })).rejects.toMatchObject({ code: 'E_DEVICE_UNAVAILABLE' });
+  });
+});
