@@ -5,3 +5,5 @@ export { loadModel, Model, ModelInfo, TensorInfo, LoadModelOptions, LoadProgress
 export { Session, SessionOptions, GenerateOptions, GeneratedToken, GenerationResult, FinishReason, CacheStats } from './session';
 export { Tokenizer, SentencePieceTokenizer, BytePairTokenizer, StreamingDecoder, Metadata, MetadataValue } from './tokenizer';
 export { SamplingOptions } from './sampling';
+export { writeGguf, GgufWriteValue, GgufWriteTensor } from './gguf-writer';
+export { writeSyntheticLlama, SyntheticLlamaConfig } from './synthetic';

@@ -44,6 +44,8 @@ export interface LoadProgress {
 export interface LoadModelOptions {
   /** 'auto' (default), 'cpu' or 'cuda:N'. */
   device?: DeviceRequest;
+  /** CPU threads for this model's work (default: all hardware threads). */
+  threads?: number;
   onProgress?: (progress: LoadProgress) => void;
 }
 
@@ -119,9 +121,13 @@ export async function loadModel(modelPath: string, options: LoadModelOptions = {
   const request = options.device ?? 'auto';
   // The engine's forward pass runs on the CPU backend; 'auto' therefore means the CPU for models.
   const device: Device = request === 'auto' ? 'cpu' : resolveDevice(request).device;
+  const threads = options.threads ?? 0;
+  if (!Number.isInteger(threads) || threads < 0) {
+    throw new ChaiError('E_INVALID_ARGUMENT', `threads must be a positive integer (or 0 for all), got ${options.threads}`);
+  }
   options.onProgress?.({ stage: 'opening', fraction: 0 });
   const absolute = path.resolve(modelPath);
-  const loaded = await callNative(() => native().loadModel(absolute, device) as Promise<NativeLoaded>);
+  const loaded = await callNative(() => native().loadModel(absolute, device, threads) as Promise<NativeLoaded>);
   const model = await callNative(() => new Model(absolute, device, loaded));
   options.onProgress?.({ stage: 'ready', fraction: 1 });
   return model;

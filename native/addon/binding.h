@@ -38,23 +38,25 @@ Napi::Value guarded(Napi::Env env, Fn fn) {
   }
 }
 
-// One backend per device string, created on first use (inside a worker) and kept.
-inline std::shared_ptr<chai::Backend> backend_for(const std::string& device) {
+// One backend per device (and, for the CPU, per thread count; 0 = all hardware threads),
+// created on first use (inside a worker) and kept.
+inline std::shared_ptr<chai::Backend> backend_for(const std::string& device, int cpu_threads = 0) {
   static std::mutex mutex;
   static std::map<std::string, std::shared_ptr<chai::Backend>> backends;
   std::lock_guard<std::mutex> lock(mutex);
-  auto found = backends.find(device);
+  const std::string key = device == "cpu" ? "cpu/" + std::to_string(cpu_threads) : device;
+  auto found = backends.find(key);
   if (found != backends.end()) return found->second;
   std::shared_ptr<chai::Backend> backend;
   if (device == "cpu") {
-    backend = chai::make_cpu_backend(0);
+    backend = chai::make_cpu_backend(cpu_threads);
   } else if (device.rfind("cuda:", 0) == 0 && device.size() > 5 &&
              device.find_first_not_of("0123456789", 5) == std::string::npos) {
     backend = chai::make_cuda_backend(std::stoi(device.substr(5)));
   } else {
     chai::fail(ErrorCode::InvalidArgument, "unknown device '" + device + "': use 'cpu' or 'cuda:N'");
   }
-  backends.emplace(device, backend);
+  backends.emplace(key, backend);
   return backend;
 }
 

@@ -105,17 +105,19 @@ Napi::Object config_to_js(Napi::Env env, const LlamaConfig& c) {
   return o;
 }
 
-// loadModel(path, device) → Promise<{ handle, metadata, tensors, config, version, tiedOutput, weightBytes }>
+// loadModel(path, device, threads) → Promise<{ handle, metadata, tensors, config, version, tiedOutput, weightBytes }>
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const std::string path = string_arg(info, 0, "path");
     const std::string device = string_arg(info, 1, "device");
+    const int threads = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
+    if (threads < 0 || threads > 1024) invalid("threads must be between 0 (all) and 1024");
     return queue_job<std::shared_ptr<LoadedModel>>(
         info.Env(),
-        [path, device] {
+        [path, device, threads] {
           auto loaded = std::make_shared<LoadedModel>();
           loaded->model = LlamaModel::load(GgufFile::open(path));
-          loaded->backend = backend_for(device);
+          loaded->backend = backend_for(device, threads);
           require(device == "cpu", ErrorCode::Unsupported,
                   "the engine runs on the CPU backend for now; CUDA sessions are not implemented yet: use device 'cpu'");
           loaded->pool = std::make_unique<KvPool>(*loaded->backend, loaded->model->config().head_dim, kPageTokens);

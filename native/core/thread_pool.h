@@ -1,5 +1,7 @@
 // A fixed set of worker threads that split index ranges. The calling thread works too, so a
 // pool of size 1 runs everything inline. Jobs from different callers are serialised.
+// Decode steps issue many small jobs back to back, so waiting threads spin briefly before they
+// sleep: a condition-variable wake-up costs more than most of those jobs.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -35,9 +37,9 @@ class ThreadPool {
   std::mutex state_mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  uint64_t generation_ = 0;
-  int busy_workers_ = 0;
-  bool stopping_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> busy_workers_{0};
+  std::atomic<bool> stopping_{false};
 
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0;

@@ -22,7 +22,9 @@ void matmul_tiles(ThreadPool& pool, const float* x, const WeightT* w, float* y, 
                   int64_t row_stride, Dot dot) {
   const int64_t tiles_w = (m + kTileW - 1) / kTileW;
   const int64_t tiles_x = (n + kTileX - 1) / kTileX;
-  pool.parallel_for(tiles_w * tiles_x, 1, [&](int64_t begin, int64_t end) {
+  // Below about 32k multiply-adds, handing work to other threads costs more than it saves.
+  const int64_t grain = n * m * k < (int64_t(1) << 15) ? tiles_w * tiles_x : 1;
+  pool.parallel_for(tiles_w * tiles_x, grain, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t j0 = (t % tiles_w) * kTileW, i0 = (t / tiles_w) * kTileX;
       const int64_t j1 = std::min(m, j0 + kTileW), i1 = std::min(n, i0 + kTileX);
@@ -141,7 +143,10 @@ void attention(ThreadPool& pool, const AttentionParams& p) {
     return p.pool + (int64_t(page) * p.page_tokens + token % p.page_tokens) * p.head_dim;
   };
   // One work item per (cluster, query): scores once from the representative, then P·V per member.
-  pool.parallel_for(int64_t(p.n_clusters) * p.n_q, 1, [&](int64_t begin, int64_t end) {
+  // Short contexts are not worth waking other threads for.
+  const int64_t items = int64_t(p.n_clusters) * p.n_q;
+  const int64_t grain = (int64_t(p.pos0) + p.n_q) * p.head_dim * p.n_heads < (int64_t(1) << 14) ? items : 1;
+  pool.parallel_for(items, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> probs;
     std::vector<float> acc(size_t(p.head_dim));
     for (int64_t item = begin; item < end; ++item) {
