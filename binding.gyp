@@ -18,7 +18,9 @@
         "native/model/gguf.cpp",
         "native/model/llama.cpp",
         "native/engine/kv_cache.cpp",
-        "native/engine/session.cpp"
+        "native/engine/session.cpp",
+        "native/chai/clustering.cpp",
+        "native/chai/calibration.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "CHAI_WITH_CUDA=0"],

@@ -52,3 +52,12 @@ export async function callNative<T>(fn: () => T | Promise<T>): Promise<T> {
     throw fromNative(error);
   }
 }
+
+/** The synchronous twin of callNative. */
+export function callNativeSync<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    throw fromNative(error);
+  }
+}

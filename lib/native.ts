@@ -12,11 +12,23 @@ export interface NativeBinding {
   fromHalf(bits: Uint16Array, dtype: 'f16' | 'bf16'): Float32Array;
   loadModel(path: string, device: string, threads: number): Promise<unknown>;
   disposeModel(model: unknown): void;
-  createSession(model: unknown, maxTokens: number): unknown;
+  createSession(model: unknown, maxTokens: number, plan?: NativePlan): unknown;
   evaluate(session: unknown, tokens: Int32Array, allLogits: boolean): Promise<Float32Array>;
   rewind(session: unknown, tokens: number): void;
   sessionInfo(session: unknown): unknown;
   disposeSession(session: unknown): void;
+  assignment(session: unknown, layer: number): { membership: number[]; representatives: number[] } | null;
+  windowInertia(session: unknown, tokens: Int32Array, t0: number, seed: number, restarts: number): Promise<Float64Array>;
+}
+
+/** A validated cluster plan as the addon takes it. */
+export interface NativePlan {
+  t0: number;
+  method: 'kmeans' | 'agglomerative';
+  representative: 'medoid' | 'first';
+  seed: number;
+  restarts: number;
+  clusters: number[];
 }
 
 export interface NativeDevices {

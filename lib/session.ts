@@ -1,12 +1,56 @@
-import { ChaiError, callNative } from './errors';
+import fs from 'node:fs';
+import { ChaiError, callNative, callNativeSync } from './errors';
 import { native } from './native';
 import type { Model } from './model';
+import { ClusterPlan } from './plan';
 import { sample, SamplingOptions, seededRandom, validateSampling } from './sampling';
 import { StreamingDecoder } from './tokenizer';
 
 export interface SessionOptions {
   /** Most tokens (prompt + generated) the session holds. Default: min(model context, 4096). */
   maxTokens?: number;
+  /**
+   * Clustered head attention: a ClusterPlan, 'auto' (the plan saved beside the model file as
+   * `<model>.chai.json`, else defaultPlan()), or 'off' (full attention; the default).
+   */
+  chai?: ClusterPlan | 'auto' | 'off';
+}
+
+/** Heads of one clustered layer: membership[h] is h's cluster, representatives[c] its scoring head. */
+export interface Assignment {
+  membership: number[];
+  representatives: number[];
+}
+
+/** The plan beside a model file: the same path with `.gguf` replaced by `.chai.json`. */
+export function planPathFor(modelPath: string): string {
+  return modelPath.replace(/\.gguf$/i, '') + '.chai.json';
+}
+
+/**
+ * The calibration-free default: the first half of the layers keep every head; the others keep
+ * max(1, round(heads / 8)) clusters (the paper's LLaMA-7B plan keeps layers 0-17 of 32 whole and
+ * clusters layers 18-31 into 4 of 32 heads). Calibrated plans fit a model better.
+ */
+export function defaultPlan(model: Model): ClusterPlan {
+  const { layers, heads } = model.info;
+  const k = Math.max(1, Math.round(heads / 8));
+  return ClusterPlan.create(model.info, Array.from({ length: layers }, (_, l) => (l < Math.floor(layers / 2) ? heads : k)));
+}
+
+function resolvePlan(model: Model, chai: SessionOptions['chai']): ClusterPlan | null {
+  if (chai === undefined || chai === 'off') return null;
+  if (chai === 'auto') {
+    const beside = planPathFor(model.path);
+    const plan = fs.existsSync(beside) ? ClusterPlan.load(beside) : defaultPlan(model);
+    plan.checkFits(model.info);
+    return plan;
+  }
+  if (!(chai instanceof ClusterPlan)) {
+    throw new ChaiError('E_INVALID_ARGUMENT', "chai must be a ClusterPlan, 'auto' or 'off'");
+  }
+  chai.checkFits(model.info);
+  return chai;
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -63,6 +107,8 @@ interface NativeSessionInfo {
  */
 export class Session {
   readonly maxTokens: number;
+  /** The cluster plan in use, or null for full attention. */
+  readonly plan: ClusterPlan | null;
   readonly cache: { stats(): CacheStats };
   private handle: unknown;
   private history: number[] = [];
@@ -78,7 +124,8 @@ export class Session {
       throw new ChaiError('E_INVALID_ARGUMENT', `maxTokens must be a positive integer, got ${options.maxTokens}`);
     }
     this.maxTokens = maxTokens;
-    this.handle = native().createSession(model.nativeHandle(), maxTokens);
+    this.plan = resolvePlan(model, options.chai);
+    this.handle = callNativeSync(() => native().createSession(model.nativeHandle(), maxTokens, this.plan?.toNative()));
     this.cache = { stats: () => this.stats() };
   }
 
@@ -185,8 +232,21 @@ export class Session {
     });
   }
 
+  /**
+   * The clusters of a layer: null while it is not clustered (full attention, a layer the plan
+   * keeps whole, or fewer than t0 tokens so far). Fixed for the rest of the request once chosen.
+   */
+  assignment(layer: number): Assignment | null {
+    return callNativeSync(() => native().assignment(this.live(), layer));
+  }
+
+  /** @internal calibration: K-Means inertia curves of one window's first t0 tokens, [layers × heads] */
+  windowInertia(tokens: readonly number[], t0: number, seed: number, restarts: number): Promise<Float64Array> {
+    return this.serial(() => callNative(() => native().windowInertia(this.live(), Int32Array.from(tokens), t0, seed, restarts)));
+  }
+
   private stats(): CacheStats {
-    const s = native().sessionInfo(this.live()) as NativeSessionInfo;
+    const s = callNativeSync(() => native().sessionInfo(this.live())) as NativeSessionInfo;
     return {
       tokens: s.nPast,
       kBytes: s.kBytes,

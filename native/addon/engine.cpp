@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "binding.h"
+#include "chai/calibration.h"
 #include "engine/kv_cache.h"
 #include "engine/session.h"
 #include "exports.h"
@@ -160,15 +161,57 @@ Napi::Value DisposeModel(const Napi::CallbackInfo& info) {
   });
 }
 
-// createSession(model, maxTokens) → session handle
+double number_field(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) invalid(std::string("plan.") + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+std::string string_field(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsString()) invalid(std::string("plan.") + key + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+// { t0, method, representative, seed, restarts, clusters: number[] } (validated in TypeScript first)
+ChaiPlan plan_arg(const Napi::Value& value) {
+  if (!value.IsObject()) invalid("plan must be an object");
+  const Napi::Object o = value.As<Napi::Object>();
+  ChaiPlan plan;
+  plan.t0 = int(number_field(o, "t0"));
+  plan.clustering.method = cluster_method_from_name(string_field(o, "method"));
+  plan.clustering.representative = representative_rule_from_name(string_field(o, "representative"));
+  plan.clustering.seed = uint64_t(number_field(o, "seed"));
+  plan.clustering.restarts = int(number_field(o, "restarts"));
+  const Napi::Value clusters = o.Get("clusters");
+  if (!clusters.IsArray()) invalid("plan.clusters must be an array");
+  const Napi::Array list = clusters.As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    const Napi::Value k = list.Get(i);
+    if (!k.IsNumber()) invalid("plan.clusters must hold numbers");
+    plan.clusters.push_back(k.As<Napi::Number>().Int32Value());
+  }
+  return plan;
+}
+
+Napi::Array ints_to_js(Napi::Env env, const std::vector<int32_t>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(uint32_t(i), v[i]);
+  return a;
+}
+
+// createSession(model, maxTokens, plan | undefined) → session handle
 Napi::Value CreateSession(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     auto loaded = live_model(info, 0);
     const int64_t max_tokens = int_arg(info, 1, "maxTokens");
+    std::optional<ChaiPlan> plan;
+    if (!info[2].IsUndefined() && !info[2].IsNull()) plan = plan_arg(info[2]);
     auto state = std::make_shared<SessionState>();
     state->loaded = loaded;
     const LlamaModel& m = *loaded->model;
-    state->session = std::make_unique<Session>(m.config(), m.weights(), *loaded->backend, *loaded->pool, int(max_tokens));
+    state->session =
+        std::make_unique<Session>(m.config(), m.weights(), *loaded->backend, *loaded->pool, int(max_tokens), plan);
     return Napi::External<SessionHandle>::New(info.Env(), new SessionHandle{state},
                                               [](Napi::Env, SessionHandle* h) { delete h; });
   });
@@ -218,6 +261,50 @@ Napi::Value SessionInfo(const Napi::CallbackInfo& info) {
   });
 }
 
+// assignment(session, layer) → null | { membership, representatives }
+Napi::Value Assignment(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto state = live_session(info, 0);
+    if (!info[1].IsNumber()) invalid("assignment needs a layer index");
+    const std::optional<Clustering> a = state->session->assignment(info[1].As<Napi::Number>().Int32Value());
+    if (!a) return info.Env().Null();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("membership", ints_to_js(info.Env(), a->membership));
+    o.Set("representatives", ints_to_js(info.Env(), a->representatives));
+    return o;
+  });
+}
+
+// windowInertia(session, tokens: Int32Array, t0, seed, restarts) → Promise<Float64Array[layers × heads]>
+Napi::Value WindowInertia(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto state = live_session(info, 0);
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      invalid("tokens must be an Int32Array");
+    auto arr = info[1].As<Napi::Int32Array>();
+    std::vector<int32_t> tokens(arr.Data(), arr.Data() + arr.ElementLength());
+    const int t0 = int(int_arg(info, 2, "t0"));
+    ClusteringOptions kmeans;
+    kmeans.method = ClusterMethod::KMeans;
+    kmeans.seed = uint64_t(info[3].ToNumber().DoubleValue());
+    kmeans.restarts = int(int_arg(info, 4, "restarts"));
+    auto guard = std::make_shared<BusyGuard>(state);
+    using Curves = std::vector<std::vector<double>>;
+    return queue_job<Curves>(
+        info.Env(),
+        [state, guard, tokens = std::move(tokens), t0, kmeans] {
+          return window_inertia(*state->session, tokens, t0, kmeans, state->loaded->model->config().n_heads);
+        },
+        [](Napi::Env env, Curves& curves) -> Napi::Value {
+          const size_t heads = curves.empty() ? 0 : curves[0].size();
+          auto out = Napi::Float64Array::New(env, curves.size() * heads);
+          for (size_t l = 0; l < curves.size(); ++l)
+            for (size_t k = 0; k < heads; ++k) out[l * heads + k] = curves[l][k];
+          return out;
+        });
+  });
+}
+
 Napi::Value DisposeSession(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     handle_arg<SessionHandle>(info, 0, "session").state.reset();
@@ -235,6 +322,8 @@ void register_engine(Napi::Env env, Napi::Object exports) {
   exports.Set("rewind", Napi::Function::New(env, Rewind));
   exports.Set("sessionInfo", Napi::Function::New(env, SessionInfo));
   exports.Set("disposeSession", Napi::Function::New(env, DisposeSession));
+  exports.Set("assignment", Napi::Function::New(env, Assignment));
+  exports.Set("windowInertia", Napi::Function::New(env, WindowInertia));
 }
 
 }  // namespace chai::binding

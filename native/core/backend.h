@@ -53,6 +53,22 @@ struct KvStoreParams {
   const int32_t* table = nullptr;  // [n_heads, max_pages]
 };
 
+// CHAI's clustering features: for every query head h, its causal attention probabilities among the
+// first t0 tokens, softmax over j <= i of q_i · k_j · scale for 0 <= j <= i < t0, row by row (the
+// t0(t0+1)/2 entries of the lower triangle). Head h reads the keys of KV head h / group.
+struct HeadFeatureParams {
+  const float* q = nullptr;  // [t0, n_heads * head_dim]
+  const float* k = nullptr;  // [t0, n_kv_heads * head_dim]
+  float* out = nullptr;      // [n_heads, t0 (t0 + 1) / 2]
+  int t0 = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  float scale = 1.0f;
+};
+
+inline int feature_length(int t0) { return t0 * (t0 + 1) / 2; }
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -86,6 +102,8 @@ class Backend {
   virtual void attention(const AttentionParams& p) = 0;
   // Writes K or V rows into cache pages; see KvStoreParams.
   virtual void store_kv(const KvStoreParams& p) = 0;
+  // CHAI's per-head features; see HeadFeatureParams.
+  virtual void head_features(const HeadFeatureParams& p) = 0;
 };
 
 // Shape and dtype checks shared by every backend's ops; they throw InvalidArgument.
@@ -97,6 +115,7 @@ void check_rope_args(const TensorView& x, int head_dim, int pos0, float base);
 void check_same_f32(const TensorView& a, const TensorView& b, const char* op);
 void check_attention_args(const AttentionParams& p);
 void check_store_kv_args(const KvStoreParams& p);
+void check_head_features_args(const HeadFeatureParams& p);
 
 // Owns one allocation in a backend's memory.
 class DeviceBuffer {

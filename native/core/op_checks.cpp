@@ -90,4 +90,10 @@ void check_store_kv_args(const KvStoreParams& p) {
           ErrorCode::InvalidArgument, "store_kv: inconsistent sizes");
 }
 
+void check_head_features_args(const HeadFeatureParams& p) {
+  require(p.q && p.k && p.out, ErrorCode::InvalidArgument, "head_features: a required pointer is null");
+  require(p.t0 >= 1 && p.n_heads >= 1 && p.n_kv_heads >= 1 && p.n_heads % p.n_kv_heads == 0 && p.head_dim >= 1,
+          ErrorCode::InvalidArgument, "head_features: inconsistent sizes");
+}
+
 }  // namespace chai

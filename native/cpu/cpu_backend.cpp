@@ -64,6 +64,10 @@ class CpuBackend final : public Backend {
     check_store_kv_args(p);
     cpu::store_kv(pool_, p);
   }
+  void head_features(const HeadFeatureParams& p) override {
+    check_head_features_args(p);
+    cpu::head_features(pool_, p);
+  }
 
  private:
   ThreadPool pool_;

@@ -192,4 +192,26 @@ void store_kv(ThreadPool& pool, const KvStoreParams& p) {
   });
 }
 
+void head_features(ThreadPool& pool, const HeadFeatureParams& p) {
+  const DotKernels& dot = dot_kernels();
+  const int group = p.n_heads / p.n_kv_heads, len = feature_length(p.t0);
+  const int64_t q_row = int64_t(p.n_heads) * p.head_dim, k_row = int64_t(p.n_kv_heads) * p.head_dim;
+  pool.parallel_for(p.n_heads, p.n_heads, [&](int64_t begin, int64_t end) {
+    for (int64_t h = begin; h < end; ++h) {
+      float* out = p.out + h * len;
+      for (int i = 0; i < p.t0; ++i) {
+        float* row = out + feature_length(i);  // the rows before i hold 1 + 2 + ... + i entries
+        float max = -INFINITY;
+        for (int j = 0; j <= i; ++j) {
+          row[j] = dot.f32(p.q + i * q_row + h * p.head_dim, p.k + j * k_row + (h / group) * p.head_dim, p.head_dim) * p.scale;
+          max = std::max(max, row[j]);
+        }
+        double sum = 0;
+        for (int j = 0; j <= i; ++j) sum += row[j] = std::exp(row[j] - max);
+        for (int j = 0; j <= i; ++j) row[j] = float(row[j] / sum);
+      }
+    }
+  });
+}
+
 }  // namespace chai::cpu

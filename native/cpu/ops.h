@@ -16,5 +16,6 @@ void swiglu(ThreadPool& pool, const TensorView& gate, const TensorView& up);
 void add(ThreadPool& pool, const TensorView& x, const TensorView& y);
 void attention(ThreadPool& pool, const AttentionParams& p);
 void store_kv(ThreadPool& pool, const KvStoreParams& p);
+void head_features(ThreadPool& pool, const HeadFeatureParams& p);
 
 }  // namespace chai::cpu

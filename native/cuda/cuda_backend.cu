@@ -122,6 +122,12 @@ class CudaBackend final : public Backend {
     activate();
     cuda::store_kv(p, stream_);
   }
+  void head_features(const HeadFeatureParams& p) override {
+    check_head_features_args(p);
+    std::lock_guard<std::mutex> lock(mutex_);
+    activate();
+    cuda::head_features(p, stream_);
+  }
 
  private:
   // The current device is per host thread, and async workers run on pool threads.

@@ -18,5 +18,6 @@ void swiglu(const TensorView& gate, const TensorView& up, cudaStream_t stream);
 void add(const TensorView& x, const TensorView& y, cudaStream_t stream);
 void attention(const AttentionParams& p, cudaStream_t stream);
 void store_kv(const KvStoreParams& p, cudaStream_t stream);
+void head_features(const HeadFeatureParams& p, cudaStream_t stream);
 
 }  // namespace chai::cuda

@@ -64,7 +64,7 @@ SequenceKv::SequenceKv(KvPool& pool, int n_layers, int n_kv_heads, int max_token
       max_pages_((max_tokens + pool.page_tokens() - 1) / pool.page_tokens()),
       k_table_(size_t(n_layers) * n_kv_heads * max_pages_, -1),
       v_table_(size_t(n_layers) * n_kv_heads * max_pages_, -1),
-      k_kept_(size_t(n_layers) * n_kv_heads, true) {}
+      k_state_(size_t(n_layers) * n_kv_heads, KeyState::Kept) {}
 
 SequenceKv::~SequenceKv() {
   pool_.release(k_table_);
@@ -92,16 +92,50 @@ void SequenceKv::reserve(int n_tokens) {
   ++version_;
 }
 
-void SequenceKv::drop_keys(int layer, int kv_head) {
-  if (!keeps_keys(layer, kv_head)) return;
+void SequenceKv::release_keys(int layer, int head) {
   std::vector<int32_t> pages;
   for (int p = 0; p < max_pages_; ++p) {
-    int32_t& id = k_page(layer, kv_head, p);
+    int32_t& id = k_page(layer, head, p);
     if (id >= 0) pages.push_back(id);
     id = -1;
   }
   pool_.release(pages);
-  k_kept_[size_t(layer) * n_kv_heads_ + kv_head] = false;
+}
+
+void SequenceKv::defer_keys(int layer) {
+  require(reserved_pages_ == 0, ErrorCode::Internal, "keys can only be deferred before any page is reserved");
+  for (int h = 0; h < n_kv_heads_; ++h) k_state_[size_t(layer) * n_kv_heads_ + h] = KeyState::Deferred;
+}
+
+void SequenceKv::decide_keys(int layer, const std::vector<bool>& keep) {
+  size_t fresh_needed = 0;
+  for (int h = 0; h < n_kv_heads_; ++h)
+    if (keep[size_t(h)] && key_state(layer, h) == KeyState::Deferred) fresh_needed += size_t(reserved_pages_);
+  std::vector<int32_t> fresh = pool_.allocate(fresh_needed);  // may throw DeviceOom: nothing changed yet
+  size_t next = 0;
+  for (int h = 0; h < n_kv_heads_; ++h) {
+    KeyState& state = k_state_[size_t(layer) * n_kv_heads_ + h];
+    if (keep[size_t(h)]) {
+      if (state == KeyState::Deferred)
+        for (int p = 0; p < reserved_pages_; ++p) k_page(layer, h, p) = fresh[next++];
+      require(state != KeyState::Dropped, ErrorCode::Internal, "keys of a dropped head cannot come back");
+      state = KeyState::Kept;
+    } else {
+      if (state == KeyState::Kept) release_keys(layer, h);
+      state = KeyState::Dropped;
+    }
+  }
+  ++version_;
+}
+
+void SequenceKv::clear() {
+  pool_.release(k_table_);
+  pool_.release(v_table_);
+  std::fill(k_table_.begin(), k_table_.end(), -1);
+  std::fill(v_table_.begin(), v_table_.end(), -1);
+  std::fill(k_state_.begin(), k_state_.end(), KeyState::Kept);
+  reserved_pages_ = 0;
+  n_tokens_ = 0;
   ++version_;
 }
 

@@ -69,9 +69,13 @@ class SequenceKv {
 
   // Makes room for tokens [0, n_tokens): pages for every V and every kept K.
   void reserve(int n_tokens);
-  // Stops storing K of one KV head in one layer and returns its pages to the pool.
-  void drop_keys(int layer, int kv_head);
-  bool keeps_keys(int layer, int kv_head) const { return k_kept_[size_t(layer) * n_kv_heads_ + kv_head]; }
+  // CHAI: until a layer's clustering is known, its keys can wait (no pages); then
+  // decide_keys() allocates pages for the KV heads to keep and releases those of the others.
+  void defer_keys(int layer);
+  void decide_keys(int layer, const std::vector<bool>& keep);
+  bool keeps_keys(int layer, int kv_head) const { return key_state(layer, kv_head) == KeyState::Kept; }
+  // Releases every page: an empty sequence with keys kept for every head.
+  void clear();
   // Tokens whose K/V rows have been stored; truncating keeps the pages for reuse.
   void set_tokens(int n_tokens) { n_tokens_ = n_tokens; }
   int n_tokens() const { return n_tokens_; }
@@ -92,13 +96,17 @@ class SequenceKv {
     return v_table_[(size_t(layer) * n_kv_heads_ + head) * max_pages_ + page];
   }
 
+  enum class KeyState : uint8_t { Kept, Deferred, Dropped };
+  KeyState key_state(int layer, int head) const { return k_state_[size_t(layer) * n_kv_heads_ + head]; }
+  void release_keys(int layer, int head);
+
   KvPool& pool_;
   int n_layers_, n_kv_heads_, max_tokens_, max_pages_;
   int n_tokens_ = 0;
   int reserved_pages_ = 0;  // pages per (layer, head) reserved so far
   uint64_t version_ = 0;
   std::vector<int32_t> k_table_, v_table_;
-  std::vector<bool> k_kept_;
+  std::vector<KeyState> k_state_;
 };
 
 }  // namespace chai

@@ -26,30 +26,110 @@ HeadClusters HeadClusters::identity(int n_heads) {
   return c;
 }
 
+HeadClusters HeadClusters::from(const Clustering& clustering) {
+  HeadClusters c;
+  c.reps = clustering.representatives;
+  c.offsets.push_back(0);
+  for (int32_t cluster = 0; cluster < int32_t(c.reps.size()); ++cluster) {
+    for (size_t h = 0; h < clustering.membership.size(); ++h)
+      if (clustering.membership[h] == cluster) c.members.push_back(int32_t(h));
+    c.offsets.push_back(int32_t(c.members.size()));
+  }
+  return c;
+}
+
+void validate_plan(const ChaiPlan& plan, const LlamaConfig& config) {
+  require(int(plan.clusters.size()) == config.n_layers, ErrorCode::PlanMismatch,
+          "the cluster plan has " + std::to_string(plan.clusters.size()) + " layers but the model has " +
+              std::to_string(config.n_layers));
+  for (size_t l = 0; l < plan.clusters.size(); ++l)
+    require(plan.clusters[l] >= 1 && plan.clusters[l] <= config.n_heads, ErrorCode::PlanMismatch,
+            "the cluster plan asks for " + std::to_string(plan.clusters[l]) + " clusters in layer " + std::to_string(l) +
+                "; the model has " + std::to_string(config.n_heads) + " heads per layer (use 1.." +
+                std::to_string(config.n_heads) + ")");
+  require(plan.t0 >= 1 && plan.t0 <= 32, ErrorCode::PlanMismatch,
+          "the cluster plan's t0 must be between 1 and 32, got " + std::to_string(plan.t0));
+}
+
 int HeadClusters::max_members() const {
   int largest = 0;
   for (size_t c = 0; c + 1 < offsets.size(); ++c) largest = std::max(largest, offsets[c + 1] - offsets[c]);
   return largest;
 }
 
-Session::Session(const LlamaConfig& config, const LlamaWeights& weights, Backend& backend, KvPool& pool, int max_tokens)
+Session::Session(const LlamaConfig& config, const LlamaWeights& weights, Backend& backend, KvPool& pool, int max_tokens,
+                 std::optional<ChaiPlan> plan)
     : config_(config),
       weights_(weights),
       backend_(backend),
       pool_(pool),
-      kv_(pool, config.n_layers, config.n_kv_heads, max_tokens) {
+      kv_(pool, config.n_layers, config.n_kv_heads, max_tokens),
+      plan_(std::move(plan)) {
   require(max_tokens > 0, ErrorCode::InvalidArgument, "maxTokens must be positive");
   require(pool.head_dim() == config.head_dim, ErrorCode::Internal, "KV pool head size differs from the model's");
-  for (int l = 0; l < config.n_layers; ++l) {
-    clusters_.push_back(HeadClusters::identity(config.n_heads));
-    const HeadClusters& c = clusters_.back();
-    std::vector<int32_t> packed(c.reps);
-    packed.insert(packed.end(), c.offsets.begin(), c.offsets.end());
-    packed.insert(packed.end(), c.members.begin(), c.members.end());
-    auto buffer = std::make_unique<DeviceBuffer>(backend, packed.size() * sizeof(int32_t));
-    backend.upload(buffer->get(), packed.data(), buffer->bytes());
-    cluster_buffers_.push_back(std::move(buffer));
+  if (plan_) validate_plan(*plan_, config);
+  clusters_.resize(size_t(config.n_layers));
+  cluster_buffers_.resize(size_t(config.n_layers));
+  early_q_.resize(size_t(config.n_layers));
+  early_k_.resize(size_t(config.n_layers));
+  reset_clusters();
+}
+
+bool Session::pending(int layer) const {
+  return plan_ && plan_->clusters[size_t(layer)] < config_.n_heads && !assignments_[size_t(layer)];
+}
+
+void Session::reset_clusters() {
+  assignments_.assign(size_t(config_.n_layers), std::nullopt);
+  for (int l = 0; l < config_.n_layers; ++l) {
+    set_clusters(l, HeadClusters::identity(config_.n_heads));
+    early_q_[size_t(l)].reset();
+    early_k_[size_t(l)].reset();
   }
+}
+
+void Session::set_clusters(int layer, const HeadClusters& c) {
+  std::vector<int32_t> packed(c.reps);
+  packed.insert(packed.end(), c.offsets.begin(), c.offsets.end());
+  packed.insert(packed.end(), c.members.begin(), c.members.end());
+  auto buffer = std::make_unique<DeviceBuffer>(backend_, packed.size() * sizeof(int32_t));
+  backend_.upload(buffer->get(), packed.data(), buffer->bytes());
+  cluster_buffers_[size_t(layer)] = std::move(buffer);
+  clusters_[size_t(layer)] = c;
+}
+
+std::optional<Clustering> Session::assignment(int layer) const {
+  require(layer >= 0 && layer < config_.n_layers, ErrorCode::InvalidArgument,
+          "layer " + std::to_string(layer) + " does not exist (the model has " + std::to_string(config_.n_layers) + ")");
+  return assignments_[size_t(layer)];
+}
+
+void Session::cluster_if_ready(int layer, const TensorView& q, const TensorView& k, int pos0, int n) {
+  const int t0 = plan_->t0;
+  const size_t q_row = size_t(config_.q_dim()) * sizeof(float), k_row = size_t(config_.kv_dim()) * sizeof(float);
+  auto& early_q = early_q_[size_t(layer)];
+  auto& early_k = early_k_[size_t(layer)];
+  if (!early_q) {
+    early_q = std::make_unique<DeviceBuffer>(backend_, size_t(t0) * q_row);
+    early_k = std::make_unique<DeviceBuffer>(backend_, size_t(t0) * k_row);
+  }
+  const int rows = std::min(pos0 + n, t0) - pos0;
+  if (rows > 0) {
+    backend_.copy(static_cast<char*>(early_q->get()) + size_t(pos0) * q_row, q.data, size_t(rows) * q_row);
+    backend_.copy(static_cast<char*>(early_k->get()) + size_t(pos0) * k_row, k.data, size_t(rows) * k_row);
+  }
+  if (pos0 + n < t0) return;
+
+  const std::vector<float> features = head_features(early_q->get(), early_k->get(), t0);
+  Clustering clustering =
+      cluster_points(features.data(), config_.n_heads, feature_length(t0), plan_->clusters[size_t(layer)], plan_->clustering);
+  std::vector<bool> keep(size_t(config_.n_kv_heads), false);
+  for (int32_t rep : clustering.representatives) keep[size_t(rep / config_.group())] = true;
+  kv_.decide_keys(layer, keep);
+  set_clusters(layer, HeadClusters::from(clustering));
+  assignments_[size_t(layer)] = std::move(clustering);
+  early_q.reset();
+  early_k.reset();
 }
 
 void Session::upload_tables() {
@@ -64,9 +144,54 @@ void Session::upload_tables() {
   uploaded_version_ = kv_.version();
 }
 
+std::vector<float> Session::head_features(const void* q, const void* k, int t0) {
+  DeviceBuffer features(backend_, size_t(config_.n_heads) * feature_length(t0) * sizeof(float));
+  HeadFeatureParams fp;
+  fp.q = static_cast<const float*>(q);
+  fp.k = static_cast<const float*>(k);
+  fp.out = static_cast<float*>(features.get());
+  fp.t0 = t0;
+  fp.n_heads = config_.n_heads;
+  fp.n_kv_heads = config_.n_kv_heads;
+  fp.head_dim = config_.head_dim;
+  fp.scale = 1.0f / std::sqrt(float(config_.head_dim));
+  backend_.head_features(fp);
+  std::vector<float> host(size_t(config_.n_heads) * feature_length(t0));
+  backend_.download(host.data(), features.get(), features.bytes());
+  return host;
+}
+
+std::vector<std::vector<float>> Session::features_of(const std::vector<int32_t>& tokens, int t0) {
+  require(t0 >= 1 && int(tokens.size()) >= t0, ErrorCode::InvalidArgument,
+          "features need at least t0 = " + std::to_string(t0) + " tokens, got " + std::to_string(tokens.size()));
+  require(!plan_, ErrorCode::Internal, "features_of runs on a full-attention session");
+  rewind(0);
+  capture_t0_ = t0;
+  captured_.assign(size_t(config_.n_layers), {});
+  try {
+    evaluate(std::vector<int32_t>(tokens.begin(), tokens.begin() + t0), false);
+  } catch (...) {
+    capture_t0_ = 0;
+    rewind(0);
+    throw;
+  }
+  capture_t0_ = 0;
+  rewind(0);
+  return std::move(captured_);
+}
+
 void Session::rewind(int n_tokens) {
   require(n_tokens >= 0 && n_tokens <= kv_.n_tokens(), ErrorCode::InvalidArgument,
           "cannot rewind to " + std::to_string(n_tokens) + " tokens: the session holds " + std::to_string(kv_.n_tokens()));
+  if (n_tokens == 0) {
+    kv_.clear();
+    reset_clusters();
+    return;
+  }
+  // Dropped keys cannot come back, and a layer waiting for t0 tokens keeps only its first rows.
+  require(!plan_ || n_tokens >= plan_->t0 || n_tokens == kv_.n_tokens(), ErrorCode::InvalidArgument,
+          "a CHAI session cannot rewind into its first t0 = " + std::to_string(plan_ ? plan_->t0 : 0) +
+              " tokens, which chose its clusters; rewind to 0 to start a new request");
   kv_.set_tokens(n_tokens);
 }
 
@@ -78,8 +203,14 @@ std::vector<float> Session::evaluate(const std::vector<int32_t>& tokens, bool al
     require(t >= 0 && t < c.n_vocab, ErrorCode::InvalidArgument,
             "token id " + std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(c.n_vocab - 1) + ")");
   const int pos0 = kv_.n_tokens();
-  kv_.reserve(pos0 + n);  // ContextOverflow before anything changes
-  upload_tables();
+  require(pos0 + n <= kv_.max_tokens(), ErrorCode::ContextOverflow,
+          "the sequence would hold " + std::to_string(pos0 + n) + " tokens but the session allows " +
+              std::to_string(kv_.max_tokens()) + " (maxTokens)");
+  // A prompt that reaches t0 clusters each layer before its attention: its keys wait for the decision.
+  if (plan_ && pos0 == 0 && n >= plan_->t0)
+    for (int l = 0; l < c.n_layers; ++l)
+      if (pending(l)) kv_.defer_keys(l);
+  kv_.reserve(pos0 + n);
 
   DeviceBuffer token_buf(backend_, size_t(n) * sizeof(int32_t));
   backend_.upload(token_buf.get(), tokens.data(), token_buf.bytes());
@@ -104,6 +235,13 @@ std::vector<float> Session::evaluate(const std::vector<int32_t>& tokens, bool al
     backend_.matmul(H, w.wv, V);
     backend_.rope(Q, c.head_dim, pos0, c.rope_base);
     backend_.rope(K, c.head_dim, pos0, c.rope_base);
+    if (capture_t0_ > 0) captured_[size_t(l)] = head_features(Q.data, K.data, capture_t0_);
+    if (pending(l)) {
+      reading.unlock();  // choosing keys may allocate pages, and so grow (move) the pool
+      cluster_if_ready(l, Q, K, pos0, n);
+      reading.lock();
+    }
+    upload_tables();
 
     const int32_t* k_table = static_cast<const int32_t*>(k_tables_->get()) + size_t(l) * table_stride;
     const int32_t* v_table = static_cast<const int32_t*>(v_tables_->get()) + size_t(l) * table_stride;

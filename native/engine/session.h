@@ -3,8 +3,10 @@
 // attention uses (identity clusters = full attention).
 #pragma once
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "chai/clustering.h"
 #include "core/backend.h"
 #include "kv_cache.h"
 #include "model/llama.h"
@@ -16,15 +18,29 @@ namespace chai {
 struct HeadClusters {
   std::vector<int32_t> reps, offsets, members;
   static HeadClusters identity(int n_heads);
+  static HeadClusters from(const Clustering& clustering);
   int count() const { return int(reps.size()); }
   int max_members() const;
 };
+
+// What CHAI does in a session (a validated cluster plan): layer l keeps clusters[l] clusters of
+// heads (== n_heads: not clustered), chosen from the first t0 tokens of the sequence.
+struct ChaiPlan {
+  int t0 = 5;
+  ClusteringOptions clustering;
+  std::vector<int> clusters;
+};
+
+// Throws PlanMismatch naming what does not fit.
+void validate_plan(const ChaiPlan& plan, const LlamaConfig& config);
 
 class Session {
  public:
   // `weights` must live in `backend`'s memory and outlive the session (the caller keeps the
   // model alive). The session draws cache pages from `pool`.
-  Session(const LlamaConfig& config, const LlamaWeights& weights, Backend& backend, KvPool& pool, int max_tokens);
+  // Without a plan (or with every layer at n_heads clusters) this is full attention.
+  Session(const LlamaConfig& config, const LlamaWeights& weights, Backend& backend, KvPool& pool, int max_tokens,
+          std::optional<ChaiPlan> plan = std::nullopt);
 
   // Runs `tokens` at positions n_past() onwards. Returns the logits of the last token, or of every
   // token when all_logits (row-major [n, n_vocab]). On error the session is as before the call.
@@ -32,12 +48,26 @@ class Session {
 
   int n_past() const { return kv_.n_tokens(); }
   int max_tokens() const { return kv_.max_tokens(); }
-  // Forgets every token from `n_tokens` on (0 clears the sequence).
+  // Forgets every token from `n_tokens` on. 0 starts a new request (clusters are chosen again);
+  // otherwise a clustered session cannot go back before its first t0 tokens.
   void rewind(int n_tokens);
   KvStats cache_stats() const { return kv_.stats(); }
+  // The clusters of a clustered layer, once chosen; nullopt for unclustered or undecided layers.
+  std::optional<Clustering> assignment(int layer) const;
+
+  // Calibration: starts a new request, runs its first t0 tokens with full attention and returns
+  // every layer's head features ([n_layers][n_heads × t0(t0+1)/2]). Leaves the session empty.
+  std::vector<std::vector<float>> features_of(const std::vector<int32_t>& tokens, int t0);
 
  private:
   void upload_tables();
+  void set_clusters(int layer, const HeadClusters& clusters);
+  bool pending(int layer) const;
+  void reset_clusters();
+  // Keeps this batch's Q/K rows of the first t0 positions; once t0 exist, clusters the layer.
+  void cluster_if_ready(int layer, const TensorView& q, const TensorView& k, int pos0, int n);
+  // Features of the first t0 rows of q and k (backend memory), downloaded.
+  std::vector<float> head_features(const void* q, const void* k, int t0);
 
   const LlamaConfig& config_;
   const LlamaWeights& weights_;
@@ -48,6 +78,12 @@ class Session {
   std::unique_ptr<DeviceBuffer> k_tables_, v_tables_;
   std::vector<HeadClusters> clusters_;
   std::vector<std::unique_ptr<DeviceBuffer>> cluster_buffers_;  // per layer: reps | offsets | members
+  std::optional<ChaiPlan> plan_;
+  std::vector<std::optional<Clustering>> assignments_;
+  // Q and K rows of the first t0 positions, per layer, until the layer is clustered.
+  std::vector<std::unique_ptr<DeviceBuffer>> early_q_, early_k_;
+  int capture_t0_ = 0;  // > 0 while features_of() runs
+  std::vector<std::vector<float>> captured_;
 };
 
 }  // namespace chai

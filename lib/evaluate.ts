@@ -1,0 +1,151 @@
+import { ChaiError } from './errors';
+import type { Model } from './model';
+import { ClusterPlan, ClusterPlanJson } from './plan';
+import type { CacheStats, Session } from './session';
+
+export interface EvaluateOptions {
+  /** The CHAI side: a plan, or 'auto' (as createSession). */
+  plan: ClusterPlan | 'auto';
+  /** Tokens per window (each window is one request: BOS and the start of a paragraph). Default 128. */
+  windowTokens?: number;
+  /** How many windows (paragraphs) to score. Default 32. */
+  windows?: number;
+  /** Windows whose second half is also decoded token by token to time decoding. Default 4. */
+  timedWindows?: number;
+  onProgress?: (progress: { window: number; windows: number }) => void;
+}
+
+/** Full attention against CHAI on the same windows (field names are the CLI's JSON). */
+export interface EvaluationReport {
+  windows: number;
+  /** Next-token predictions scored (window length − 1 per window). */
+  tokens: number;
+  perplexityFull: number;
+  perplexityChai: number;
+  /** Mean over scored positions of KL(p_full ‖ p_chai), in nats. */
+  klMean: number;
+  /** Fraction of positions where both pick the same most likely token. */
+  top1Agreement: number;
+  /** Cache bytes per window (the mean over windows), full attention and CHAI. */
+  kvBytesFull: number;
+  kvBytesChai: number;
+  kBytesFull: number;
+  kBytesChai: number;
+  vBytesFull: number;
+  vBytesChai: number;
+  decodeTokensPerSecondFull: number;
+  decodeTokensPerSecondChai: number;
+  plan: ClusterPlanJson;
+}
+
+function logSoftmax(row: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (const v of row) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of row) sum += Math.exp(v - max);
+  const lse = max + Math.log(sum);
+  return Float64Array.from(row, (v) => v - lse);
+}
+
+function argmax(row: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
+}
+
+/** Paragraph openings of `windowTokens` tokens (BOS first when the model uses one). */
+export function evaluationWindows(model: Model, text: string, windowTokens: number, count: number): number[][] {
+  const paragraphs = text.split(/\n\s*\n/).map((p) => p.trim()).filter(Boolean);
+  const candidates = paragraphs.map((p) => model.tokenizer.encode(p).slice(0, windowTokens)).filter((t) => t.length === windowTokens);
+  if (candidates.length === 0) {
+    throw new ChaiError('E_INVALID_ARGUMENT', `the evaluation text has no paragraph of ${windowTokens} tokens or more: lower windowTokens`);
+  }
+  if (candidates.length <= count) return candidates;
+  return Array.from({ length: count }, (_, i) => candidates[Math.floor((i * candidates.length) / count)]);
+}
+
+async function decodeSeconds(session: Session, window: number[]): Promise<{ seconds: number; steps: number }> {
+  await session.reset();
+  const half = Math.floor(window.length / 2);
+  await session.evaluate(window.slice(0, half));
+  const start = process.hrtime.bigint();
+  for (let i = half; i < window.length; i++) await session.evaluate([window[i]]);
+  return { seconds: Number(process.hrtime.bigint() - start) / 1e9, steps: window.length - half };
+}
+
+/**
+ * Scores CHAI against full attention on the same text: perplexity of each, KL divergence and
+ * top-1 agreement of their next-token distributions, cache bytes of each, and decode speed.
+ */
+export async function evaluateChai(model: Model, text: string, options: EvaluateOptions): Promise<EvaluationReport> {
+  const windowTokens = options.windowTokens ?? 128;
+  const windows = evaluationWindows(model, text, windowTokens, options.windows ?? 32);
+  const timed = Math.min(options.timedWindows ?? 4, windows.length);
+  const full = model.createSession({ maxTokens: windowTokens, chai: 'off' });
+  const chai = model.createSession({ maxTokens: windowTokens, chai: options.plan });
+  const vocab = model.info.vocabSize;
+  let nllFull = 0;
+  let nllChai = 0;
+  let kl = 0;
+  let agree = 0;
+  let scored = 0;
+  const bytes = { kFull: 0, vFull: 0, kChai: 0, vChai: 0 };
+  const add = (s: CacheStats, side: 'Full' | 'Chai'): void => {
+    bytes[`k${side}`] += s.kBytes;
+    bytes[`v${side}`] += s.vBytes;
+  };
+  try {
+    for (let w = 0; w < windows.length; w++) {
+      const tokens = windows[w];
+      await full.reset();
+      await chai.reset();
+      const a = await full.evaluate(tokens, { allLogits: true });
+      const b = await chai.evaluate(tokens, { allLogits: true });
+      add(full.cache.stats(), 'Full');
+      add(chai.cache.stats(), 'Chai');
+      for (let i = 0; i + 1 < tokens.length; i++) {
+        const rowA = a.subarray(i * vocab, (i + 1) * vocab);
+        const rowB = b.subarray(i * vocab, (i + 1) * vocab);
+        const la = logSoftmax(rowA);
+        const lb = logSoftmax(rowB);
+        nllFull -= la[tokens[i + 1]];
+        nllChai -= lb[tokens[i + 1]];
+        for (let v = 0; v < vocab; v++) kl += Math.exp(la[v]) * (la[v] - lb[v]);
+        if (argmax(rowA) === argmax(rowB)) agree++;
+        scored++;
+      }
+      options.onProgress?.({ window: w + 1, windows: windows.length });
+    }
+    let fullTime = 0;
+    let chaiTime = 0;
+    let steps = 0;
+    for (let w = 0; w < timed; w++) {
+      const f = await decodeSeconds(full, windows[w]);
+      const c = await decodeSeconds(chai, windows[w]);
+      fullTime += f.seconds;
+      chaiTime += c.seconds;
+      steps += f.steps;
+    }
+    const n = windows.length;
+    return {
+      windows: n,
+      tokens: scored,
+      perplexityFull: Math.exp(nllFull / scored),
+      perplexityChai: Math.exp(nllChai / scored),
+      klMean: kl / scored,
+      top1Agreement: agree / scored,
+      kvBytesFull: (bytes.kFull + bytes.vFull) / n,
+      kvBytesChai: (bytes.kChai + bytes.vChai) / n,
+      kBytesFull: bytes.kFull / n,
+      kBytesChai: bytes.kChai / n,
+      vBytesFull: bytes.vFull / n,
+      vBytesChai: bytes.vChai / n,
+      decodeTokensPerSecondFull: steps / fullTime,
+      decodeTokensPerSecondChai: steps / chaiTime,
+      plan: (chai.plan ?? ClusterPlan.create(model.info, new Array(model.info.layers).fill(model.info.heads))).toJSON(),
+    };
+  } finally {
+    await full.dispose();
+    await chai.dispose();
+  }
+}
