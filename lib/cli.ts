@@ -1,8 +1,13 @@
 #!/usr/bin/env node
+import fs from 'node:fs';
+import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { calibrate } from './calibrate';
 import { ChaiError } from './errors';
 import { buildInfo, devices, DeviceRequest } from './device';
+import { evaluateChai } from './evaluate';
 import { loadModel, Model } from './model';
+import { ClusterPlan } from './plan';
 import { GenerationResult } from './session';
 
 function gib(bytes: number): string {
@@ -78,6 +83,107 @@ async function printModel(file: string, json: boolean): Promise<void> {
   }
 }
 
+/** A progress bar on stderr while `work` runs (none when stderr is not a terminal or with --json). */
+async function withProgress<T>(label: string, quiet: boolean, work: (tick: (done: number, total: number) => void) => Promise<T>): Promise<T> {
+  const bar = quiet || !process.stderr.isTTY ? null : new SingleBar({ format: `${label} [{bar}] {value}/{total}`, stream: process.stderr, hideCursor: true });
+  let started = false;
+  try {
+    return await work((done, total) => {
+      if (!bar) return;
+      if (!started) bar.start(total, 0);
+      started = true;
+      bar.update(done);
+    });
+  } finally {
+    if (started) bar?.stop();
+  }
+}
+
+function readText(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ChaiError('E_INVALID_ARGUMENT', `cannot read '${file}': ${(e as Error).message}`);
+  }
+}
+
+interface CalibrateFlags {
+  model: string;
+  data: string;
+  out: string;
+  plot?: string;
+  t0: number;
+  windows: number;
+  keepFirstLayers: number;
+  seed: number;
+  method: 'kmeans' | 'agglomerative';
+  representative: 'medoid' | 'first';
+  json?: boolean;
+}
+
+async function calibrateCommand(flags: CalibrateFlags): Promise<void> {
+  const model = await loadModel(flags.model, { device: 'cpu' });
+  try {
+    const plan = await withProgress('calibrating', Boolean(flags.json), (tick) =>
+      calibrate(model, readText(flags.data), {
+        t0: flags.t0,
+        windows: flags.windows,
+        keepFirstLayers: flags.keepFirstLayers,
+        seed: flags.seed,
+        method: flags.method,
+        representative: flags.representative,
+        onProgress: (p) => tick(p.window, p.windows),
+      }),
+    );
+    plan.save(flags.out);
+    if (flags.plot) fs.writeFileSync(flags.plot, plan.elbowSvg());
+    if (flags.json) process.stdout.write(`${JSON.stringify(plan.toJSON())}\n`);
+    else {
+      process.stdout.write(`clusters per layer: ${plan.clusters.join(' ')} (of ${model.info.heads} heads; ${plan.toJSON().calibration!.windows} windows)\n`);
+      process.stdout.write(`wrote ${flags.out}${flags.plot ? ` and ${flags.plot}` : ''}\n`);
+    }
+  } finally {
+    model.dispose();
+  }
+}
+
+interface EvalFlags {
+  model: string;
+  data: string;
+  plan?: string;
+  windows: number;
+  windowTokens: number;
+  json?: boolean;
+}
+
+async function evalCommand(flags: EvalFlags): Promise<void> {
+  const model = await loadModel(flags.model, { device: 'cpu' });
+  try {
+    const plan = flags.plan ? ClusterPlan.load(flags.plan) : 'auto';
+    const report = await withProgress('evaluating', Boolean(flags.json), (tick) =>
+      evaluateChai(model, readText(flags.data), { plan, windows: flags.windows, windowTokens: flags.windowTokens, onProgress: (p) => tick(p.window, p.windows) }),
+    );
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify(report)}\n`);
+      return;
+    }
+    const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
+    process.stdout.write(
+      [
+        `plan: clusters ${report.plan.layers.map((l) => l.clusters).join(' ')} (${report.plan.method}, ${report.plan.representative}, t0 ${report.plan.t0})`,
+        `${report.windows} windows, ${report.tokens} scored tokens`,
+        `perplexity: full ${report.perplexityFull.toFixed(3)}, CHAI ${report.perplexityChai.toFixed(3)}`,
+        `KL(full || CHAI): ${report.klMean.toFixed(5)} nats/token; top-1 agreement ${pct(report.top1Agreement)}`,
+        `cache per window: K ${kib(report.kBytesFull)} -> ${kib(report.kBytesChai)}, V ${kib(report.vBytesFull)} -> ${kib(report.vBytesChai)} ` +
+          `(K+V saved ${pct(1 - report.kvBytesChai / report.kvBytesFull)})`,
+        `decode: full ${report.decodeTokensPerSecondFull.toFixed(0)} tok/s, CHAI ${report.decodeTokensPerSecondChai.toFixed(0)} tok/s`,
+      ].join('\n') + '\n',
+    );
+  } finally {
+    model.dispose();
+  }
+}
+
 interface GenerateFlags {
   model: string;
   prompt: string;
@@ -89,11 +195,12 @@ interface GenerateFlags {
   json?: boolean;
   device: DeviceRequest;
   context?: number;
+  plan?: string;
 }
 
 async function generate(flags: GenerateFlags): Promise<void> {
   const model = await loadModel(flags.model, { device: flags.device });
-  const session = model.createSession(flags.context ? { maxTokens: flags.context } : {});
+  const session = model.createSession({ maxTokens: flags.context, chai: flags.plan ? (flags.plan === 'auto' ? 'auto' : ClusterPlan.load(flags.plan)) : 'off' });
   const controller = new AbortController();
   const onSigint = (): void => controller.abort();
   process.once('SIGINT', onSigint);
@@ -162,8 +269,34 @@ async function main(argv: string[]): Promise<void> {
     .option('--seed <s>', 'sampler seed (default: random)', number('int'))
     .option('--context <n>', 'session size in tokens (default: min(model context, 4096))', number('int'))
     .addOption(new Option('--device <device>', "'auto', 'cpu' or 'cuda:N'").default('auto'))
+    .option('--plan <file>', "CHAI cluster plan (JSON), or 'auto' (the plan beside the model, else the default plan)")
     .option('--json', 'print one JSON object with token ids, text, speed and cache stats')
     .action((opts: GenerateFlags) => generate(opts));
+  program
+    .command('calibrate')
+    .description('choose the number of head clusters per layer from calibration text (writes a cluster plan)')
+    .requiredOption('--model <file>', 'a .gguf model file')
+    .requiredOption('--data <file>', 'calibration text')
+    .requiredOption('--out <file>', 'where to write the plan (JSON)')
+    .option('--plot <file>', 'also write the elbow curves (SVG)')
+    .option('--t0 <n>', 'tokens whose attention chooses the clusters', number('int'), 5)
+    .option('--windows <n>', 'calibration windows', number('int'), 64)
+    .option('--keep-first-layers <n>', 'leave the first N layers unclustered', number('int'), 0)
+    .option('--seed <n>', 'K-Means seed', number('int'), 0)
+    .addOption(new Option('--method <m>', 'online clustering written into the plan').choices(['kmeans', 'agglomerative']).default('kmeans'))
+    .addOption(new Option('--representative <r>', 'representative rule written into the plan').choices(['medoid', 'first']).default('medoid'))
+    .option('--json', 'print the plan as JSON')
+    .action((opts: CalibrateFlags) => calibrateCommand(opts));
+  program
+    .command('eval')
+    .description('compare CHAI with full attention on text: perplexity, KL, top-1 agreement, cache bytes, decode speed')
+    .requiredOption('--model <file>', 'a .gguf model file')
+    .requiredOption('--data <file>', 'evaluation text (paragraphs separated by blank lines)')
+    .option('--plan <file>', "cluster plan (default: 'auto', the plan beside the model or the default plan)")
+    .option('--windows <n>', 'paragraphs to score', number('int'), 32)
+    .option('--window-tokens <n>', 'tokens per paragraph window', number('int'), 128)
+    .option('--json', 'print one JSON object')
+    .action((opts: EvalFlags) => evalCommand(opts));
   await program.parseAsync(argv);
 }
 
