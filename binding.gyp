@@ -19,6 +19,7 @@
         "native/model/llama.cpp",
         "native/engine/kv_cache.cpp",
         "native/engine/session.cpp",
+        "native/engine/resident_weights.cpp",
         "native/chai/clustering.cpp",
         "native/chai/calibration.cpp"
       ],

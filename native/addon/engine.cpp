@@ -5,6 +5,7 @@
 #include "binding.h"
 #include "chai/calibration.h"
 #include "engine/kv_cache.h"
+#include "engine/resident_weights.h"
 #include "engine/session.h"
 #include "exports.h"
 #include "model/llama.h"
@@ -17,7 +18,10 @@ constexpr int kPageTokens = 16;
 struct LoadedModel {
   std::shared_ptr<LlamaModel> model;
   std::shared_ptr<Backend> backend;
-  std::unique_ptr<KvPool> pool;  // one pool for all of this model's sessions
+  std::unique_ptr<ResidentWeights> resident;  // device copies, for backends that are not the CPU
+  std::unique_ptr<KvPool> pool;               // one pool for all of this model's sessions
+
+  const LlamaWeights& weights() const { return resident ? resident->weights() : model->weights(); }
 };
 
 struct ModelHandle {
@@ -119,8 +123,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
           auto loaded = std::make_shared<LoadedModel>();
           loaded->model = LlamaModel::load(GgufFile::open(path));
           loaded->backend = backend_for(device, threads);
-          require(device == "cpu", ErrorCode::Unsupported,
-                  "the engine runs on the CPU backend for now; CUDA sessions are not implemented yet: use device 'cpu'");
+          if (device != "cpu") loaded->resident = std::make_unique<ResidentWeights>(loaded->model->weights(), *loaded->backend);
           loaded->pool = std::make_unique<KvPool>(*loaded->backend, loaded->model->config().head_dim, kPageTokens);
           return loaded;
         },
@@ -211,7 +214,7 @@ Napi::Value CreateSession(const Napi::CallbackInfo& info) {
     state->loaded = loaded;
     const LlamaModel& m = *loaded->model;
     state->session =
-        std::make_unique<Session>(m.config(), m.weights(), *loaded->backend, *loaded->pool, int(max_tokens), plan);
+        std::make_unique<Session>(m.config(), loaded->weights(), *loaded->backend, *loaded->pool, int(max_tokens), plan);
     return Napi::External<SessionHandle>::New(info.Env(), new SessionHandle{state},
                                               [](Napi::Env, SessionHandle* h) { delete h; });
   });

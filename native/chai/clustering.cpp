@@ -210,7 +210,10 @@ Clustering cluster_points(const float* features, int n, int dim, int k, const Cl
   const Matrix dist = cosine_distances(x);
 
   Clustering result;
-  if (options.method == ClusterMethod::Agglomerative) {
+  if (k == n) {  // every point alone: the only zero-inertia answer, even with duplicate points
+    result.membership.resize(size_t(n));
+    std::iota(result.membership.begin(), result.membership.end(), 0);
+  } else if (options.method == ClusterMethod::Agglomerative) {
     result.membership = canonical(agglomerative(dist, k));
     result.inertia = inertia_of(x, result.membership, k);
   } else {

@@ -1,0 +1,73 @@
+// The whole engine on the GPU against the CPU: stories260K greedy tokens (full attention and
+// CHAI) and clusters. Exits 77 (ctest: skipped) with the reason when no device.
+#include <algorithm>
+#include <string>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "engine/resident_weights.h"
+#include "engine/session.h"
+#include "model/llama.h"
+#include "testing.h"
+
+using namespace chai;
+using namespace chai::testing;
+
+namespace {
+
+std::vector<int32_t> greedy(Session& s, std::vector<int32_t> prompt, int n, std::vector<float>* first_logits) {
+  std::vector<float> logits = s.evaluate(prompt, false);
+  if (first_logits) *first_logits = logits;
+  std::vector<int32_t> out;
+  for (int i = 0; i < n; ++i) {
+    const int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    out.push_back(next);
+    logits = s.evaluate({next}, false);
+  }
+  return out;
+}
+
+}  // namespace
+
+int main() {
+  const CudaStatus status = cuda_status();
+  if (!status.available) {
+    std::printf("SKIPPED: no usable CUDA device: %s\n", status.reason.c_str());
+    return 77;
+  }
+  Suite suite("cuda_engine");
+  const std::string models = std::string(CHAI_SHARED_DIR) + "/models/";
+  auto cpu = make_cpu_backend(0);
+  auto gpu = make_cuda_backend(0);
+  const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 432, 383, 286};
+  for (const char* file : {"stories260K.gguf", "stories260K-mha.gguf", "stories260K-f16.gguf", "stories260K-q8_0.gguf"}) {
+    auto model = LlamaModel::load(GgufFile::open(models + file));
+    const LlamaConfig& c = model->config();
+    ResidentWeights resident(model->weights(), *gpu);
+    KvPool cpu_pool(*cpu, c.head_dim, 16), gpu_pool(*gpu, c.head_dim, 16);
+
+    for (bool clustered : {false, true}) {
+      std::optional<ChaiPlan> plan;
+      if (clustered) {
+        plan = ChaiPlan{};
+        plan->clustering.method = ClusterMethod::Agglomerative;
+        plan->clusters = {8, 8, 8, 4, 2};
+      }
+      Session on_cpu(c, model->weights(), *cpu, cpu_pool, 128, plan);
+      Session on_gpu(c, resident.weights(), *gpu, gpu_pool, 128, plan);
+      std::vector<float> lc, lg;
+      const auto a = greedy(on_cpu, prompt, 40, &lc);
+      const auto b = greedy(on_gpu, prompt, 40, &lg);
+      const std::string what = std::string(file) + (clustered ? " CHAI" : " full");
+      suite.check_close(relative_error(lg, lc), 1e-4, what + ": prompt logits GPU vs CPU");
+      suite.check(a == b, what + ": 40 greedy tokens equal the CPU's");
+      if (clustered)
+        for (int l = 3; l < 5; ++l)
+          suite.check(on_cpu.assignment(l)->membership == on_gpu.assignment(l)->membership &&
+                          on_cpu.assignment(l)->representatives == on_gpu.assignment(l)->representatives,
+                      what + ": layer " + std::to_string(l) + " clusters equal");
+      suite.check(on_gpu.cache_stats().k_bytes == on_cpu.cache_stats().k_bytes, what + ": same K bytes");
+    }
+  }
+  return suite.finish();
+}
