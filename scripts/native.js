@@ -35,9 +35,11 @@ if (command === 'test') {
   build();
   const outDir = path.join(root, 'bench', 'results');
   fs.mkdirSync(outDir, { recursive: true });
-  const stamp = new Date().toISOString().slice(0, 10);
-  const out = path.join(outDir, `${stamp}-${os.hostname()}-ops.json`);
-  step(path.join(root, 'build-native', 'native', 'bench', 'bench_ops'), ['--out', out, ...rest]);
+  const stamp = `${new Date().toISOString().slice(0, 10)}-${os.hostname()}`;
+  for (const bench of ['bench_ops', 'bench_attention']) {
+    const out = path.join(outDir, `${stamp}-${bench.replace('bench_', '')}.json`);
+    step(path.join(root, 'build-native', 'native', 'bench', bench), ['--out', out, ...rest]);
+  }
 } else {
   process.stderr.write('usage: node scripts/native.js test | bench [--quick] [--threads N]\n');
   process.exit(2);

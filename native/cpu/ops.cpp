@@ -131,51 +131,80 @@ void add(ThreadPool& pool, const TensorView& x, const TensorView& y) {
   });
 }
 
+// Two phases per block of queries, so that decoding (one query) still spreads over all threads:
+//  1. scores: for every (cluster, query, chunk of keys), the representative's q · k · scale;
+//     then per (cluster, query) the softmax (max and sum, in place);
+//  2. outputs: for every (head, query), P of its cluster times the head's own V rows.
+// Keys of dropped heads are never read: only representatives' KV heads appear in phase 1.
 void attention(ThreadPool& pool, const AttentionParams& p) {
   const DotKernels& dot = dot_kernels();
-  const int group = p.n_heads / p.n_kv_heads;
-  const int64_t row = int64_t(p.n_heads) * p.head_dim;
+  const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim;
+  const int64_t row = int64_t(p.n_heads) * hd;
+  const int max_keys = p.pos0 + p.n_q;
   auto row_of = [&](const int32_t* table, int kv_head, int token) -> const float* {
     const int32_t page = table[kv_head * p.max_pages + token / p.page_tokens];
     if (page < 0)
-      fail(ErrorCode::Internal, "attention: no page for KV head " + std::to_string(kv_head) + " token " +
-                                    std::to_string(token));
-    return p.pool + (int64_t(page) * p.page_tokens + token % p.page_tokens) * p.head_dim;
+      fail(ErrorCode::Internal, "attention: no page for KV head " + std::to_string(kv_head) + " token " + std::to_string(token));
+    return p.pool + (int64_t(page) * p.page_tokens + token % p.page_tokens) * hd;
   };
-  // One work item per (cluster, query): scores once from the representative, then P·V per member.
-  // Short contexts are not worth waking other threads for.
-  const int64_t items = int64_t(p.n_clusters) * p.n_q;
-  const int64_t grain = (int64_t(p.pos0) + p.n_q) * p.head_dim * p.n_heads < (int64_t(1) << 14) ? items : 1;
-  pool.parallel_for(items, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> probs;
-    std::vector<float> acc(size_t(p.head_dim));
-    for (int64_t item = begin; item < end; ++item) {
-      const int c = int(item % p.n_clusters), i = int(item / p.n_clusters);
-      const int n_keys = p.pos0 + i + 1;
-      const int rep = p.reps[c];
-      const float* q = p.q + i * row + int64_t(rep) * p.head_dim;
-      probs.resize(size_t(n_keys));
-      float max = -INFINITY;
-      for (int j = 0; j < n_keys; ++j) {
-        probs[size_t(j)] = dot.f32(q, row_of(p.k_table, rep / group, j), p.head_dim) * p.scale;
-        max = std::max(max, probs[size_t(j)]);
+  std::vector<int> cluster_of(size_t(p.n_heads), 0);
+  for (int c = 0; c < p.n_clusters; ++c)
+    for (int m = p.offsets[c]; m < p.offsets[c + 1]; ++m) cluster_of[size_t(p.members[m])] = c;
+
+  // Bound the score scratch to about 16M floats by taking queries in blocks.
+  const int64_t per_query = int64_t(p.n_clusters) * max_keys;
+  const int block = int(std::max<int64_t>(1, std::min<int64_t>(p.n_q, (int64_t(1) << 24) / per_query)));
+  std::vector<float> probs(size_t(int64_t(block) * per_query));
+  std::vector<float> inv_sum(size_t(block) * p.n_clusters);
+  constexpr int kKeyChunk = 256;
+  const int chunks = (max_keys + kKeyChunk - 1) / kKeyChunk;
+  // Small problems run inline: waking other threads would cost more than the work.
+  const bool tiny = int64_t(max_keys) * hd * p.n_heads < (int64_t(1) << 14);
+
+  for (int q0 = 0; q0 < p.n_q; q0 += block) {
+    const int nq = std::min(block, p.n_q - q0);
+    auto prob_row = [&](int c, int i) { return probs.data() + (int64_t(i - q0) * p.n_clusters + c) * max_keys; };
+    const int64_t score_items = int64_t(p.n_clusters) * nq * chunks;
+    pool.parallel_for(score_items, tiny ? score_items : 1, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int chunk = int(item % chunks), c = int(item / chunks % p.n_clusters), i = q0 + int(item / chunks / p.n_clusters);
+        const int n_keys = p.pos0 + i + 1, j0 = chunk * kKeyChunk, j1 = std::min(n_keys, j0 + kKeyChunk);
+        const float* q = p.q + i * row + int64_t(p.reps[c]) * hd;
+        float* out = prob_row(c, i);
+        for (int j = j0; j < j1; ++j) out[j] = dot.f32(q, row_of(p.k_table, p.reps[c] / group, j), hd) * p.scale;
       }
-      double sum = 0;
-      for (int j = 0; j < n_keys; ++j) sum += probs[size_t(j)] = std::exp(probs[size_t(j)] - max);
-      const float inv = float(1.0 / sum);
-      for (int m = p.offsets[c]; m < p.offsets[c + 1]; ++m) {
-        const int h = p.members[m];
+    });
+    const int64_t rows = int64_t(p.n_clusters) * nq;
+    pool.parallel_for(rows, tiny ? rows : 4, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int c = int(r % p.n_clusters), i = q0 + int(r / p.n_clusters), n_keys = p.pos0 + i + 1;
+        float* w = prob_row(c, i);
+        const float max = *std::max_element(w, w + n_keys);
+        double sum = 0;
+        for (int j = 0; j < n_keys; ++j) sum += w[j] = std::exp(w[j] - max);
+        inv_sum[size_t(r)] = float(1.0 / sum);
+      }
+    });
+    const int64_t out_items = int64_t(p.n_heads) * nq;
+    pool.parallel_for(out_items, tiny ? out_items : 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> acc(static_cast<size_t>(hd));
+      for (int64_t item = begin; item < end; ++item) {
+        const int h = int(item % p.n_heads), i = q0 + int(item / p.n_heads), c = cluster_of[size_t(h)];
+        const int n_keys = p.pos0 + i + 1;
+        const float* w = prob_row(c, i);
         std::fill(acc.begin(), acc.end(), 0.0f);
+        float* __restrict a = acc.data();
         for (int j = 0; j < n_keys; ++j) {
-          const float* v = row_of(p.v_table, h / group, j);
-          const float w = probs[size_t(j)];
-          for (int d = 0; d < p.head_dim; ++d) acc[size_t(d)] += w * v[d];
+          const float* __restrict v = row_of(p.v_table, h / group, j);
+          const float wj = w[j];
+          for (int d = 0; d < hd; ++d) a[d] += wj * v[d];
         }
-        float* o = p.out + i * row + int64_t(h) * p.head_dim;
-        for (int d = 0; d < p.head_dim; ++d) o[d] = acc[size_t(d)] * inv;
+        const float inv = inv_sum[size_t(int64_t(i - q0) * p.n_clusters + c)];
+        float* o = p.out + i * row + int64_t(h) * hd;
+        for (int d = 0; d < hd; ++d) o[d] = a[d] * inv;
       }
-    }
-  });
+    });
+  }
 }
 
 void store_kv(ThreadPool& pool, const KvStoreParams& p) {

@@ -173,6 +173,7 @@ inline const std::vector<AttentionShape>& attention_shapes() {
       {1, 0, 1, 1, 8, 16, 1},       {1, 37, 8, 4, 8, 16, 8},      {13, 0, 8, 8, 64, 16, 3},
       {5, 100, 32, 32, 128, 16, 4}, {1, 300, 128, 128, 64, 16, 8}, {17, 20, 6, 3, 16, 7, 6},
       {3, 200, 4, 1, 96, 32, 2},    {1, 129, 32, 8, 128, 16, 32}, {9, 0, 32, 32, 128, 16, 1},
+      {1100, 0, 16, 16, 8, 16, 16},  // the CPU takes queries in blocks here (score scratch bound)
   };
   return shapes;
 }

@@ -1,0 +1,201 @@
+// Attention microbenchmark: CHAI (k clusters) against full attention on a LLaMA-7B head shape
+// (32 heads of 128), decode (one query over a context) and prefill (every position of a prompt),
+// on every available backend. Prints time, GB/s (decode: K and V bytes read) or GFLOP/s (prefill),
+// % of a copy-bandwidth ceiling measured in the same run, and the full/CHAI time ratio beside the
+// ideal 2H/(k+H) of memory-bound decoding. Writes JSON.
+//   bench_attention [--out FILE.json] [--threads N] [--quick]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "cpu/simd.h"
+#include "testing.h"
+
+using namespace chai;
+using namespace chai::testing;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kHeads = 32, kHeadDim = 128, kPage = 16;
+
+template <typename Fn>
+double median_seconds(Fn fn, int reps) {
+  fn();
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    const auto start = Clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+double copy_ceiling_gbps(Backend& be) {
+  const size_t bytes = size_t(256) << 20;
+  DeviceBuffer a(be, bytes), b(be, bytes);
+  std::vector<char> host(bytes, 1);
+  be.upload(a.get(), host.data(), bytes);
+  const double s = median_seconds([&] { be.copy(b.get(), a.get(), bytes), be.synchronize(); }, 5);
+  return 2.0 * double(bytes) / s / 1e9;
+}
+
+// One sequence's cache on a backend: V pages for every head, K pages for the first `k_heads`
+// heads only (the representatives), clusters of consecutive heads.
+struct Problem {
+  int context, n_q, clusters;
+  std::unique_ptr<DeviceBuffer> pool, k_table, v_table, q, out, csr;
+  AttentionParams params;
+  size_t kv_bytes_read = 0;
+  double flops = 0;
+};
+
+Problem make_problem(Backend& be, int context, int n_q, int clusters) {
+  Problem p{context, n_q, clusters, {}, {}, {}, {}, {}, {}, {}, 0, 0};
+  const int pages = (context + kPage - 1) / kPage;
+  std::vector<int32_t> k_table(size_t(kHeads) * pages, -1), v_table(size_t(kHeads) * pages, -1);
+  int32_t next = 0;
+  std::vector<int32_t> reps, offsets = {0}, members;
+  for (int c = 0; c < clusters; ++c) {
+    const int first = c * kHeads / clusters, last = (c + 1) * kHeads / clusters;
+    reps.push_back(first);
+    for (int h = first; h < last; ++h) members.push_back(h);
+    offsets.push_back(int32_t(members.size()));
+    for (int pg = 0; pg < pages; ++pg) k_table[size_t(first) * pages + pg] = next++;
+  }
+  for (int h = 0; h < kHeads; ++h)
+    for (int pg = 0; pg < pages; ++pg) v_table[size_t(h) * pages + pg] = next++;
+  const size_t page_floats = size_t(kPage) * kHeadDim;
+  const auto pool_host = random_nonzero(size_t(next) * page_floats, 1);
+  const auto q_host = random_nonzero(size_t(n_q) * kHeads * kHeadDim, 2);
+  auto up = [&](const void* data, size_t bytes) {
+    auto b = std::make_unique<DeviceBuffer>(be, bytes);
+    be.upload(b->get(), data, bytes);
+    return b;
+  };
+  std::vector<int32_t> csr(reps);
+  csr.insert(csr.end(), offsets.begin(), offsets.end());
+  csr.insert(csr.end(), members.begin(), members.end());
+  p.pool = up(pool_host.data(), pool_host.size() * 4);
+  p.k_table = up(k_table.data(), k_table.size() * 4);
+  p.v_table = up(v_table.data(), v_table.size() * 4);
+  p.q = up(q_host.data(), q_host.size() * 4);
+  p.out = std::make_unique<DeviceBuffer>(be, q_host.size() * 4);
+  p.csr = up(csr.data(), csr.size() * 4);
+  AttentionParams& a = p.params;
+  a.q = static_cast<const float*>(p.q->get());
+  a.out = static_cast<float*>(p.out->get());
+  a.n_q = n_q;
+  a.n_heads = kHeads;
+  a.n_kv_heads = kHeads;
+  a.head_dim = kHeadDim;
+  a.pos0 = context - n_q;
+  a.scale = 1.0f / std::sqrt(float(kHeadDim));
+  a.pool = static_cast<const float*>(p.pool->get());
+  a.page_tokens = kPage;
+  a.max_pages = pages;
+  a.k_table = static_cast<const int32_t*>(p.k_table->get());
+  a.v_table = static_cast<const int32_t*>(p.v_table->get());
+  a.n_clusters = clusters;
+  a.reps = static_cast<const int32_t*>(p.csr->get());
+  a.offsets = a.reps + clusters;
+  a.members = a.offsets + clusters + 1;
+  a.max_members = kHeads / clusters + (kHeads % clusters ? 1 : 0);
+  // Keys visited by all queries: Σ_i (pos0 + i + 1).
+  const double keys = double(n_q) * a.pos0 + double(n_q) * (n_q + 1) / 2;
+  p.kv_bytes_read = size_t(double(clusters + kHeads) * context * kHeadDim * 4);
+  p.flops = 2.0 * keys * kHeadDim * (clusters + kHeads);  // q·k per cluster, p·v per head
+  return p;
+}
+
+struct Row {
+  std::string backend, phase;
+  int context, n_q, clusters;
+  double seconds, gbps, gflops, ceiling_pct, full_over_chai, ideal;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out_path;
+  int threads = 0;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--out" && i + 1 < argc) out_path = argv[++i];
+    else if (a == "--threads" && i + 1 < argc) threads = std::stoi(argv[++i]);
+    else if (a == "--quick") quick = true;
+    else {
+      std::fprintf(stderr, "usage: bench_attention [--out FILE.json] [--threads N] [--quick]\n");
+      return 2;
+    }
+  }
+  std::vector<std::unique_ptr<Backend>> backends;
+  backends.push_back(make_cpu_backend(threads));
+  const CudaStatus cuda = cuda_status();
+  if (cuda.available) backends.push_back(make_cuda_backend(0));
+  else std::printf("CUDA not benchmarked: %s\n", cuda.reason.c_str());
+
+  const std::vector<int> decode_contexts = quick ? std::vector<int>{512, 2048} : std::vector<int>{512, 1024, 2048, 4096, 8192, 16384, 32768};
+  const std::vector<int> prefill_lengths = quick ? std::vector<int>{256} : std::vector<int>{512, 1024, 2048};
+  const std::vector<int> cluster_counts = {1, 2, 4, 8, 16};
+  std::vector<Row> rows;
+  for (auto& be : backends) {
+    const bool gpu = be->name() != "cpu";
+    const double ceiling = copy_ceiling_gbps(*be);
+    auto run = [&](const char* phase, int context, int n_q) {
+      Problem full = make_problem(*be, context, n_q, kHeads);
+      const int reps = gpu ? 50 : (n_q > 1 ? 3 : context >= 8192 ? 9 : 15);
+      auto time_of = [&](Problem& p) {
+        return median_seconds([&] { be->attention(p.params), be->synchronize(); }, reps);
+      };
+      const double full_s = time_of(full);
+      auto add = [&](const Problem& p, double s, double full_seconds) {
+        const double gbps = double(p.kv_bytes_read) / s / 1e9;
+        rows.push_back({be->name(), phase, context, n_q, p.clusters, s, gbps, p.flops / s / 1e9, 100 * gbps / ceiling,
+                        full_seconds / s, 2.0 * kHeads / (p.clusters + kHeads)});
+      };
+      add(full, full_s, full_s);
+      for (int k : cluster_counts) {
+        if (!gpu && k != 4 && !quick && std::string(phase) == "prefill") continue;
+        Problem chai = make_problem(*be, context, n_q, k);
+        add(chai, time_of(chai), full_s);
+      }
+    };
+    for (int ctx : decode_contexts) run("decode", ctx, 1);
+    for (int len : prefill_lengths) run("prefill", len, len);
+  }
+
+  std::printf("\n%-7s %-7s %7s %5s %8s %11s %8s %9s %7s %11s %7s\n", "backend", "phase", "context", "n_q", "clusters",
+              "time(us)", "GB/s", "GFLOP/s", "%copy", "full/CHAI", "ideal");
+  for (const auto& r : rows)
+    std::printf("%-7s %-7s %7d %5d %8d %11.1f %8.2f %9.2f %6.0f%% %11.2f %7.2f\n", r.backend.c_str(), r.phase.c_str(), r.context,
+                r.n_q, r.clusters, r.seconds * 1e6, r.gbps, r.gflops, r.ceiling_pct, r.full_over_chai, r.ideal);
+  std::printf("\nSummary (decode, k = 4 of 32 heads): full/CHAI time ratio vs the ideal %.2f\n", 2.0 * kHeads / (4 + kHeads));
+  for (const auto& r : rows)
+    if (r.phase == "decode" && r.clusters == 4)
+      std::printf("  %-7s context %6d: %.2fx (%.0f%% of ideal)\n", r.backend.c_str(), r.context, r.full_over_chai,
+                  100 * r.full_over_chai / r.ideal);
+  if (!out_path.empty()) {
+    std::ofstream f(out_path);
+    f << "{\"cpu\":\"" << cpu_features() << "\",\"heads\":" << kHeads << ",\"headDim\":" << kHeadDim << ",\"rows\":[";
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      f << (i ? "," : "") << "{\"backend\":\"" << r.backend << "\",\"benchmark\":\"attention-" << r.phase
+        << "\",\"context\":" << r.context << ",\"queries\":" << r.n_q << ",\"clusters\":" << r.clusters
+        << ",\"seconds\":" << r.seconds << ",\"gbps\":" << r.gbps << ",\"gflops\":" << r.gflops
+        << ",\"percentOfCopyCeiling\":" << r.ceiling_pct << ",\"fullOverChai\":" << r.full_over_chai
+        << ",\"idealRatio\":" << r.ideal << "}";
+    }
+    f << "]}\n";
+    std::printf("wrote %s\n", out_path.c_str());
+  }
+  return 0;
+}
