@@ -148,6 +148,13 @@ inline std::vector<float> floats_arg(const Napi::CallbackInfo& info, size_t i, c
   return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
 }
 
+inline std::vector<int32_t> int32s_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    invalid(std::string(name) + " must be an Int32Array");
+  auto a = info[i].As<Napi::Int32Array>();
+  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
 // Weights: Float32Array for f32, Uint16Array of raw bits for f16 / bf16. Kept as bytes.
 inline std::vector<uint8_t> weights_arg(const Napi::CallbackInfo& info, size_t i, chai::DType dtype, int64_t expected) {
   const napi_typedarray_type want = dtype == chai::DType::F32 ? napi_float32_array : napi_uint16_array;

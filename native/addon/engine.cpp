@@ -224,10 +224,7 @@ Napi::Value CreateSession(const Napi::CallbackInfo& info) {
 Napi::Value Evaluate(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     auto state = live_session(info, 0);
-    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-      invalid("tokens must be an Int32Array");
-    auto arr = info[1].As<Napi::Int32Array>();
-    std::vector<int32_t> tokens(arr.Data(), arr.Data() + arr.ElementLength());
+    std::vector<int32_t> tokens = int32s_arg(info, 1, "tokens");
     const bool all_logits = info[2].ToBoolean();
     auto guard = std::make_shared<BusyGuard>(state);
     return queue(info.Env(), [state, guard, tokens = std::move(tokens), all_logits] {
@@ -282,10 +279,7 @@ Napi::Value Assignment(const Napi::CallbackInfo& info) {
 Napi::Value WindowInertia(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     auto state = live_session(info, 0);
-    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-      invalid("tokens must be an Int32Array");
-    auto arr = info[1].As<Napi::Int32Array>();
-    std::vector<int32_t> tokens(arr.Data(), arr.Data() + arr.ElementLength());
+    std::vector<int32_t> tokens = int32s_arg(info, 1, "tokens");
     const int t0 = int(int_arg(info, 2, "t0"));
     ClusteringOptions kmeans;
     kmeans.method = ClusterMethod::KMeans;

@@ -5,7 +5,6 @@
 // ideal 2H/(k+H) of memory-bound decoding. Writes JSON.
 //   bench_attention [--out FILE.json] [--threads N] [--quick]
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -13,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.h"
 #include "core/backend.h"
 #include "cpu/simd.h"
 #include "testing.h"
@@ -22,30 +22,9 @@ using namespace chai::testing;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 constexpr int kHeads = 32, kHeadDim = 128, kPage = 16;
 
-template <typename Fn>
-double median_seconds(Fn fn, int reps) {
-  fn();
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    const auto start = Clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(Clock::now() - start).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
-double copy_ceiling_gbps(Backend& be) {
-  const size_t bytes = size_t(256) << 20;
-  DeviceBuffer a(be, bytes), b(be, bytes);
-  std::vector<char> host(bytes, 1);
-  be.upload(a.get(), host.data(), bytes);
-  const double s = median_seconds([&] { be.copy(b.get(), a.get(), bytes), be.synchronize(); }, 5);
-  return 2.0 * double(bytes) / s / 1e9;
-}
 
 // One sequence's cache on a backend: V pages for every head, K pages for the first `k_heads`
 // heads only (the representatives), clusters of consecutive heads.
@@ -124,24 +103,12 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string out_path;
-  int threads = 0;
-  bool quick = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--out" && i + 1 < argc) out_path = argv[++i];
-    else if (a == "--threads" && i + 1 < argc) threads = std::stoi(argv[++i]);
-    else if (a == "--quick") quick = true;
-    else {
-      std::fprintf(stderr, "usage: bench_attention [--out FILE.json] [--threads N] [--quick]\n");
-      return 2;
-    }
-  }
-  std::vector<std::unique_ptr<Backend>> backends;
-  backends.push_back(make_cpu_backend(threads));
-  const CudaStatus cuda = cuda_status();
-  if (cuda.available) backends.push_back(make_cuda_backend(0));
-  else std::printf("CUDA not benchmarked: %s\n", cuda.reason.c_str());
+  bench::Args args;
+  if (!bench::parse_args(argc, argv, "bench_attention", &args)) return 2;
+  const std::string& out_path = args.out_path;
+  const int threads = args.threads;
+  const bool quick = args.quick;
+  const auto backends = bench::available_backends(threads);
 
   const std::vector<int> decode_contexts = quick ? std::vector<int>{512, 2048} : std::vector<int>{512, 1024, 2048, 4096, 8192, 16384, 32768};
   const std::vector<int> prefill_lengths = quick ? std::vector<int>{256} : std::vector<int>{512, 1024, 2048};
@@ -149,12 +116,12 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   for (auto& be : backends) {
     const bool gpu = be->name() != "cpu";
-    const double ceiling = copy_ceiling_gbps(*be);
+    const double ceiling = bench::copy_ceiling_gbps(*be);
     auto run = [&](const char* phase, int context, int n_q) {
       Problem full = make_problem(*be, context, n_q, kHeads);
       const int reps = gpu ? 50 : (n_q > 1 ? 3 : context >= 8192 ? 9 : 15);
       auto time_of = [&](Problem& p) {
-        return median_seconds([&] { be->attention(p.params), be->synchronize(); }, reps);
+        return bench::median_seconds([&] { be->attention(p.params), be->synchronize(); }, reps);
       };
       const double full_s = time_of(full);
       auto add = [&](const Problem& p, double s, double full_seconds) {

@@ -3,13 +3,13 @@
 // bandwidth ceiling measured in the same run, and writes JSON.
 //   bench_ops [--out FILE.json] [--threads N] [--quick]
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "bench_common.h"
 #include "core/backend.h"
 #include "cpu/simd.h"
 #include "op_runner.h"
@@ -20,34 +20,8 @@ using namespace chai::testing;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
-template <typename Fn>
-double median_seconds(Fn fn, int reps) {
-  fn();  // warm-up
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    const auto start = Clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(Clock::now() - start).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
-// Device-to-device (or host) copy bandwidth: read + write bytes per second.
-double copy_ceiling(Backend& be, size_t bytes) {
-  DeviceBuffer a(be, bytes), b(be, bytes);
-  std::vector<char> host(bytes, 1);
-  be.upload(a.get(), host.data(), bytes);
-  const double s = median_seconds(
-      [&] {
-        be.copy(b.get(), a.get(), bytes);
-        be.synchronize();
-      },
-      5);
-  return 2.0 * double(bytes) / s;
-}
 
 struct Row {
   std::string backend, op, dtype;
@@ -58,32 +32,20 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string out_path;
-  int threads = 0;
-  bool quick = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--out" && i + 1 < argc) out_path = argv[++i];
-    else if (a == "--threads" && i + 1 < argc) threads = std::stoi(argv[++i]);
-    else if (a == "--quick") quick = true;
-    else {
-      std::fprintf(stderr, "usage: bench_ops [--out FILE.json] [--threads N] [--quick]\n");
-      return 2;
-    }
-  }
+  bench::Args args;
+  if (!bench::parse_args(argc, argv, "bench_ops", &args)) return 2;
+  const std::string& out_path = args.out_path;
+  const int threads = args.threads;
+  const bool quick = args.quick;
 
-  std::vector<std::unique_ptr<Backend>> backends;
-  backends.push_back(make_cpu_backend(threads));
-  const CudaStatus cuda = cuda_status();
-  if (cuda.available) backends.push_back(make_cuda_backend(0));
-  else std::printf("CUDA not benchmarked: %s\n", cuda.reason.c_str());
+  const auto backends = bench::available_backends(threads);
 
   const int reps = quick ? 3 : 15;
   const std::vector<MatmulShape> shapes = quick ? std::vector<MatmulShape>{{1, 1024, 1024}, {32, 1024, 1024}}
                                                 : std::vector<MatmulShape>{{1, 4096, 4096}, {64, 4096, 4096}};
   std::vector<Row> rows;
   for (auto& be : backends) {
-    const double ceiling = copy_ceiling(*be, size_t(256) << 20) / 1e9;
+    const double ceiling = bench::copy_ceiling_gbps(*be);
     for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
       for (const auto& s : shapes) {
         const auto x = random_nonzero(size_t(s.n) * s.k, 1);
@@ -91,7 +53,7 @@ int main(int argc, char** argv) {
         DeviceBuffer dx(*be, x.size() * 4), dw(*be, w.bytes()), dy(*be, size_t(s.n) * s.m * 4);
         be->upload(dx.get(), x.data(), dx.bytes());
         be->upload(dw.get(), w.data(), dw.bytes());
-        const double sec = median_seconds(
+        const double sec = bench::median_seconds(
             [&] {
               be->matmul({dx.get(), DType::F32, s.n, s.k}, {dw.get(), dt, s.m, s.k}, {dy.get(), DType::F32, s.n, s.m});
               be->synchronize();

@@ -114,6 +114,26 @@ inline std::vector<float> run_binary(Backend& be, bool swiglu, const std::vector
   return y;
 }
 
+inline std::vector<float> run_head_features(Backend& be, const std::vector<float>& q, const std::vector<float>& k, int t0,
+                                            int heads, int kv_heads, int head_dim) {
+  DeviceBuffer dq(be, q.size() * 4), dk(be, k.size() * 4), out(be, size_t(heads) * feature_length(t0) * 4);
+  be.upload(dq.get(), q.data(), dq.bytes());
+  be.upload(dk.get(), k.data(), dk.bytes());
+  HeadFeatureParams p;
+  p.q = static_cast<const float*>(dq.get());
+  p.k = static_cast<const float*>(dk.get());
+  p.out = static_cast<float*>(out.get());
+  p.t0 = t0;
+  p.n_heads = heads;
+  p.n_kv_heads = kv_heads;
+  p.head_dim = head_dim;
+  p.scale = 1.0f / std::sqrt(float(head_dim));
+  be.head_features(p);
+  std::vector<float> got(size_t(heads) * feature_length(t0));
+  be.download(got.data(), out.get(), out.bytes());
+  return got;
+}
+
 struct MatmulShape {
   int n, m, k;
 };

@@ -7,6 +7,7 @@
 #include "chai/clustering.h"
 #include "core/backend.h"
 #include "core/error.h"
+#include "op_runner.h"
 #include "testing.h"
 
 using namespace chai;
@@ -112,21 +113,7 @@ int main() {
   auto cpu = make_cpu_backend(2);
   for (auto [t0, heads, kv, hd] : {std::array<int, 4>{1, 1, 1, 8}, {5, 8, 4, 8}, {5, 32, 32, 128}, {7, 6, 2, 16}}) {
     const auto q = random_nonzero(size_t(t0) * heads * hd, 9), k = random_nonzero(size_t(t0) * kv * hd, 10);
-    DeviceBuffer dq(*cpu, q.size() * 4), dk(*cpu, k.size() * 4), out(*cpu, size_t(heads) * feature_length(t0) * 4);
-    cpu->upload(dq.get(), q.data(), dq.bytes());
-    cpu->upload(dk.get(), k.data(), dk.bytes());
-    HeadFeatureParams p;
-    p.q = static_cast<const float*>(dq.get());
-    p.k = static_cast<const float*>(dk.get());
-    p.out = static_cast<float*>(out.get());
-    p.t0 = t0;
-    p.n_heads = heads;
-    p.n_kv_heads = kv;
-    p.head_dim = hd;
-    p.scale = 1.0f / std::sqrt(float(hd));
-    cpu->head_features(p);
-    std::vector<float> got(size_t(heads) * feature_length(t0));
-    cpu->download(got.data(), out.get(), out.bytes());
+    const auto got = run_head_features(*cpu, q, k, t0, heads, kv, hd);
     suite.check_close(relative_error(got, features_ref(q, k, t0, heads, kv, hd)), 1e-6,
                       "head features t0=" + std::to_string(t0) + " heads=" + std::to_string(heads) + "/" + std::to_string(kv));
   }

@@ -72,25 +72,7 @@ int main() {
 
   for (auto [t0, heads, kv, hd] : {std::array<int, 4>{1, 1, 1, 8}, {5, 8, 4, 8}, {5, 32, 32, 128}, {7, 6, 2, 16}}) {
     const auto q = random_nonzero(size_t(t0) * heads * hd, seed++), k = random_nonzero(size_t(t0) * kv * hd, seed++);
-    auto run = [&](Backend& be) {
-      DeviceBuffer dq(be, q.size() * 4), dk(be, k.size() * 4), out(be, size_t(heads) * feature_length(t0) * 4);
-      be.upload(dq.get(), q.data(), dq.bytes());
-      be.upload(dk.get(), k.data(), dk.bytes());
-      HeadFeatureParams p;
-      p.q = static_cast<const float*>(dq.get());
-      p.k = static_cast<const float*>(dk.get());
-      p.out = static_cast<float*>(out.get());
-      p.t0 = t0;
-      p.n_heads = heads;
-      p.n_kv_heads = kv;
-      p.head_dim = hd;
-      p.scale = 1.0f / std::sqrt(float(hd));
-      be.head_features(p);
-      std::vector<float> got(size_t(heads) * feature_length(t0));
-      be.download(got.data(), out.get(), out.bytes());
-      return got;
-    };
-    suite.check_close(relative_error(run(*gpu), run(*cpu)), 1e-5,
+    suite.check_close(relative_error(run_head_features(*gpu, q, k, t0, heads, kv, hd), run_head_features(*cpu, q, k, t0, heads, kv, hd)), 1e-5,
                       "head features t0=" + std::to_string(t0) + " heads=" + std::to_string(heads) + "/" + std::to_string(kv));
   }
 
