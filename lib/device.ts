@@ -1,4 +1,4 @@
-import { ChaiError, callNative } from './errors';
+import { ChaiError } from './errors';
 import { native, NativeDevices } from './native';
 
 /** Where work runs: the CPU backend or one CUDA device. */
@@ -108,4 +108,3 @@ export function resolveDevice(request: DeviceRequest = 'auto'): { device: Device
   return { device: request, why: 'requested' };
 }
 
-export { callNative };
