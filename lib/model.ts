@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { ChaiError, callNative } from './errors';
+import { ChaiError, callNative, fromNative } from './errors';
 import { Device, DeviceRequest, resolveDevice } from './device';
 import { native } from './native';
 import { Metadata, Tokenizer, tokenizerFromMetadata } from './tokenizer';
@@ -59,6 +59,14 @@ interface NativeLoaded {
   weightBytes: number;
 }
 
+interface PendingEvaluation {
+  session: unknown;
+  tokens: Int32Array;
+  allLogits: boolean;
+  resolve: (logits: Float32Array) => void;
+  reject: (error: unknown) => void;
+}
+
 /** A LLaMA-family model loaded from a GGUF file. Weights are memory-mapped, not copied. */
 export class Model {
   readonly info: ModelInfo;
@@ -66,6 +74,8 @@ export class Model {
   readonly metadata: Readonly<Metadata>;
   readonly tensors: readonly TensorInfo[];
   private handle: unknown;
+  private waiting: PendingEvaluation[] = [];
+  private running = false;
 
   /** @internal use loadModel() */
   constructor(
@@ -95,6 +105,51 @@ export class Model {
   nativeHandle(): unknown {
     if (this.handle === undefined) throw new ChaiError('E_INVALID_ARGUMENT', 'the model has been disposed');
     return this.handle;
+  }
+
+  /**
+   * @internal Sessions' evaluations go through here: while one batch runs, the requests that
+   * arrive wait and then run together as the next batch (one forward pass, weights read once).
+   */
+  evaluateBatched(session: unknown, tokens: Int32Array, allLogits: boolean): Promise<Float32Array> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ session, tokens, allLogits, resolve, reject });
+      if (!this.running) setImmediate(() => this.runBatch());
+    });
+  }
+
+  private runBatch(): void {
+    if (this.running || this.waiting.length === 0) return;
+    const batch = this.waiting;
+    this.waiting = [];
+    this.running = true;
+    const done = (): void => {
+      this.running = false;
+      this.runBatch();
+    };
+    let results: Promise<(Float32Array | { code: string; message: string })[]>;
+    try {
+      results = native().evaluateBatch(
+        batch.map((b) => b.session),
+        batch.map((b) => b.tokens),
+        batch.map((b) => b.allLogits),
+      );
+    } catch (error) {
+      batch.forEach((b) => b.reject(fromNative(error)));
+      done();
+      return;
+    }
+    results.then(
+      (out) => {
+        // isView, not instanceof: the arrays may come from another realm (e.g. under jest).
+        out.forEach((r, i) => (ArrayBuffer.isView(r) ? batch[i].resolve(r as Float32Array) : batch[i].reject(fromNative(r))));
+        done();
+      },
+      (error: unknown) => {
+        batch.forEach((b) => b.reject(fromNative(error)));
+        done();
+      },
+    );
   }
 
   /** A new sequence over this model with its own KV cache. */

@@ -13,7 +13,7 @@ export interface NativeBinding {
   loadModel(path: string, device: string, threads: number): Promise<unknown>;
   disposeModel(model: unknown): void;
   createSession(model: unknown, maxTokens: number, plan?: NativePlan): unknown;
-  evaluate(session: unknown, tokens: Int32Array, allLogits: boolean): Promise<Float32Array>;
+  evaluateBatch(sessions: unknown[], tokens: Int32Array[], allLogits: boolean[]): Promise<(Float32Array | { code: string; message: string })[]>;
   rewind(session: unknown, tokens: number): void;
   sessionInfo(session: unknown): unknown;
   disposeSession(session: unknown): void;

@@ -154,7 +154,7 @@ export class Session {
           'create the session with a larger maxTokens or shorten the prompt',
       );
     }
-    const logits = await callNative(() => native().evaluate(handle, Int32Array.from(tokens), allLogits));
+    const logits = await this.model.evaluateBatched(handle, Int32Array.from(tokens), allLogits);
     this.history.push(...tokens);
     return logits;
   }

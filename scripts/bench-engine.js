@@ -41,6 +41,26 @@ async function measure(file, threads, promptTokens) {
   return { prefillTokensPerSecond: median(prefill), decodeTokensPerSecond: median(decode), weightBytes: info.weightBytes };
 }
 
+// N sessions decoding at once: their steps are batched into one forward pass per step.
+async function concurrentDecode(file, sessions, promptTokens) {
+  const model = await chai.loadModel(file, { device: 'cpu' });
+  const runs = [];
+  for (let r = 0; r < 3; r++) {
+    const all = Array.from({ length: sessions }, () => model.createSession({ maxTokens: 16 + DECODE }));
+    await Promise.all(all.map((s) => s.evaluate(promptTokens.slice(0, 16))));
+    const t = process.hrtime.bigint();
+    await Promise.all(
+      all.map(async (s) => {
+        for (let i = 0; i < DECODE; i++) await s.evaluate([promptTokens[i % promptTokens.length]]);
+      }),
+    );
+    runs.push((sessions * DECODE) / (Number(process.hrtime.bigint() - t) / 1e9));
+    await Promise.all(all.map((s) => s.dispose()));
+  }
+  model.dispose();
+  return median(runs);
+}
+
 async function main() {
   const shared = path.join(root, '..', 'shared', 'models', 'stories260K.gguf');
   const synthetic = path.join(os.tmpdir(), 'chai-bench-synthetic-f16.gguf');
@@ -76,10 +96,23 @@ async function main() {
   }
   for (const s of speedups) console.log(`${s.model}: ${allThreads} threads vs 1 — prefill ${s.prefill.toFixed(2)}x, decode ${s.decode.toFixed(2)}x`);
 
+  const batching = [];
+  for (const m of models) {
+    const probe = await chai.loadModel(m.file, { device: 'cpu' });
+    const tokens = probe.tokenizer.encode(fs.readFileSync(path.join(root, '..', 'shared', 'data', 'stories-calib.txt'), 'utf8').slice(0, 2000));
+    probe.dispose();
+    for (const sessions of [1, 4, 16]) batching.push({ model: m.name, sessions, decodeTokensPerSecond: await concurrentDecode(m.file, sessions, tokens) });
+  }
+  console.log('\nconcurrent sessions (decode steps batched into one forward pass):');
+  for (const b of batching) {
+    const one = batching.find((x) => x.model === b.model && x.sessions === 1);
+    console.log(`${b.model.padEnd(26)}${String(b.sessions).padStart(3)} sessions: ${b.decodeTokensPerSecond.toFixed(0).padStart(7)} tok/s in all (${(b.decodeTokensPerSecond / one.decodeTokensPerSecond).toFixed(2)}x one session)`);
+  }
+
   const outDir = path.join(root, 'bench', 'results');
   fs.mkdirSync(outDir, { recursive: true });
   const out = path.join(outDir, `${new Date().toISOString().slice(0, 10)}-${os.hostname()}-engine.json`);
-  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cpu: os.cpus()[0].model.trim(), prefillTokens: PREFILL, decodeTokens: DECODE, repeats: REPEATS, rows, speedups }, null, 2));
+  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cpu: os.cpus()[0].model.trim(), prefillTokens: PREFILL, decodeTokens: DECODE, repeats: REPEATS, rows, speedups, batching }, null, 2));
   console.log(`wrote ${path.relative(root, out)}`);
   fs.rmSync(synthetic, { force: true });
 }

@@ -87,6 +87,32 @@ describe('sessions', () => {
     await s.dispose();
   });
 
+  test('sessions running at once are batched and give what each gives alone', async () => {
+    const prompts = ['Once upon a time', 'Tom had a big red ball.', 'The sun', 'Hi'];
+    const alone: number[][] = [];
+    for (const p of prompts) {
+      const s = model.createSession({ maxTokens: 64 });
+      const out: number[] = [];
+      for await (const t of s.generate(p, { temperature: 0, maxNewTokens: 12 })) out.push(t.token);
+      alone.push(out);
+      await s.dispose();
+    }
+    const sessions = prompts.map(() => model.createSession({ maxTokens: 64 }));
+    const together = await Promise.all(
+      sessions.map(async (s, i) => {
+        const out: number[] = [];
+        for await (const t of s.generate(prompts[i], { temperature: 0, maxNewTokens: 12 })) out.push(t.token);
+        return out;
+      }),
+    );
+    expect(together).toEqual(alone);
+    // A bad request in a batch fails alone.
+    const [good, bad] = await Promise.allSettled([sessions[0].evaluate([403]), sessions[1].evaluate([9999])]);
+    expect(good.status).toBe('fulfilled');
+    expect(bad).toMatchObject({ status: 'rejected', reason: { code: 'E_INVALID_ARGUMENT' } });
+    await Promise.all(sessions.map((s) => s.dispose()));
+  });
+
   test('a prompt over maxTokens is E_CONTEXT_OVERFLOW and the session stays usable', async () => {
     const s = model.createSession({ maxTokens: 4 });
     await expect(s.evaluate([1, 2, 3, 4, 5])).rejects.toMatchObject({ code: 'E_CONTEXT_OVERFLOW' });

@@ -220,16 +220,62 @@ Napi::Value CreateSession(const Napi::CallbackInfo& info) {
   });
 }
 
-// evaluate(session, tokens: Int32Array, allLogits: boolean) → Promise<Float32Array>
-Napi::Value Evaluate(const Napi::CallbackInfo& info) {
+// evaluateBatch(sessions: handle[], tokens: Int32Array[], allLogits: boolean[])
+//   → Promise<(Float32Array | { code, message })[]>
+// The sessions (of one model) run in one forward pass; each request gets its logits or its error.
+Napi::Value EvaluateBatch(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    auto state = live_session(info, 0);
-    std::vector<int32_t> tokens = int32s_arg(info, 1, "tokens");
-    const bool all_logits = info[2].ToBoolean();
-    auto guard = std::make_shared<BusyGuard>(state);
-    return queue(info.Env(), [state, guard, tokens = std::move(tokens), all_logits] {
-      return state->session->evaluate(tokens, all_logits);
-    });
+    if (!info[0].IsArray() || !info[1].IsArray() || !info[2].IsArray()) invalid("evaluateBatch takes three arrays");
+    const Napi::Array handles = info[0].As<Napi::Array>(), token_lists = info[1].As<Napi::Array>(),
+                      flags = info[2].As<Napi::Array>();
+    const uint32_t n = handles.Length();
+    if (n == 0 || token_lists.Length() != n || flags.Length() != n) invalid("evaluateBatch needs equally long, non-empty arrays");
+    std::vector<std::shared_ptr<SessionState>> states;
+    std::vector<std::shared_ptr<BusyGuard>> guards;
+    auto items = std::make_shared<std::vector<Session::BatchItem>>(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      const Napi::Value h = handles.Get(i), t = token_lists.Get(i);
+      if (!h.IsExternal()) invalid("session handle expected");
+      auto state = h.As<Napi::External<SessionHandle>>().Data()->state;
+      if (!state) invalid("a session in the batch has been disposed");
+      if (!t.IsTypedArray() || t.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) invalid("tokens must be Int32Arrays");
+      if (!states.empty() && state->loaded != states[0]->loaded) invalid("a batch must hold sessions of one model");
+      const auto arr = t.As<Napi::Int32Array>();
+      guards.push_back(std::make_shared<BusyGuard>(state));
+      (*items)[i].session = state->session.get();
+      (*items)[i].tokens.assign(arr.Data(), arr.Data() + arr.ElementLength());
+      (*items)[i].all_logits = flags.Get(i).ToBoolean();
+      states.push_back(std::move(state));
+    }
+    using Done = std::shared_ptr<std::vector<Session::BatchItem>>;
+    return queue_job<Done>(
+        info.Env(),
+        [items, states, guards] {
+          Session::evaluate_batch(*items);
+          return items;
+        },
+        [](Napi::Env env, Done& done) -> Napi::Value {
+          Napi::Array out = Napi::Array::New(env, done->size());
+          for (size_t i = 0; i < done->size(); ++i) {
+            Session::BatchItem& item = (*done)[i];
+            if (!item.error) {
+              out.Set(uint32_t(i), floats_to_js(env, item.logits));
+              continue;
+            }
+            Napi::Object e = Napi::Object::New(env);
+            try {
+              std::rethrow_exception(item.error);
+            } catch (const chai::Error& err) {
+              e.Set("code", error_code_name(err.code()));
+              e.Set("message", err.what());
+            } catch (const std::exception& err) {
+              e.Set("code", "E_INTERNAL");
+              e.Set("message", err.what());
+            }
+            out.Set(uint32_t(i), e);
+          }
+          return out;
+        });
   });
 }
 
@@ -315,7 +361,7 @@ void register_engine(Napi::Env env, Napi::Object exports) {
   exports.Set("loadModel", Napi::Function::New(env, LoadModel));
   exports.Set("disposeModel", Napi::Function::New(env, DisposeModel));
   exports.Set("createSession", Napi::Function::New(env, CreateSession));
-  exports.Set("evaluate", Napi::Function::New(env, Evaluate));
+  exports.Set("evaluateBatch", Napi::Function::New(env, EvaluateBatch));
   exports.Set("rewind", Napi::Function::New(env, Rewind));
   exports.Set("sessionInfo", Napi::Function::New(env, SessionInfo));
   exports.Set("disposeSession", Napi::Function::New(env, DisposeSession));

@@ -92,8 +92,9 @@ class Backend {
   // out[i, :] = table[tokens[i], :] decoded to f32. `tokens` (n ints) lives in backend memory.
   virtual void embed(const TensorView& table, const int32_t* tokens, const TensorView& out) = 0;
   // Rotary position embedding as llama.cpp applies it to the llama architecture: within each
-  // head, pairs (2i, 2i+1) rotate by (pos0 + row) · base^(−2i/head_dim). In place, F32.
-  virtual void rope(const TensorView& x, int head_dim, int pos0, float base) = 0;
+  // head, pairs (2i, 2i+1) rotate by positions[row] · base^(−2i/head_dim). In place, F32.
+  // `positions` (x.rows ints, backend memory) lets one call cover rows of several sequences.
+  virtual void rope(const TensorView& x, int head_dim, const int32_t* positions, float base) = 0;
   // gate = silu(gate) · up, element-wise, in place. F32.
   virtual void swiglu(const TensorView& gate, const TensorView& up) = 0;
   // x += y, element-wise. F32.
@@ -111,7 +112,7 @@ void check_matmul_args(const TensorView& x, const TensorView& w, const TensorVie
 void check_rmsnorm_args(const TensorView& x, const TensorView& weight, const TensorView& y);
 void check_softmax_args(const TensorView& x);
 void check_embed_args(const TensorView& table, const int32_t* tokens, const TensorView& out);
-void check_rope_args(const TensorView& x, int head_dim, int pos0, float base);
+void check_rope_args(const TensorView& x, int head_dim, const int32_t* positions, float base);
 void check_same_f32(const TensorView& a, const TensorView& b, const char* op);
 void check_attention_args(const AttentionParams& p);
 void check_store_kv_args(const KvStoreParams& p);

@@ -52,13 +52,13 @@ void check_embed_args(const TensorView& table, const int32_t* tokens, const Tens
           "embedding shapes do not fit: table " + table.shape_string() + ", out " + out.shape_string());
 }
 
-void check_rope_args(const TensorView& x, int head_dim, int pos0, float base) {
+void check_rope_args(const TensorView& x, int head_dim, const int32_t* positions, float base) {
   require_data(x, "rope input");
   require_f32(x, "rope input");
-  require(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0 && pos0 >= 0 && base > 0,
+  require(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0 && positions != nullptr && base > 0,
           ErrorCode::InvalidArgument,
           "rope: head_dim must be even and divide the row (" + x.shape_string() + ", head_dim " +
-              std::to_string(head_dim) + "), pos0 >= 0, base > 0");
+              std::to_string(head_dim) + "), positions given, base > 0");
 }
 
 void check_same_f32(const TensorView& a, const TensorView& b, const char* op) {

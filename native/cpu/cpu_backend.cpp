@@ -44,9 +44,9 @@ class CpuBackend final : public Backend {
     check_embed_args(table, tokens, out);
     cpu::embed(pool_, table, tokens, out);
   }
-  void rope(const TensorView& x, int head_dim, int pos0, float base) override {
-    check_rope_args(x, head_dim, pos0, base);
-    cpu::rope(pool_, x, head_dim, pos0, base);
+  void rope(const TensorView& x, int head_dim, const int32_t* positions, float base) override {
+    check_rope_args(x, head_dim, positions, base);
+    cpu::rope(pool_, x, head_dim, positions, base);
   }
   void swiglu(const TensorView& gate, const TensorView& up) override {
     check_same_f32(gate, up, "swiglu");

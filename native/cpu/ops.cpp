@@ -92,12 +92,12 @@ void embed(ThreadPool& pool, const TensorView& table, const int32_t* tokens, con
   });
 }
 
-void rope(ThreadPool& pool, const TensorView& x, int head_dim, int pos0, float base) {
+void rope(ThreadPool& pool, const TensorView& x, int head_dim, const int32_t* positions, float base) {
   const int half = head_dim / 2;
   pool.parallel_for(x.rows, 4, [&](int64_t begin, int64_t end) {
     std::vector<float> cos_t(static_cast<size_t>(half)), sin_t(static_cast<size_t>(half));
     for (int64_t r = begin; r < end; ++r) {
-      const double pos = double(pos0 + r);
+      const double pos = double(positions[r]);
       for (int i = 0; i < half; ++i) {
         const double theta = pos * std::pow(double(base), -2.0 * i / head_dim);
         cos_t[size_t(i)] = float(std::cos(theta));

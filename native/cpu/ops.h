@@ -11,7 +11,7 @@ void matmul(ThreadPool& pool, const TensorView& x, const TensorView& w, const Te
 void rmsnorm(ThreadPool& pool, const TensorView& x, const TensorView& weight, float eps, const TensorView& y);
 void softmax_rows(ThreadPool& pool, const TensorView& x);
 void embed(ThreadPool& pool, const TensorView& table, const int32_t* tokens, const TensorView& out);
-void rope(ThreadPool& pool, const TensorView& x, int head_dim, int pos0, float base);
+void rope(ThreadPool& pool, const TensorView& x, int head_dim, const int32_t* positions, float base);
 void swiglu(ThreadPool& pool, const TensorView& gate, const TensorView& up);
 void add(ThreadPool& pool, const TensorView& x, const TensorView& y);
 void attention(ThreadPool& pool, const AttentionParams& p);

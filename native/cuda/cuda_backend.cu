@@ -92,11 +92,11 @@ class CudaBackend final : public Backend {
     activate();
     cuda::embed(table, tokens, out, stream_);
   }
-  void rope(const TensorView& x, int head_dim, int pos0, float base) override {
-    check_rope_args(x, head_dim, pos0, base);
+  void rope(const TensorView& x, int head_dim, const int32_t* positions, float base) override {
+    check_rope_args(x, head_dim, positions, base);
     std::lock_guard<std::mutex> lock(mutex_);
     activate();
-    cuda::rope(x, head_dim, pos0, base, stream_);
+    cuda::rope(x, head_dim, positions, base, stream_);
   }
   void swiglu(const TensorView& gate, const TensorView& up) override {
     check_same_f32(gate, up, "swiglu");

@@ -31,13 +31,14 @@ void launch_embed(const TensorView& table, const int32_t* tokens, const TensorVi
 }
 
 // One thread per rotated pair; the angle in double so that it matches the CPU to float precision.
-__global__ void rope_kernel(float* __restrict__ x, int64_t pairs, int cols, int head_dim, int pos0, double log_base) {
+__global__ void rope_kernel(float* __restrict__ x, const int32_t* __restrict__ positions, int64_t pairs, int cols,
+                            int head_dim, double log_base) {
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= pairs) return;
   const int64_t row = idx / (cols / 2);
   const int pair_in_row = int(idx % (cols / 2));
   const int i = pair_in_row % (head_dim / 2);
-  const double theta = double(pos0 + row) * exp(-2.0 * i / head_dim * log_base);
+  const double theta = double(positions[row]) * exp(-2.0 * i / head_dim * log_base);
   const float c = float(cos(theta)), s = float(sin(theta));
   float* v = x + row * cols + 2 * pair_in_row;
   const float a = v[0], b = v[1];
@@ -78,9 +79,9 @@ void embed(const TensorView& table, const int32_t* tokens, const TensorView& out
   cuda_check(cudaGetLastError(), "embed kernel launch");
 }
 
-void rope(const TensorView& x, int head_dim, int pos0, float base, cudaStream_t stream) {
+void rope(const TensorView& x, int head_dim, const int32_t* positions, float base, cudaStream_t stream) {
   const int64_t pairs = x.numel() / 2;
-  rope_kernel<<<blocks_for(pairs), kThreads, 0, stream>>>(x.as<float>(), pairs, int(x.cols), head_dim, pos0,
+  rope_kernel<<<blocks_for(pairs), kThreads, 0, stream>>>(x.as<float>(), positions, pairs, int(x.cols), head_dim,
                                                           std::log(double(base)));
   cuda_check(cudaGetLastError(), "rope kernel launch");
 }

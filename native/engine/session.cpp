@@ -195,7 +195,7 @@ void Session::rewind(int n_tokens) {
   kv_.set_tokens(n_tokens);
 }
 
-std::vector<float> Session::evaluate(const std::vector<int32_t>& tokens, bool all_logits) {
+int Session::prepare(const std::vector<int32_t>& tokens) {
   const LlamaConfig& c = config_;
   const int n = int(tokens.size());
   require(n > 0, ErrorCode::InvalidArgument, "evaluate needs at least one token");
@@ -211,97 +211,174 @@ std::vector<float> Session::evaluate(const std::vector<int32_t>& tokens, bool al
     for (int l = 0; l < c.n_layers; ++l)
       if (pending(l)) kv_.defer_keys(l);
   kv_.reserve(pos0 + n);
+  return pos0;
+}
 
-  DeviceBuffer token_buf(backend_, size_t(n) * sizeof(int32_t));
-  backend_.upload(token_buf.get(), tokens.data(), token_buf.bytes());
-  DeviceBuffer x(backend_, size_t(n) * c.n_embd * 4), h(backend_, size_t(n) * c.n_embd * 4),
-      q(backend_, size_t(n) * c.q_dim() * 4), k(backend_, size_t(n) * c.kv_dim() * 4),
-      v(backend_, size_t(n) * c.kv_dim() * 4), att(backend_, size_t(n) * c.q_dim() * 4),
-      gate(backend_, size_t(n) * c.n_ff * 4), up(backend_, size_t(n) * c.n_ff * 4);
+std::vector<float> Session::evaluate(const std::vector<int32_t>& tokens, bool all_logits) {
+  std::vector<BatchItem> items(1);
+  items[0].session = this;
+  items[0].tokens = tokens;
+  items[0].all_logits = all_logits;
+  evaluate_batch(items);
+  if (items[0].error) std::rethrow_exception(items[0].error);
+  return std::move(items[0].logits);
+}
 
-  const TensorView X = rows_of(x, n, c.n_embd), H = rows_of(h, n, c.n_embd);
-  const TensorView Q = rows_of(q, n, c.q_dim()), K = rows_of(k, n, c.kv_dim()), V = rows_of(v, n, c.kv_dim());
-  const TensorView A = rows_of(att, n, c.q_dim()), G = rows_of(gate, n, c.n_ff), U = rows_of(up, n, c.n_ff);
-  const float scale = 1.0f / std::sqrt(float(c.head_dim));
-  const int table_stride = c.n_kv_heads * kv_.max_pages();
-
-  auto reading = pool_.reading();  // the pool arena must not move while kernels read it
-  backend_.embed(weights_.token_embd, static_cast<const int32_t*>(token_buf.get()), X);
-  for (int l = 0; l < c.n_layers; ++l) {
-    const LlamaLayer& w = weights_.layers[size_t(l)];
-    backend_.rmsnorm(X, w.attn_norm, c.rms_eps, H);
-    backend_.matmul(H, w.wq, Q);
-    backend_.matmul(H, w.wk, K);
-    backend_.matmul(H, w.wv, V);
-    backend_.rope(Q, c.head_dim, pos0, c.rope_base);
-    backend_.rope(K, c.head_dim, pos0, c.rope_base);
-    if (capture_t0_ > 0) captured_[size_t(l)] = head_features(Q.data, K.data, capture_t0_);
-    if (pending(l)) {
-      reading.unlock();  // choosing keys may allocate pages, and so grow (move) the pool
-      cluster_if_ready(l, Q, K, pos0, n);
-      reading.lock();
+void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
+  // Requests that pass their checks run together; the others keep their error.
+  struct Seq {
+    BatchItem* item;
+    Session* s;
+    int pos0, n, row;
+  };
+  std::vector<Seq> seqs;
+  int rows = 0;
+  for (BatchItem& item : all_items) {
+    try {
+      require(item.session != nullptr, ErrorCode::Internal, "batch item without a session");
+      for (const Seq& q : seqs)
+        require(q.s != item.session, ErrorCode::InvalidArgument, "a session can appear only once in a batch");
+      if (!seqs.empty())
+        require(&item.session->backend_ == &seqs[0].s->backend_ && &item.session->pool_ == &seqs[0].s->pool_ &&
+                    &item.session->weights_ == &seqs[0].s->weights_,
+                ErrorCode::Internal, "a batch mixes sessions of different models");
+      const int pos0 = item.session->prepare(item.tokens);
+      seqs.push_back({&item, item.session, pos0, int(item.tokens.size()), rows});
+      rows += int(item.tokens.size());
+    } catch (...) {
+      item.error = std::current_exception();
     }
-    upload_tables();
-
-    const int32_t* k_table = static_cast<const int32_t*>(k_tables_->get()) + size_t(l) * table_stride;
-    const int32_t* v_table = static_cast<const int32_t*>(v_tables_->get()) + size_t(l) * table_stride;
-    KvStoreParams store;
-    store.n = n;
-    store.n_heads = c.n_kv_heads;
-    store.head_dim = c.head_dim;
-    store.pos0 = pos0;
-    store.pool = pool_.base();
-    store.page_tokens = pool_.page_tokens();
-    store.max_pages = kv_.max_pages();
-    store.src = K.as<float>();
-    store.table = k_table;
-    backend_.store_kv(store);
-    store.src = V.as<float>();
-    store.table = v_table;
-    backend_.store_kv(store);
-
-    const HeadClusters& hc = clusters_[size_t(l)];
-    const int32_t* packed = static_cast<const int32_t*>(cluster_buffers_[size_t(l)]->get());
-    AttentionParams ap;
-    ap.q = Q.as<float>();
-    ap.out = A.as<float>();
-    ap.n_q = n;
-    ap.n_heads = c.n_heads;
-    ap.n_kv_heads = c.n_kv_heads;
-    ap.head_dim = c.head_dim;
-    ap.pos0 = pos0;
-    ap.scale = scale;
-    ap.pool = pool_.base();
-    ap.page_tokens = pool_.page_tokens();
-    ap.max_pages = kv_.max_pages();
-    ap.k_table = k_table;
-    ap.v_table = v_table;
-    ap.n_clusters = hc.count();
-    ap.reps = packed;
-    ap.offsets = packed + hc.count();
-    ap.members = packed + 2 * hc.count() + 1;
-    ap.max_members = hc.max_members();
-    backend_.attention(ap);
-
-    backend_.matmul(A, w.wo, H);
-    backend_.add(X, H);
-    backend_.rmsnorm(X, w.ffn_norm, c.rms_eps, H);
-    backend_.matmul(H, w.gate, G);
-    backend_.matmul(H, w.up, U);
-    backend_.swiglu(G, U);
-    backend_.matmul(G, w.down, H);
-    backend_.add(X, H);
   }
-  const int out_rows = all_logits ? n : 1;
-  const TensorView last = rows_of(x, out_rows, c.n_embd, n - out_rows);
-  const TensorView normed = rows_of(h, out_rows, c.n_embd);
-  backend_.rmsnorm(last, weights_.output_norm, c.rms_eps, normed);
-  DeviceBuffer logits(backend_, size_t(out_rows) * c.n_vocab * 4);
-  backend_.matmul(normed, weights_.output, rows_of(logits, out_rows, c.n_vocab));
-  std::vector<float> out(size_t(out_rows) * c.n_vocab);
-  backend_.download(out.data(), logits.get(), logits.bytes());
-  kv_.set_tokens(pos0 + n);
-  return out;
+  if (seqs.empty()) return;
+
+  Session& first = *seqs[0].s;
+  const LlamaConfig& c = first.config_;
+  const LlamaWeights& weights = first.weights_;
+  Backend& backend = first.backend_;
+  KvPool& pool = first.pool_;
+  try {
+    std::vector<int32_t> tokens, positions;
+    for (const Seq& q : seqs) {
+      tokens.insert(tokens.end(), q.item->tokens.begin(), q.item->tokens.end());
+      for (int i = 0; i < q.n; ++i) positions.push_back(q.pos0 + i);
+    }
+    DeviceBuffer token_buf(backend, size_t(rows) * sizeof(int32_t)), position_buf(backend, size_t(rows) * sizeof(int32_t));
+    backend.upload(token_buf.get(), tokens.data(), token_buf.bytes());
+    backend.upload(position_buf.get(), positions.data(), position_buf.bytes());
+    const int32_t* pos = static_cast<const int32_t*>(position_buf.get());
+    DeviceBuffer x(backend, size_t(rows) * c.n_embd * 4), h(backend, size_t(rows) * c.n_embd * 4),
+        q(backend, size_t(rows) * c.q_dim() * 4), k(backend, size_t(rows) * c.kv_dim() * 4),
+        v(backend, size_t(rows) * c.kv_dim() * 4), att(backend, size_t(rows) * c.q_dim() * 4),
+        gate(backend, size_t(rows) * c.n_ff * 4), up(backend, size_t(rows) * c.n_ff * 4);
+
+    const TensorView X = rows_of(x, rows, c.n_embd), H = rows_of(h, rows, c.n_embd);
+    const TensorView Q = rows_of(q, rows, c.q_dim()), K = rows_of(k, rows, c.kv_dim()), V = rows_of(v, rows, c.kv_dim());
+    const TensorView A = rows_of(att, rows, c.q_dim()), G = rows_of(gate, rows, c.n_ff), U = rows_of(up, rows, c.n_ff);
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+
+    auto reading = pool.reading();  // the pool arena must not move while kernels read it
+    backend.embed(weights.token_embd, static_cast<const int32_t*>(token_buf.get()), X);
+    for (int l = 0; l < c.n_layers; ++l) {
+      const LlamaLayer& w = weights.layers[size_t(l)];
+      backend.rmsnorm(X, w.attn_norm, c.rms_eps, H);
+      backend.matmul(H, w.wq, Q);
+      backend.matmul(H, w.wk, K);
+      backend.matmul(H, w.wv, V);
+      backend.rope(Q, c.head_dim, pos, c.rope_base);
+      backend.rope(K, c.head_dim, pos, c.rope_base);
+
+      for (const Seq& sq : seqs) {
+        Session& s = *sq.s;
+        const TensorView Qs = rows_of(q, sq.n, c.q_dim(), sq.row), Ks = rows_of(k, sq.n, c.kv_dim(), sq.row);
+        const TensorView Vs = rows_of(v, sq.n, c.kv_dim(), sq.row), As = rows_of(att, sq.n, c.q_dim(), sq.row);
+        if (s.capture_t0_ > 0) s.captured_[size_t(l)] = s.head_features(Qs.data, Ks.data, s.capture_t0_);
+        if (s.pending(l)) {
+          reading.unlock();  // choosing keys may allocate pages, and so grow (move) the pool
+          s.cluster_if_ready(l, Qs, Ks, sq.pos0, sq.n);
+          reading.lock();
+        }
+        s.upload_tables();
+
+        const int table_stride = c.n_kv_heads * s.kv_.max_pages();
+        const int32_t* k_table = static_cast<const int32_t*>(s.k_tables_->get()) + size_t(l) * table_stride;
+        const int32_t* v_table = static_cast<const int32_t*>(s.v_tables_->get()) + size_t(l) * table_stride;
+        KvStoreParams store;
+        store.n = sq.n;
+        store.n_heads = c.n_kv_heads;
+        store.head_dim = c.head_dim;
+        store.pos0 = sq.pos0;
+        store.pool = pool.base();
+        store.page_tokens = pool.page_tokens();
+        store.max_pages = s.kv_.max_pages();
+        store.src = Ks.as<float>();
+        store.table = k_table;
+        backend.store_kv(store);
+        store.src = Vs.as<float>();
+        store.table = v_table;
+        backend.store_kv(store);
+
+        const HeadClusters& hc = s.clusters_[size_t(l)];
+        const int32_t* packed = static_cast<const int32_t*>(s.cluster_buffers_[size_t(l)]->get());
+        AttentionParams ap;
+        ap.q = Qs.as<float>();
+        ap.out = As.as<float>();
+        ap.n_q = sq.n;
+        ap.n_heads = c.n_heads;
+        ap.n_kv_heads = c.n_kv_heads;
+        ap.head_dim = c.head_dim;
+        ap.pos0 = sq.pos0;
+        ap.scale = scale;
+        ap.pool = pool.base();
+        ap.page_tokens = pool.page_tokens();
+        ap.max_pages = s.kv_.max_pages();
+        ap.k_table = k_table;
+        ap.v_table = v_table;
+        ap.n_clusters = hc.count();
+        ap.reps = packed;
+        ap.offsets = packed + hc.count();
+        ap.members = packed + 2 * hc.count() + 1;
+        ap.max_members = hc.max_members();
+        backend.attention(ap);
+      }
+
+      backend.matmul(A, w.wo, H);
+      backend.add(X, H);
+      backend.rmsnorm(X, w.ffn_norm, c.rms_eps, H);
+      backend.matmul(H, w.gate, G);
+      backend.matmul(H, w.up, U);
+      backend.swiglu(G, U);
+      backend.matmul(G, w.down, H);
+      backend.add(X, H);
+    }
+
+    // Logits only for the rows asked for: gather them, then one norm and one output product.
+    int out_rows = 0;
+    for (const Seq& sq : seqs) out_rows += sq.item->all_logits ? sq.n : 1;
+    DeviceBuffer picked(backend, size_t(out_rows) * c.n_embd * 4);
+    int at = 0;
+    for (const Seq& sq : seqs) {
+      const int m = sq.item->all_logits ? sq.n : 1;
+      backend.copy(static_cast<float*>(picked.get()) + size_t(at) * c.n_embd,
+                   static_cast<const float*>(x.get()) + size_t(sq.row + sq.n - m) * c.n_embd, size_t(m) * c.n_embd * 4);
+      at += m;
+    }
+    const TensorView normed = rows_of(h, out_rows, c.n_embd);
+    backend.rmsnorm(rows_of(picked, out_rows, c.n_embd), weights.output_norm, c.rms_eps, normed);
+    DeviceBuffer logits(backend, size_t(out_rows) * c.n_vocab * 4);
+    backend.matmul(normed, weights.output, rows_of(logits, out_rows, c.n_vocab));
+    std::vector<float> host(size_t(out_rows) * c.n_vocab);
+    backend.download(host.data(), logits.get(), logits.bytes());
+    at = 0;
+    for (const Seq& sq : seqs) {
+      const int m = sq.item->all_logits ? sq.n : 1;
+      sq.item->logits.assign(host.begin() + std::ptrdiff_t(size_t(at) * c.n_vocab),
+                             host.begin() + std::ptrdiff_t(size_t(at + m) * c.n_vocab));
+      at += m;
+      sq.s->kv_.set_tokens(sq.pos0 + sq.n);
+    }
+  } catch (...) {
+    for (const Seq& sq : seqs) sq.item->error = std::current_exception();
+  }
 }
 
 }  // namespace chai

@@ -2,6 +2,7 @@
 // batch, decode token by token) over a paged KV cache, with per-layer head clusters that the
 // attention uses (identity clusters = full attention).
 #pragma once
+#include <exception>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -46,6 +47,19 @@ class Session {
   // token when all_logits (row-major [n, n_vocab]). On error the session is as before the call.
   std::vector<float> evaluate(const std::vector<int32_t>& tokens, bool all_logits);
 
+  // Several sessions of one model (same config, weights, backend and pool) in one forward pass:
+  // their rows are stacked, so every weight is read once for the whole batch; attention and
+  // clustering stay per sequence. Each item gets its logits or its own error (a request that
+  // fails validation does not stop the others).
+  struct BatchItem {
+    Session* session = nullptr;
+    std::vector<int32_t> tokens;
+    bool all_logits = false;
+    std::vector<float> logits;  // out
+    std::exception_ptr error;   // out
+  };
+  static void evaluate_batch(std::vector<BatchItem>& items);
+
   int n_past() const { return kv_.n_tokens(); }
   int max_tokens() const { return kv_.max_tokens(); }
   // Forgets every token from `n_tokens` on. 0 starts a new request (clusters are chosen again);
@@ -61,6 +75,8 @@ class Session {
 
  private:
   void upload_tables();
+  // Checks a request and makes cache room for it; returns its first position.
+  int prepare(const std::vector<int32_t>& tokens);
   void set_clusters(int layer, const HeadClusters& clusters);
   bool pending(int layer) const;
   void reset_clusters();

@@ -92,10 +92,14 @@ inline std::vector<float> run_embed(Backend& be, const HostWeights& table, int v
   return y;
 }
 
+// Rows at positions pos0, pos0 + 1, ... (as one sequence's prompt).
 inline std::vector<float> run_rope(Backend& be, const std::vector<float>& x, int n, int cols, int head_dim, int pos0, float base) {
-  DeviceBuffer dx(be, x.size() * 4);
+  DeviceBuffer dx(be, x.size() * 4), dpos(be, size_t(n) * 4);
   be.upload(dx.get(), x.data(), dx.bytes());
-  be.rope({dx.get(), DType::F32, n, cols}, head_dim, pos0, base);
+  std::vector<int32_t> positions(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) positions[size_t(i)] = pos0 + i;
+  be.upload(dpos.get(), positions.data(), dpos.bytes());
+  be.rope({dx.get(), DType::F32, n, cols}, head_dim, static_cast<const int32_t*>(dpos.get()), base);
   std::vector<float> y(x.size());
   be.download(y.data(), dx.get(), dx.bytes());
   return y;

@@ -72,6 +72,32 @@ int main() {
   }
   suite.check(bad_token && batch.n_past() == int(prompt.size()), "an out-of-vocabulary token is rejected, session intact");
 
+  // A batch of sessions (prefill and decode, full and CHAI, unequal lengths) equals running each
+  // alone, bit for bit; a bad request in the batch fails alone.
+  {
+    ChaiPlan plan;
+    plan.clustering.method = ClusterMethod::Agglomerative;
+    plan.clusters = {8, 8, 4, 2, 2};
+    Session a1(c, model->weights(), *cpu, pool, 64), b1(c, model->weights(), *cpu, pool, 64, plan),
+        c1(c, model->weights(), *cpu, pool, 64);
+    Session a2(c, model->weights(), *cpu, pool, 64), b2(c, model->weights(), *cpu, pool, 64, plan),
+        c2(c, model->weights(), *cpu, pool, 64), bad(c, model->weights(), *cpu, pool, 64);
+    const std::vector<int32_t> pa(prompt.begin(), prompt.begin() + 11), pb(prompt.begin(), prompt.begin() + 7);
+    c1.evaluate(pb, false);
+    c2.evaluate(pb, false);
+    std::vector<Session::BatchItem> items(4);
+    items[0] = {&a2, pa, true, {}, nullptr};
+    items[1] = {&b2, pb, false, {}, nullptr};
+    items[2] = {&bad, {1, 999}, false, {}, nullptr};
+    items[3] = {&c2, {prompt[7]}, false, {}, nullptr};
+    Session::evaluate_batch(items);
+    suite.check(items[0].logits == a1.evaluate(pa, true), "batched prefill (all logits) equals running alone");
+    suite.check(items[1].logits == b1.evaluate(pb, false), "batched CHAI prefill equals running alone");
+    suite.check(b2.assignment(3)->membership == b1.assignment(3)->membership, "batched CHAI chooses the same clusters");
+    suite.check(items[3].logits == c1.evaluate({prompt[7]}, false), "batched decode equals running alone");
+    suite.check(items[2].error != nullptr && items[2].logits.empty() && bad.n_past() == 0, "a bad request fails alone");
+  }
+
   const size_t in_use = pool.pages_in_use();
   { Session temp(c, model->weights(), *cpu, pool, 64); temp.evaluate({1, 2, 3}, false); }
   suite.check(pool.pages_in_use() == in_use, "a disposed session returns its pages");
