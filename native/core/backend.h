@@ -11,32 +11,43 @@
 
 namespace chai {
 
-// One layer's attention for one sequence, FlashInfer-style: plain pointers and integer tables.
-// Query row i sits at absolute position pos0 + i and sees keys 0..pos0+i. Heads come in
-// clusters (CSR arrays): cluster c takes its scores from query head reps[c] and applies them to
-// the values of every head in members[offsets[c] .. offsets[c+1]). Full attention is the
-// identity clustering. K and V rows live in pages of page_tokens × head_dim floats inside one
-// pool; k_table[g * max_pages + t / page_tokens] is the page of KV head g holding token t
-// (-1 where K of that head is not stored). All pointers are in the backend's memory.
-struct AttentionParams {
-  const float* q = nullptr;  // [n_q, n_heads * head_dim]
-  float* out = nullptr;      // [n_q, n_heads * head_dim]
-  int n_q = 0;
-  int n_heads = 0;
-  int n_kv_heads = 0;
-  int head_dim = 0;
-  int pos0 = 0;
-  float scale = 1.0f;
-  const float* pool = nullptr;
-  int page_tokens = 0;
-  int max_pages = 0;
+// One sequence's part of a batched attention call. Its query rows are q_row .. q_row + n_q - 1 of
+// the batch, at positions pos0 .. pos0 + n_q - 1; row i sees keys 0 .. pos0 + i. Heads come in
+// clusters (CSR arrays): cluster c takes its scores from query head reps[c] and applies them to the
+// values of every head in members[offsets[c] .. offsets[c+1]); full attention is the identity
+// clustering. K and V rows live in pages of page_tokens × head_dim floats inside one pool;
+// k_table[g * max_pages + t / page_tokens] is the page of KV head g holding token t (-1 where K of
+// that head is not stored). All pointers are in the backend's memory.
+struct SequenceAttention {
   const int32_t* k_table = nullptr;  // [n_kv_heads, max_pages]
   const int32_t* v_table = nullptr;  // [n_kv_heads, max_pages]
-  int n_clusters = 0;
   const int32_t* reps = nullptr;     // [n_clusters]
   const int32_t* offsets = nullptr;  // [n_clusters + 1]
   const int32_t* members = nullptr;  // [n_heads]
-  int max_members = 0;               // size of the largest cluster (host-known; sizes GPU scratch)
+  int q_row = 0;
+  int n_q = 0;
+  int pos0 = 0;
+  int max_pages = 0;
+  int n_clusters = 0;
+};
+
+// Clustered causal attention for a batch of sequences in one call (one launch on the GPU), each
+// with its own cache pages and clusters; FlashInfer-style plain pointers and integer tables.
+struct AttentionParams {
+  const float* q = nullptr;  // [rows of all sequences, n_heads * head_dim]
+  float* out = nullptr;      // same shape
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  float scale = 1.0f;
+  const float* pool = nullptr;
+  int page_tokens = 0;
+  const SequenceAttention* seqs = nullptr;  // [n_seqs], backend memory
+  int n_seqs = 0;
+  // Bounds over the batch, known on the host: they size the launch grid and scratch space.
+  int max_n_q = 0;
+  int max_clusters = 0;
+  int max_members = 0;  // the largest cluster of any sequence
 };
 
 // Stores rows src[i, g*head_dim ..] (token pos0 + i, KV head g) into the pool pages named by

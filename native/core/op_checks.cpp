@@ -71,16 +71,14 @@ void check_same_f32(const TensorView& a, const TensorView& b, const char* op) {
 }
 
 void check_attention_args(const AttentionParams& p) {
-  require(p.q && p.out && p.pool && p.k_table && p.v_table && p.reps && p.offsets && p.members,
-          ErrorCode::InvalidArgument, "attention: a required pointer is null");
-  require(p.n_q > 0 && p.n_heads > 0 && p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 && p.head_dim > 0 &&
-              p.pos0 >= 0 && p.page_tokens > 0 && p.max_pages * p.page_tokens >= p.pos0 + p.n_q &&
-              p.n_clusters > 0 && p.n_clusters <= p.n_heads && p.max_members > 0 && p.max_members <= p.n_heads,
+  require(p.q && p.out && p.pool && p.seqs, ErrorCode::InvalidArgument, "attention: a required pointer is null");
+  require(p.n_seqs > 0 && p.n_heads > 0 && p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 && p.head_dim > 0 &&
+              p.page_tokens > 0 && p.max_n_q > 0 && p.max_clusters > 0 && p.max_clusters <= p.n_heads &&
+              p.max_members > 0 && p.max_members <= p.n_heads,
           ErrorCode::InvalidArgument,
-          "attention: inconsistent sizes (n_q " + std::to_string(p.n_q) + ", heads " + std::to_string(p.n_heads) +
-              "/" + std::to_string(p.n_kv_heads) + ", pos0 " + std::to_string(p.pos0) + ", pages " +
-              std::to_string(p.max_pages) + "x" + std::to_string(p.page_tokens) + ", clusters " +
-              std::to_string(p.n_clusters) + ")");
+          "attention: inconsistent sizes (sequences " + std::to_string(p.n_seqs) + ", heads " + std::to_string(p.n_heads) +
+              "/" + std::to_string(p.n_kv_heads) + ", page " + std::to_string(p.page_tokens) + ", bounds " +
+              std::to_string(p.max_n_q) + "/" + std::to_string(p.max_clusters) + "/" + std::to_string(p.max_members) + ")");
 }
 
 void check_store_kv_args(const KvStoreParams& p) {

@@ -136,18 +136,22 @@ void add(ThreadPool& pool, const TensorView& x, const TensorView& y) {
 //     then per (cluster, query) the softmax (max and sum, in place);
 //  2. outputs: for every (head, query), P of its cluster times the head's own V rows.
 // Keys of dropped heads are never read: only representatives' KV heads appear in phase 1.
-void attention(ThreadPool& pool, const AttentionParams& p) {
+namespace {
+
+void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceAttention& p) {
   const DotKernels& dot = dot_kernels();
-  const int group = p.n_heads / p.n_kv_heads, hd = p.head_dim;
-  const int64_t row = int64_t(p.n_heads) * hd;
+  const int group = b.n_heads / b.n_kv_heads, hd = b.head_dim;
+  const int64_t row = int64_t(b.n_heads) * hd;
   const int max_keys = p.pos0 + p.n_q;
+  const float* q_base = b.q + int64_t(p.q_row) * row;
+  float* out_base = b.out + int64_t(p.q_row) * row;
   auto row_of = [&](const int32_t* table, int kv_head, int token) -> const float* {
-    const int32_t page = table[kv_head * p.max_pages + token / p.page_tokens];
+    const int32_t page = table[kv_head * p.max_pages + token / b.page_tokens];
     if (page < 0)
       fail(ErrorCode::Internal, "attention: no page for KV head " + std::to_string(kv_head) + " token " + std::to_string(token));
-    return p.pool + (int64_t(page) * p.page_tokens + token % p.page_tokens) * hd;
+    return b.pool + (int64_t(page) * b.page_tokens + token % b.page_tokens) * hd;
   };
-  std::vector<int> cluster_of(size_t(p.n_heads), 0);
+  std::vector<int> cluster_of(size_t(b.n_heads), 0);
   for (int c = 0; c < p.n_clusters; ++c)
     for (int m = p.offsets[c]; m < p.offsets[c + 1]; ++m) cluster_of[size_t(p.members[m])] = c;
 
@@ -159,7 +163,7 @@ void attention(ThreadPool& pool, const AttentionParams& p) {
   constexpr int kKeyChunk = 256;
   const int chunks = (max_keys + kKeyChunk - 1) / kKeyChunk;
   // Small problems run inline: waking other threads would cost more than the work.
-  const bool tiny = int64_t(max_keys) * hd * p.n_heads < (int64_t(1) << 14);
+  const bool tiny = int64_t(max_keys) * hd * b.n_heads < (int64_t(1) << 14);
 
   for (int q0 = 0; q0 < p.n_q; q0 += block) {
     const int nq = std::min(block, p.n_q - q0);
@@ -169,9 +173,9 @@ void attention(ThreadPool& pool, const AttentionParams& p) {
       for (int64_t item = begin; item < end; ++item) {
         const int chunk = int(item % chunks), c = int(item / chunks % p.n_clusters), i = q0 + int(item / chunks / p.n_clusters);
         const int n_keys = p.pos0 + i + 1, j0 = chunk * kKeyChunk, j1 = std::min(n_keys, j0 + kKeyChunk);
-        const float* q = p.q + i * row + int64_t(p.reps[c]) * hd;
+        const float* q = q_base + i * row + int64_t(p.reps[c]) * hd;
         float* out = prob_row(c, i);
-        for (int j = j0; j < j1; ++j) out[j] = dot.f32(q, row_of(p.k_table, p.reps[c] / group, j), hd) * p.scale;
+        for (int j = j0; j < j1; ++j) out[j] = dot.f32(q, row_of(p.k_table, p.reps[c] / group, j), hd) * b.scale;
       }
     });
     const int64_t rows = int64_t(p.n_clusters) * nq;
@@ -185,11 +189,11 @@ void attention(ThreadPool& pool, const AttentionParams& p) {
         inv_sum[size_t(r)] = float(1.0 / sum);
       }
     });
-    const int64_t out_items = int64_t(p.n_heads) * nq;
+    const int64_t out_items = int64_t(b.n_heads) * nq;
     pool.parallel_for(out_items, tiny ? out_items : 1, [&](int64_t begin, int64_t end) {
       std::vector<float> acc(static_cast<size_t>(hd));
       for (int64_t item = begin; item < end; ++item) {
-        const int h = int(item % p.n_heads), i = q0 + int(item / p.n_heads), c = cluster_of[size_t(h)];
+        const int h = int(item % b.n_heads), i = q0 + int(item / b.n_heads), c = cluster_of[size_t(h)];
         const int n_keys = p.pos0 + i + 1;
         const float* w = prob_row(c, i);
         std::fill(acc.begin(), acc.end(), 0.0f);
@@ -200,10 +204,25 @@ void attention(ThreadPool& pool, const AttentionParams& p) {
           for (int d = 0; d < hd; ++d) a[d] += wj * v[d];
         }
         const float inv = inv_sum[size_t(int64_t(i - q0) * p.n_clusters + c)];
-        float* o = p.out + i * row + int64_t(h) * hd;
+        float* o = out_base + i * row + int64_t(h) * hd;
         for (int d = 0; d < hd; ++d) o[d] = a[d] * inv;
       }
     });
+  }
+}
+
+}  // namespace
+
+// Sequences one after another, each spread over all threads. Their fields are host memory here,
+// so they are checked before any row is read.
+void attention(ThreadPool& pool, const AttentionParams& p) {
+  for (int s = 0; s < p.n_seqs; ++s) {
+    const SequenceAttention& q = p.seqs[s];
+    require(q.k_table && q.v_table && q.reps && q.offsets && q.members && q.n_q >= 1 && q.n_q <= p.max_n_q &&
+                q.pos0 >= 0 && q.q_row >= 0 && q.max_pages * p.page_tokens >= q.pos0 + q.n_q && q.n_clusters >= 1 &&
+                q.n_clusters <= p.max_clusters,
+            ErrorCode::InvalidArgument, "attention: sequence " + std::to_string(s) + " has inconsistent sizes");
+    attend_sequence(pool, p, q);
   }
 }
 

@@ -1,4 +1,5 @@
-// Clustered causal attention over the paged KV cache, version 1: one block per (cluster, query).
+// Clustered causal attention over the paged KV cache, version 1: one launch for a whole batch of
+// sequences, one block per (cluster, query, sequence).
 // Keys are visited in tiles of kTile, one key per thread: the representative's scores, an online
 // softmax (running max and sum, as in flash attention, so no score row is ever stored whole),
 // then P·V of the tile for every member head into accumulators in shared memory. Scores are
@@ -6,6 +7,7 @@
 // Twin: cpu::attention in native/cpu/ops.cpp.
 #include <cfloat>
 
+#include "../core/error.h"
 #include "cuda_check.h"
 #include "kernels.h"
 #include "reduce.cuh"
@@ -15,22 +17,27 @@ namespace {
 
 constexpr int kTile = 128;  // keys per tile = threads per block
 
-__device__ __forceinline__ const float* cache_row(const AttentionParams& p, const int32_t* table, int kv_head, int token) {
-  const int32_t page = table[kv_head * p.max_pages + token / p.page_tokens];
-  return p.pool + (size_t(page) * p.page_tokens + token % p.page_tokens) * p.head_dim;
+__device__ __forceinline__ const float* cache_row(const AttentionParams& b, const SequenceAttention& p,
+                                                  const int32_t* table, int kv_head, int token) {
+  const int32_t page = table[kv_head * p.max_pages + token / b.page_tokens];
+  return b.pool + (size_t(page) * b.page_tokens + token % b.page_tokens) * b.head_dim;
 }
 
-__global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams p) {
+__global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams b) {
   extern __shared__ float smem[];
+  const SequenceAttention p = b.seqs[blockIdx.z];
   const int c = blockIdx.x, i = blockIdx.y, tid = threadIdx.x;
-  const int hd = p.head_dim, group = p.n_heads / p.n_kv_heads;
+  if (c >= p.n_clusters || i >= p.n_q) return;  // the grid covers the batch's largest sequence
+  const int hd = b.head_dim, group = b.n_heads / b.n_kv_heads;
   const int rep = p.reps[c], first = p.offsets[c], n_members = p.offsets[c + 1] - first;
-  const size_t row = size_t(p.n_heads) * hd;
+  const size_t row = size_t(b.n_heads) * hd;
+  const float* q_rows = b.q + size_t(p.q_row) * row;
+  float* out_rows = b.out + size_t(p.q_row) * row;
   float* q = smem;                // [hd]
   float* probs = q + hd;          // [kTile]
   float* acc = probs + kTile;     // [n_members * hd]
 
-  for (int d = tid; d < hd; d += kTile) q[d] = p.q[i * row + size_t(rep) * hd + d];
+  for (int d = tid; d < hd; d += kTile) q[d] = q_rows[i * row + size_t(rep) * hd + d];
   for (int e = tid; e < n_members * hd; e += kTile) acc[e] = 0.f;
   __syncthreads();
 
@@ -41,10 +48,10 @@ __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams p) {
     const int j = t0 + tid;
     float score = -FLT_MAX;
     if (j < n_keys) {
-      const float* k = cache_row(p, p.k_table, k_head, j);
+      const float* k = cache_row(b, p, p.k_table, k_head, j);
       float s = 0.f;
       for (int d = 0; d < hd; ++d) s += q[d] * k[d];
-      score = s * p.scale;
+      score = s * b.scale;
     }
     const float new_max = fmaxf(run_max, block_reduce(score, MaxOp{}, -FLT_MAX));
     const float pj = j < n_keys ? expf(score - new_max) : 0.f;
@@ -58,7 +65,7 @@ __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams p) {
     for (int e = tid; e < n_members * hd; e += kTile) {
       const int h = p.members[first + e / hd], d = e % hd;
       float a = acc[e] * correction;
-      for (int jj = 0; jj < tile; ++jj) a += probs[jj] * cache_row(p, p.v_table, h / group, t0 + jj)[d];
+      for (int jj = 0; jj < tile; ++jj) a += probs[jj] * cache_row(b, p, p.v_table, h / group, t0 + jj)[d];
       acc[e] = a;
     }
     __syncthreads();  // probs is rewritten by the next tile
@@ -66,18 +73,20 @@ __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams p) {
   const float inv = 1.f / run_sum;
   for (int e = tid; e < n_members * hd; e += kTile) {
     const int h = p.members[first + e / hd], d = e % hd;
-    p.out[i * row + size_t(h) * hd + d] = acc[e] * inv;
+    out_rows[i * row + size_t(h) * hd + d] = acc[e] * inv;
   }
 }
 
 }  // namespace
 
 void attention(const AttentionParams& p, cudaStream_t stream) {
+  require(p.max_n_q <= 65535 && p.n_seqs <= 65535, ErrorCode::Unsupported,
+          "CUDA attention takes at most 65535 queries per sequence and 65535 sequences per call");
   const size_t smem = (size_t(p.head_dim) + kTile + size_t(p.max_members) * p.head_dim) * sizeof(float);
   if (smem > 48 * 1024)
     cuda_check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
                "attention shared memory attribute");
-  attention_kernel<<<dim3(unsigned(p.n_clusters), unsigned(p.n_q)), kTile, smem, stream>>>(p);
+  attention_kernel<<<dim3(unsigned(p.max_clusters), unsigned(p.max_n_q), unsigned(p.n_seqs)), kTile, smem, stream>>>(p);
   cuda_check(cudaGetLastError(), "attention kernel launch");
 }
 

@@ -287,10 +287,12 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
       backend.rope(Q, c.head_dim, pos, c.rope_base);
       backend.rope(K, c.head_dim, pos, c.rope_base);
 
+      std::vector<SequenceAttention> attention;
+      int max_n_q = 0, max_clusters = 0, max_members = 0;
       for (const Seq& sq : seqs) {
         Session& s = *sq.s;
         const TensorView Qs = rows_of(q, sq.n, c.q_dim(), sq.row), Ks = rows_of(k, sq.n, c.kv_dim(), sq.row);
-        const TensorView Vs = rows_of(v, sq.n, c.kv_dim(), sq.row), As = rows_of(att, sq.n, c.q_dim(), sq.row);
+        const TensorView Vs = rows_of(v, sq.n, c.kv_dim(), sq.row);
         if (s.capture_t0_ > 0) s.captured_[size_t(l)] = s.head_features(Qs.data, Ks.data, s.capture_t0_);
         if (s.pending(l)) {
           reading.unlock();  // choosing keys may allocate pages, and so grow (move) the pool
@@ -319,27 +321,40 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
 
         const HeadClusters& hc = s.clusters_[size_t(l)];
         const int32_t* packed = static_cast<const int32_t*>(s.cluster_buffers_[size_t(l)]->get());
-        AttentionParams ap;
-        ap.q = Qs.as<float>();
-        ap.out = As.as<float>();
-        ap.n_q = sq.n;
-        ap.n_heads = c.n_heads;
-        ap.n_kv_heads = c.n_kv_heads;
-        ap.head_dim = c.head_dim;
-        ap.pos0 = sq.pos0;
-        ap.scale = scale;
-        ap.pool = pool.base();
-        ap.page_tokens = pool.page_tokens();
-        ap.max_pages = s.kv_.max_pages();
-        ap.k_table = k_table;
-        ap.v_table = v_table;
-        ap.n_clusters = hc.count();
-        ap.reps = packed;
-        ap.offsets = packed + hc.count();
-        ap.members = packed + 2 * hc.count() + 1;
-        ap.max_members = hc.max_members();
-        backend.attention(ap);
+        SequenceAttention sa;
+        sa.k_table = k_table;
+        sa.v_table = v_table;
+        sa.reps = packed;
+        sa.offsets = packed + hc.count();
+        sa.members = packed + 2 * hc.count() + 1;
+        sa.q_row = sq.row;
+        sa.n_q = sq.n;
+        sa.pos0 = sq.pos0;
+        sa.max_pages = s.kv_.max_pages();
+        sa.n_clusters = hc.count();
+        attention.push_back(sa);
+        max_n_q = std::max(max_n_q, sq.n);
+        max_clusters = std::max(max_clusters, hc.count());
+        max_members = std::max(max_members, hc.max_members());
       }
+      // Every sequence of the batch, each with its own pages and clusters, in one call.
+      DeviceBuffer seq_buf(backend, attention.size() * sizeof(SequenceAttention));
+      backend.upload(seq_buf.get(), attention.data(), seq_buf.bytes());
+      AttentionParams ap;
+      ap.q = Q.as<float>();
+      ap.out = A.as<float>();
+      ap.n_heads = c.n_heads;
+      ap.n_kv_heads = c.n_kv_heads;
+      ap.head_dim = c.head_dim;
+      ap.scale = scale;
+      ap.pool = pool.base();
+      ap.page_tokens = pool.page_tokens();
+      ap.seqs = static_cast<const SequenceAttention*>(seq_buf.get());
+      ap.n_seqs = int(attention.size());
+      ap.max_n_q = max_n_q;
+      ap.max_clusters = max_clusters;
+      ap.max_members = max_members;
+      backend.attention(ap);
 
       backend.matmul(A, w.wo, H);
       backend.add(X, H);

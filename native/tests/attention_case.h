@@ -109,62 +109,119 @@ inline std::vector<double> attention_ref(const AttentionProblem& p, float scale)
   return out;
 }
 
-// Stores the keys and values through the backend's store_kv, then runs its attention.
-inline std::vector<float> run_attention(Backend& be, const AttentionProblem& p, float scale) {
-  const AttentionShape& s = p.shape;
+// Stores every problem's keys and values through the backend's store_kv into one shared pool,
+// then runs all of them as one batched attention call. The problems must agree on heads, head
+// size and page size. Returns each problem's output.
+inline std::vector<std::vector<float>> run_attention_batch(Backend& be, const std::vector<const AttentionProblem*>& problems,
+                                                           float scale) {
+  const AttentionShape& s0 = problems[0]->shape;
   auto upload = [&](const void* data, size_t bytes) {
     auto b = std::make_unique<DeviceBuffer>(be, bytes);
     be.upload(b->get(), data, bytes);
     return b;
   };
-  const size_t page_floats = size_t(s.page_tokens) * s.head_dim;
-  std::vector<float> poison(size_t(p.pool_pages) * page_floats, 1e30f);  // unwritten slots would show
+  int pool_pages = 0, rows = 0, max_n_q = 0, max_clusters = 0, max_members = 0;
+  for (const AttentionProblem* p : problems) pool_pages += p->pool_pages;
+  const size_t page_floats = size_t(s0.page_tokens) * s0.head_dim;
+  std::vector<float> poison(size_t(pool_pages) * page_floats, 1e30f);  // unwritten slots would show
   auto pool = upload(poison.data(), poison.size() * 4);
-  auto keys = upload(p.keys.data(), p.keys.size() * 4), values = upload(p.values.data(), p.values.size() * 4);
-  auto k_table = upload(p.k_table.data(), p.k_table.size() * 4), v_table = upload(p.v_table.data(), p.v_table.size() * 4);
-  auto q = upload(p.q.data(), p.q.size() * 4);
-  auto reps = upload(p.reps.data(), p.reps.size() * 4), offsets = upload(p.offsets.data(), p.offsets.size() * 4);
-  auto members = upload(p.members.data(), p.members.size() * 4);
-  DeviceBuffer out(be, p.q.size() * 4);
+  std::vector<std::unique_ptr<DeviceBuffer>> keep;
+  std::vector<float> q;
+  std::vector<SequenceAttention> seqs;
+  int page_base = 0;
+  for (const AttentionProblem* p : problems) {
+    const AttentionShape& s = p->shape;
+    // This problem's pages sit after the previous problems' pages in the shared pool.
+    std::vector<int32_t> k_table(p->k_table), v_table(p->v_table);
+    for (auto* table : {&k_table, &v_table})
+      for (auto& id : *table)
+        if (id >= 0) id += page_base;
+    page_base += p->pool_pages;
+    auto keys = upload(p->keys.data(), p->keys.size() * 4), values = upload(p->values.data(), p->values.size() * 4);
+    keep.push_back(upload(k_table.data(), k_table.size() * 4));
+    const int32_t* k_dev = static_cast<const int32_t*>(keep.back()->get());
+    keep.push_back(upload(v_table.data(), v_table.size() * 4));
+    const int32_t* v_dev = static_cast<const int32_t*>(keep.back()->get());
+    std::vector<int32_t> csr(p->reps);
+    csr.insert(csr.end(), p->offsets.begin(), p->offsets.end());
+    csr.insert(csr.end(), p->members.begin(), p->members.end());
+    keep.push_back(upload(csr.data(), csr.size() * 4));
+    const int32_t* csr_dev = static_cast<const int32_t*>(keep.back()->get());
 
-  KvStoreParams st;
-  st.n = p.tokens;
-  st.n_heads = s.n_kv_heads;
-  st.head_dim = s.head_dim;
-  st.pos0 = 0;
-  st.pool = static_cast<float*>(pool->get());
-  st.page_tokens = s.page_tokens;
-  st.max_pages = p.max_pages;
-  st.src = static_cast<const float*>(keys->get());
-  st.table = static_cast<const int32_t*>(k_table->get());
-  be.store_kv(st);
-  st.src = static_cast<const float*>(values->get());
-  st.table = static_cast<const int32_t*>(v_table->get());
-  be.store_kv(st);
+    KvStoreParams st;
+    st.n = p->tokens;
+    st.n_heads = s.n_kv_heads;
+    st.head_dim = s.head_dim;
+    st.pool = static_cast<float*>(pool->get());
+    st.page_tokens = s.page_tokens;
+    st.max_pages = p->max_pages;
+    st.src = static_cast<const float*>(keys->get());
+    st.table = k_dev;
+    be.store_kv(st);
+    st.src = static_cast<const float*>(values->get());
+    st.table = v_dev;
+    be.store_kv(st);
+
+    SequenceAttention sa;
+    sa.k_table = k_dev;
+    sa.v_table = v_dev;
+    sa.reps = csr_dev;
+    sa.offsets = csr_dev + s.n_clusters;
+    sa.members = csr_dev + 2 * s.n_clusters + 1;
+    sa.q_row = rows;
+    sa.n_q = s.n_q;
+    sa.pos0 = s.pos0;
+    sa.max_pages = p->max_pages;
+    sa.n_clusters = s.n_clusters;
+    seqs.push_back(sa);
+    q.insert(q.end(), p->q.begin(), p->q.end());
+    rows += s.n_q;
+    max_n_q = std::max(max_n_q, s.n_q);
+    max_clusters = std::max(max_clusters, s.n_clusters);
+    max_members = std::max(max_members, p->max_members);
+  }
+  auto q_dev = upload(q.data(), q.size() * 4);
+  std::vector<float> poisoned_out(q.size(), NAN);
+  auto out = upload(poisoned_out.data(), poisoned_out.size() * 4);
+  auto seq_dev = upload(seqs.data(), seqs.size() * sizeof(SequenceAttention));
 
   AttentionParams a;
-  a.q = static_cast<const float*>(q->get());
-  a.out = static_cast<float*>(out.get());
-  a.n_q = s.n_q;
-  a.n_heads = s.n_heads;
-  a.n_kv_heads = s.n_kv_heads;
-  a.head_dim = s.head_dim;
-  a.pos0 = s.pos0;
+  a.q = static_cast<const float*>(q_dev->get());
+  a.out = static_cast<float*>(out->get());
+  a.n_heads = s0.n_heads;
+  a.n_kv_heads = s0.n_kv_heads;
+  a.head_dim = s0.head_dim;
   a.scale = scale;
   a.pool = static_cast<const float*>(pool->get());
-  a.page_tokens = s.page_tokens;
-  a.max_pages = p.max_pages;
-  a.k_table = static_cast<const int32_t*>(k_table->get());
-  a.v_table = static_cast<const int32_t*>(v_table->get());
-  a.n_clusters = s.n_clusters;
-  a.reps = static_cast<const int32_t*>(reps->get());
-  a.offsets = static_cast<const int32_t*>(offsets->get());
-  a.members = static_cast<const int32_t*>(members->get());
-  a.max_members = p.max_members;
+  a.page_tokens = s0.page_tokens;
+  a.seqs = static_cast<const SequenceAttention*>(seq_dev->get());
+  a.n_seqs = int(seqs.size());
+  a.max_n_q = max_n_q;
+  a.max_clusters = max_clusters;
+  a.max_members = max_members;
   be.attention(a);
-  std::vector<float> result(p.q.size());
-  be.download(result.data(), out.get(), out.bytes());
-  return result;
+  std::vector<float> all(q.size());
+  be.download(all.data(), out->get(), out->bytes());
+  std::vector<std::vector<float>> results;
+  size_t at = 0;
+  for (const AttentionProblem* p : problems) {
+    results.emplace_back(all.begin() + std::ptrdiff_t(at), all.begin() + std::ptrdiff_t(at + p->q.size()));
+    at += p->q.size();
+  }
+  return results;
+}
+
+inline std::vector<float> run_attention(Backend& be, const AttentionProblem& p, float scale) {
+  return run_attention_batch(be, {&p}, scale)[0];
+}
+
+// Sequences of one model (32 heads / 8 KV heads of 64): prefill and decode rows of unequal
+// lengths and clusterings, for the batched call.
+inline const std::vector<AttentionShape>& attention_batch_shapes() {
+  static const std::vector<AttentionShape> shapes = {
+      {1, 300, 32, 8, 64, 16, 4}, {7, 0, 32, 8, 64, 16, 32}, {1, 0, 32, 8, 64, 16, 1}, {33, 40, 32, 8, 64, 16, 8}, {1, 17, 32, 8, 64, 16, 2},
+  };
+  return shapes;
 }
 
 // Awkward on purpose: one token, GQA and MQA, odd page sizes, 1 and 128 heads, big clusters.

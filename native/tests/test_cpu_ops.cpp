@@ -111,6 +111,18 @@ int main() {
     suite.check_close(relative_error(got, attention_ref(problem, scale)), 1e-5, "attention " + shape.name());
   }
 
+  {
+    std::vector<AttentionProblem> problems;
+    for (const auto& shape : attention_batch_shapes()) problems.push_back(make_attention_problem(shape, seed++));
+    std::vector<const AttentionProblem*> batch;
+    for (const auto& p : problems) batch.push_back(&p);
+    const float scale = 0.125f;
+    const auto outs = run_attention_batch(*many, batch, scale);
+    for (size_t i = 0; i < problems.size(); ++i)
+      suite.check_close(relative_error(outs[i], attention_ref(problems[i], scale)), 1e-5,
+                        "batched attention, sequence " + std::to_string(i) + ": " + problems[i].shape.name());
+  }
+
   // Large logits must not overflow exp().
   {
     std::vector<float> big = {1000.f, 999.f, -1000.f, 998.5f};

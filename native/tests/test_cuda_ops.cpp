@@ -70,6 +70,16 @@ int main() {
                       "attention " + shape.name());
   }
 
+  {
+    std::vector<AttentionProblem> problems;
+    for (const auto& shape : attention_batch_shapes()) problems.push_back(make_attention_problem(shape, seed++));
+    std::vector<const AttentionProblem*> batch;
+    for (const auto& p : problems) batch.push_back(&p);
+    const auto gpu_out = run_attention_batch(*gpu, batch, 0.125f), cpu_out = run_attention_batch(*cpu, batch, 0.125f);
+    for (size_t i = 0; i < problems.size(); ++i)
+      suite.check_close(relative_error(gpu_out[i], cpu_out[i]), 1e-5,
+                        "batched attention in one launch, sequence " + std::to_string(i) + ": " + problems[i].shape.name());
+  }
   for (auto [t0, heads, kv, hd] : {std::array<int, 4>{1, 1, 1, 8}, {5, 8, 4, 8}, {5, 32, 32, 128}, {7, 6, 2, 16}}) {
     const auto q = random_nonzero(size_t(t0) * heads * hd, seed++), k = random_nonzero(size_t(t0) * kv * hd, seed++);
     suite.check_close(relative_error(run_head_features(*gpu, q, k, t0, heads, kv, hd), run_head_features(*cpu, q, k, t0, heads, kv, hd)), 1e-5,
