@@ -196,10 +196,11 @@ interface GenerateFlags {
   device: DeviceRequest;
   context?: number;
   plan?: string;
+  kvCache: 'f32' | 'f16';
 }
 
 async function generate(flags: GenerateFlags): Promise<void> {
-  const model = await loadModel(flags.model, { device: flags.device });
+  const model = await loadModel(flags.model, { device: flags.device, kvCacheType: flags.kvCache });
   const session = model.createSession({ maxTokens: flags.context, chai: flags.plan ? (flags.plan === 'auto' ? 'auto' : ClusterPlan.load(flags.plan)) : 'off' });
   const controller = new AbortController();
   const onSigint = (): void => controller.abort();
@@ -270,6 +271,7 @@ async function main(argv: string[]): Promise<void> {
     .option('--context <n>', 'session size in tokens (default: min(model context, 4096))', number('int'))
     .addOption(new Option('--device <device>', "'auto', 'cpu' or 'cuda:N'").default('auto'))
     .option('--plan <file>', "CHAI cluster plan (JSON), or 'auto' (the plan beside the model, else the default plan)")
+    .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
     .option('--json', 'print one JSON object with token ids, text, speed and cache stats')
     .action((opts: GenerateFlags) => generate(opts));
   program

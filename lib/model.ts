@@ -46,6 +46,11 @@ export interface LoadModelOptions {
   device?: DeviceRequest;
   /** CPU threads for this model's work (default: all hardware threads). */
   threads?: number;
+  /**
+   * Element type of the KV cache of this model's sessions: 'f32' (default, exact) or 'f16' (half
+   * the bytes; keys and values rounded to nearest on store, computed in f32).
+   */
+  kvCacheType?: 'f32' | 'f16';
   onProgress?: (progress: LoadProgress) => void;
 }
 
@@ -180,9 +185,13 @@ export async function loadModel(modelPath: string, options: LoadModelOptions = {
   if (!Number.isInteger(threads) || threads < 0) {
     throw new ChaiError('E_INVALID_ARGUMENT', `threads must be a positive integer (or 0 for all), got ${options.threads}`);
   }
+  const kvCacheType = options.kvCacheType ?? 'f32';
+  if (kvCacheType !== 'f32' && kvCacheType !== 'f16') {
+    throw new ChaiError('E_INVALID_ARGUMENT', `kvCacheType must be 'f32' or 'f16', got ${JSON.stringify(options.kvCacheType)}`);
+  }
   options.onProgress?.({ stage: 'opening', fraction: 0 });
   const absolute = path.resolve(modelPath);
-  const loaded = await callNative(() => native().loadModel(absolute, device, threads) as Promise<NativeLoaded>);
+  const loaded = await callNative(() => native().loadModel(absolute, device, threads, kvCacheType) as Promise<NativeLoaded>);
   const model = await callNative(() => new Model(absolute, device, loaded));
   options.onProgress?.({ stage: 'ready', fraction: 1 });
   return model;

@@ -147,6 +147,29 @@ describe('sessions', () => {
     await s.dispose();
   });
 
+  test("an f16 KV cache takes half the bytes and stays within 0.05 of the f32 cache's logits", async () => {
+    const half = await loadModel(MODEL, { device: 'cpu', kvCacheType: 'f16' });
+    const golden = require('../../shared/golden/stories260K.json') as { cases: { promptTokens: number[]; greedy: number[] }[] };
+    for (const c of golden.cases) {
+      const tokens = [...c.promptTokens, ...c.greedy];
+      const a = model.createSession({ maxTokens: 128 });
+      const b = half.createSession({ maxTokens: 128 });
+      const la = await a.evaluate(tokens, { allLogits: true });
+      const lb = await b.evaluate(tokens, { allLogits: true });
+      let worst = 0;
+      for (let i = 0; i < la.length; i++) worst = Math.max(worst, Math.abs(la[i] - lb[i]));
+      expect(worst).toBeLessThan(0.05);
+      const sa = a.cache.stats();
+      const sb = b.cache.stats();
+      expect(sb.kBytes * 2).toBe(sa.kBytes);
+      expect(sb.vBytes * 2).toBe(sa.vBytes);
+      await a.dispose();
+      await b.dispose();
+    }
+    half.dispose();
+    await expect(loadModel(MODEL, { kvCacheType: 'f8' as 'f16' })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+  });
+
   test('explicit CUDA without a usable GPU is E_DEVICE_UNAVAILABLE', async () => {
     const { devices } = await import('../lib');
     if (devices().cuda.available) return; // covered by the GPU tests

@@ -110,21 +110,23 @@ Napi::Object config_to_js(Napi::Env env, const LlamaConfig& c) {
   return o;
 }
 
-// loadModel(path, device, threads) → Promise<{ handle, metadata, tensors, config, version, tiedOutput, weightBytes }>
+// loadModel(path, device, threads, kvCacheType) → Promise<{ handle, metadata, tensors, config, version, tiedOutput, weightBytes }>
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const std::string path = string_arg(info, 0, "path");
     const std::string device = string_arg(info, 1, "device");
     const int threads = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
     if (threads < 0 || threads > 1024) invalid("threads must be between 0 (all) and 1024");
+    const DType kv_dtype = dtype_from_name(string_arg(info, 3, "kvCacheType"));
+    if (kv_dtype != DType::F32 && kv_dtype != DType::F16) invalid("kvCacheType must be 'f32' or 'f16'");
     return queue_job<std::shared_ptr<LoadedModel>>(
         info.Env(),
-        [path, device, threads] {
+        [path, device, threads, kv_dtype] {
           auto loaded = std::make_shared<LoadedModel>();
           loaded->model = LlamaModel::load(GgufFile::open(path));
           loaded->backend = backend_for(device, threads);
           if (device != "cpu") loaded->resident = std::make_unique<ResidentWeights>(loaded->model->weights(), *loaded->backend);
-          loaded->pool = std::make_unique<KvPool>(*loaded->backend, loaded->model->config().head_dim, kPageTokens);
+          loaded->pool = std::make_unique<KvPool>(*loaded->backend, loaded->model->config().head_dim, kPageTokens, kv_dtype);
           return loaded;
         },
         [](Napi::Env env, std::shared_ptr<LoadedModel>& loaded) -> Napi::Value {

@@ -15,7 +15,7 @@ namespace chai {
 // the batch, at positions pos0 .. pos0 + n_q - 1; row i sees keys 0 .. pos0 + i. Heads come in
 // clusters (CSR arrays): cluster c takes its scores from query head reps[c] and applies them to the
 // values of every head in members[offsets[c] .. offsets[c+1]); full attention is the identity
-// clustering. K and V rows live in pages of page_tokens × head_dim floats inside one pool;
+// clustering. K and V rows live in pages of page_tokens × head_dim values inside one pool;
 // k_table[g * max_pages + t / page_tokens] is the page of KV head g holding token t (-1 where K of
 // that head is not stored). All pointers are in the backend's memory.
 struct SequenceAttention {
@@ -40,7 +40,8 @@ struct AttentionParams {
   int n_kv_heads = 0;
   int head_dim = 0;
   float scale = 1.0f;
-  const float* pool = nullptr;
+  const void* pool = nullptr;
+  DType kv_dtype = DType::F32;  // the cache's element type: F32 or F16
   int page_tokens = 0;
   const SequenceAttention* seqs = nullptr;  // [n_seqs], backend memory
   int n_seqs = 0;
@@ -58,7 +59,8 @@ struct KvStoreParams {
   int n_heads = 0;
   int head_dim = 0;
   int pos0 = 0;
-  float* pool = nullptr;
+  void* pool = nullptr;
+  DType kv_dtype = DType::F32;  // rows are converted to the cache's type (F32 or F16) when stored
   int page_tokens = 0;
   int max_pages = 0;
   const int32_t* table = nullptr;  // [n_heads, max_pages]

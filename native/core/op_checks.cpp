@@ -72,6 +72,8 @@ void check_same_f32(const TensorView& a, const TensorView& b, const char* op) {
 
 void check_attention_args(const AttentionParams& p) {
   require(p.q && p.out && p.pool && p.seqs, ErrorCode::InvalidArgument, "attention: a required pointer is null");
+  require(p.kv_dtype == DType::F32 || p.kv_dtype == DType::F16, ErrorCode::InvalidArgument,
+          std::string("attention: the KV cache must be f32 or f16, not ") + dtype_name(p.kv_dtype));
   require(p.n_seqs > 0 && p.n_heads > 0 && p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 && p.head_dim > 0 &&
               p.page_tokens > 0 && p.max_n_q > 0 && p.max_clusters > 0 && p.max_clusters <= p.n_heads &&
               p.max_members > 0 && p.max_members <= p.n_heads,
@@ -83,6 +85,8 @@ void check_attention_args(const AttentionParams& p) {
 
 void check_store_kv_args(const KvStoreParams& p) {
   require(p.src && p.pool && p.table, ErrorCode::InvalidArgument, "store_kv: a required pointer is null");
+  require(p.kv_dtype == DType::F32 || p.kv_dtype == DType::F16, ErrorCode::InvalidArgument,
+          std::string("store_kv: the KV cache must be f32 or f16, not ") + dtype_name(p.kv_dtype));
   require(p.n > 0 && p.n_heads > 0 && p.head_dim > 0 && p.pos0 >= 0 && p.page_tokens > 0 &&
               p.max_pages * p.page_tokens >= p.pos0 + p.n,
           ErrorCode::InvalidArgument, "store_kv: inconsistent sizes");

@@ -37,7 +37,7 @@ void matmul_tiles(ThreadPool& pool, const float* x, const WeightT* w, float* y, 
 }  // namespace
 
 void matmul(ThreadPool& pool, const TensorView& x, const TensorView& w, const TensorView& y) {
-  const DotKernels& dot = dot_kernels();
+  const VectorKernels& dot = vector_kernels();
   const int64_t n = x.rows, m = w.rows, k = x.cols;
   switch (w.dtype) {
     case DType::F32: return matmul_tiles(pool, x.as<float>(), w.as<float>(), y.as<float>(), n, m, k, k, dot.f32);
@@ -139,17 +139,19 @@ void add(ThreadPool& pool, const TensorView& x, const TensorView& y) {
 namespace {
 
 void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceAttention& p) {
-  const DotKernels& dot = dot_kernels();
+  const VectorKernels& dot = vector_kernels();
   const int group = b.n_heads / b.n_kv_heads, hd = b.head_dim;
   const int64_t row = int64_t(b.n_heads) * hd;
   const int max_keys = p.pos0 + p.n_q;
   const float* q_base = b.q + int64_t(p.q_row) * row;
   float* out_base = b.out + int64_t(p.q_row) * row;
-  auto row_of = [&](const int32_t* table, int kv_head, int token) -> const float* {
+  const bool half = b.kv_dtype == DType::F16;
+  const size_t row_bytes = dtype_row_bytes(b.kv_dtype, hd);
+  auto row_of = [&](const int32_t* table, int kv_head, int token) -> const void* {
     const int32_t page = table[kv_head * p.max_pages + token / b.page_tokens];
     if (page < 0)
       fail(ErrorCode::Internal, "attention: no page for KV head " + std::to_string(kv_head) + " token " + std::to_string(token));
-    return b.pool + (int64_t(page) * b.page_tokens + token % b.page_tokens) * hd;
+    return static_cast<const uint8_t*>(b.pool) + (size_t(page) * b.page_tokens + token % b.page_tokens) * row_bytes;
   };
   std::vector<int> cluster_of(size_t(b.n_heads), 0);
   for (int c = 0; c < p.n_clusters; ++c)
@@ -175,7 +177,10 @@ void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceA
         const int n_keys = p.pos0 + i + 1, j0 = chunk * kKeyChunk, j1 = std::min(n_keys, j0 + kKeyChunk);
         const float* q = q_base + i * row + int64_t(p.reps[c]) * hd;
         float* out = prob_row(c, i);
-        for (int j = j0; j < j1; ++j) out[j] = dot.f32(q, row_of(p.k_table, p.reps[c] / group, j), hd) * b.scale;
+        for (int j = j0; j < j1; ++j) {
+          const void* k = row_of(p.k_table, p.reps[c] / group, j);
+          out[j] = (half ? dot.f16(q, static_cast<const uint16_t*>(k), hd) : dot.f32(q, static_cast<const float*>(k), hd)) * b.scale;
+        }
       }
     });
     const int64_t rows = int64_t(p.n_clusters) * nq;
@@ -197,15 +202,14 @@ void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceA
         const int n_keys = p.pos0 + i + 1;
         const float* w = prob_row(c, i);
         std::fill(acc.begin(), acc.end(), 0.0f);
-        float* __restrict a = acc.data();
         for (int j = 0; j < n_keys; ++j) {
-          const float* __restrict v = row_of(p.v_table, h / group, j);
-          const float wj = w[j];
-          for (int d = 0; d < hd; ++d) a[d] += wj * v[d];
+          const void* v = row_of(p.v_table, h / group, j);
+          if (half) dot.axpy_f16(acc.data(), w[j], static_cast<const uint16_t*>(v), hd);
+          else dot.axpy_f32(acc.data(), w[j], static_cast<const float*>(v), hd);
         }
         const float inv = inv_sum[size_t(int64_t(i - q0) * p.n_clusters + c)];
         float* o = out_base + i * row + int64_t(h) * hd;
-        for (int d = 0; d < hd; ++d) o[d] = a[d] * inv;
+        for (int d = 0; d < hd; ++d) o[d] = acc[size_t(d)] * inv;
       }
     });
   }
@@ -233,15 +237,21 @@ void store_kv(ThreadPool& pool, const KvStoreParams& p) {
       for (int g = 0; g < p.n_heads; ++g) {
         const int32_t page = p.table[g * p.max_pages + t / p.page_tokens];
         if (page < 0) continue;
-        std::copy_n(p.src + (i * p.n_heads + g) * p.head_dim, p.head_dim,
-                    p.pool + (int64_t(page) * p.page_tokens + t % p.page_tokens) * p.head_dim);
+        const float* src = p.src + (i * p.n_heads + g) * p.head_dim;
+        const size_t slot = size_t(page) * p.page_tokens + t % p.page_tokens;
+        if (p.kv_dtype == DType::F16) {
+          uint16_t* dst = static_cast<uint16_t*>(p.pool) + slot * p.head_dim;
+          for (int d = 0; d < p.head_dim; ++d) dst[d] = f32_to_f16(src[d]);
+        } else {
+          std::copy_n(src, p.head_dim, static_cast<float*>(p.pool) + slot * p.head_dim);
+        }
       }
     }
   });
 }
 
 void head_features(ThreadPool& pool, const HeadFeatureParams& p) {
-  const DotKernels& dot = dot_kernels();
+  const VectorKernels& dot = vector_kernels();
   const int group = p.n_heads / p.n_kv_heads, len = feature_length(p.t0);
   const int64_t q_row = int64_t(p.n_heads) * p.head_dim, k_row = int64_t(p.n_kv_heads) * p.head_dim;
   pool.parallel_for(p.n_heads, p.n_heads, [&](int64_t begin, int64_t end) {

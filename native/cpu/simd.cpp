@@ -46,6 +46,13 @@ float dot_q8_0_scalar(const float* x, const BlockQ8_0* w, int64_t n) {
   return total;
 }
 
+void axpy_f32_scalar(float* acc, float w, const float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] += w * v[i];
+}
+void axpy_f16_scalar(float* acc, float w, const uint16_t* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] += w * f16_to_f32(v[i]);
+}
+
 #if CHAI_X86
 #define CHAI_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -103,11 +110,27 @@ CHAI_AVX2 float dot_q8_0_avx2(const float* x, const BlockQ8_0* w, int64_t n) {
   }
   return hsum256(total);
 }
+// acc += w · v with the same rounding as the scalar loop (one multiply-add per element, fused).
+CHAI_AVX2 void axpy_f32_avx2(float* acc, float w, const float* v, int64_t n) {
+  const __m256 wv = _mm256_set1_ps(w);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + i), _mm256_loadu_ps(acc + i)));
+  for (; i < n; ++i) acc[i] += w * v[i];
+}
+CHAI_AVX2 void axpy_f16_avx2(float* acc, float w, const uint16_t* v, int64_t n) {
+  const __m256 wv = _mm256_set1_ps(w);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 vf = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
+    _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, vf, _mm256_loadu_ps(acc + i)));
+  }
+  for (; i < n; ++i) acc[i] += w * f16_to_f32(v[i]);
+}
 #endif
 
-const DotKernels kScalar{dot_f32_scalar, dot_f16_scalar, dot_bf16_scalar, dot_q8_0_scalar};
+const VectorKernels kScalar{dot_f32_scalar, dot_f16_scalar, dot_bf16_scalar, dot_q8_0_scalar, axpy_f32_scalar, axpy_f16_scalar};
 #if CHAI_X86
-const DotKernels kAvx2{dot_f32_avx2, dot_f16_avx2, dot_bf16_avx2, dot_q8_0_avx2};
+const VectorKernels kAvx2{dot_f32_avx2, dot_f16_avx2, dot_bf16_avx2, dot_q8_0_avx2, axpy_f32_avx2, axpy_f16_avx2};
 #endif
 
 SimdLevel detect_level() {
@@ -144,7 +167,7 @@ SimdLevel simd_level() {
 
 const char* simd_level_name(SimdLevel level) { return level == SimdLevel::Avx2 ? "avx2" : "scalar"; }
 
-const DotKernels& dot_kernels_for(SimdLevel level) {
+const VectorKernels& vector_kernels_for(SimdLevel level) {
 #if CHAI_X86
   if (level == SimdLevel::Avx2) return kAvx2;
 #endif
@@ -152,6 +175,6 @@ const DotKernels& dot_kernels_for(SimdLevel level) {
   return kScalar;
 }
 
-const DotKernels& dot_kernels() { return dot_kernels_for(simd_level()); }
+const VectorKernels& vector_kernels() { return vector_kernels_for(simd_level()); }
 
 }  // namespace chai

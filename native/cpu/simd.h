@@ -15,15 +15,18 @@ std::string cpu_features();
 SimdLevel simd_level();
 const char* simd_level_name(SimdLevel level);
 
-// Dot products of an f32 activation row with a weight row stored as f32 / f16 / bf16.
-struct DotKernels {
+// The vector kernels the CPU ops are built from: dot products of an f32 activation row with a
+// row stored as f32 / f16 / bf16 / Q8_0, and acc += w · v for a cache row stored as f32 / f16.
+struct VectorKernels {
   float (*f32)(const float* x, const float* w, int64_t n);
   float (*f16)(const float* x, const uint16_t* w, int64_t n);
   float (*bf16)(const float* x, const uint16_t* w, int64_t n);
   float (*q8_0)(const float* x, const BlockQ8_0* w, int64_t n);  // n: a multiple of 32
+  void (*axpy_f32)(float* acc, float w, const float* v, int64_t n);
+  void (*axpy_f16)(float* acc, float w, const uint16_t* v, int64_t n);
 };
 
-const DotKernels& dot_kernels();
-const DotKernels& dot_kernels_for(SimdLevel level);
+const VectorKernels& vector_kernels();
+const VectorKernels& vector_kernels_for(SimdLevel level);
 
 }  // namespace chai

@@ -5,6 +5,8 @@
 // then P·V of the tile for every member head into accumulators in shared memory. Scores are
 // computed once per cluster, whatever its size; full attention is the identity clustering.
 // Twin: cpu::attention in native/cpu/ops.cpp.
+#include <cuda_fp16.h>
+
 #include <cfloat>
 
 #include "../core/error.h"
@@ -17,12 +19,18 @@ namespace {
 
 constexpr int kTile = 128;  // keys per tile = threads per block
 
-__device__ __forceinline__ const float* cache_row(const AttentionParams& b, const SequenceAttention& p,
-                                                  const int32_t* table, int kv_head, int token) {
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
+
+// T: the cache's element type (float or __half).
+template <typename T>
+__device__ __forceinline__ const T* cache_row(const AttentionParams& b, const SequenceAttention& p, const int32_t* table,
+                                              int kv_head, int token) {
   const int32_t page = table[kv_head * p.max_pages + token / b.page_tokens];
-  return b.pool + (size_t(page) * b.page_tokens + token % b.page_tokens) * b.head_dim;
+  return static_cast<const T*>(b.pool) + (size_t(page) * b.page_tokens + token % b.page_tokens) * b.head_dim;
 }
 
+template <typename T>
 __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams b) {
   extern __shared__ float smem[];
   const SequenceAttention p = b.seqs[blockIdx.z];
@@ -48,9 +56,9 @@ __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams b) {
     const int j = t0 + tid;
     float score = -FLT_MAX;
     if (j < n_keys) {
-      const float* k = cache_row(b, p, p.k_table, k_head, j);
+      const T* k = cache_row<T>(b, p, p.k_table, k_head, j);
       float s = 0.f;
-      for (int d = 0; d < hd; ++d) s += q[d] * k[d];
+      for (int d = 0; d < hd; ++d) s += q[d] * to_f32(k[d]);
       score = s * b.scale;
     }
     const float new_max = fmaxf(run_max, block_reduce(score, MaxOp{}, -FLT_MAX));
@@ -65,7 +73,7 @@ __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams b) {
     for (int e = tid; e < n_members * hd; e += kTile) {
       const int h = p.members[first + e / hd], d = e % hd;
       float a = acc[e] * correction;
-      for (int jj = 0; jj < tile; ++jj) a += probs[jj] * cache_row(b, p, p.v_table, h / group, t0 + jj)[d];
+      for (int jj = 0; jj < tile; ++jj) a += probs[jj] * to_f32(cache_row<T>(b, p, p.v_table, h / group, t0 + jj)[d]);
       acc[e] = a;
     }
     __syncthreads();  // probs is rewritten by the next tile
@@ -83,10 +91,11 @@ void attention(const AttentionParams& p, cudaStream_t stream) {
   require(p.max_n_q <= 65535 && p.n_seqs <= 65535, ErrorCode::Unsupported,
           "CUDA attention takes at most 65535 queries per sequence and 65535 sequences per call");
   const size_t smem = (size_t(p.head_dim) + kTile + size_t(p.max_members) * p.head_dim) * sizeof(float);
+  const auto kernel = p.kv_dtype == DType::F16 ? attention_kernel<__half> : attention_kernel<float>;
   if (smem > 48 * 1024)
-    cuda_check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
+    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
                "attention shared memory attribute");
-  attention_kernel<<<dim3(unsigned(p.max_clusters), unsigned(p.max_n_q), unsigned(p.n_seqs)), kTile, smem, stream>>>(p);
+  kernel<<<dim3(unsigned(p.max_clusters), unsigned(p.max_n_q), unsigned(p.n_seqs)), kTile, smem, stream>>>(p);
   cuda_check(cudaGetLastError(), "attention kernel launch");
 }
 

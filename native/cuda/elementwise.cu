@@ -56,15 +56,19 @@ __global__ void add_kernel(float* __restrict__ x, const float* __restrict__ y, i
   if (i < n) x[i] += y[i];
 }
 
-// Block (token i, head g): one row of head_dim values into its page slot.
+__device__ __forceinline__ void store(float* dst, float v) { *dst = v; }
+__device__ __forceinline__ void store(__half* dst, float v) { *dst = __float2half_rn(v); }
+
+// Block (token i, head g): one row of head_dim values into its page slot, in the cache's type T.
+template <typename T>
 __global__ void store_kv_kernel(KvStoreParams p) {
   const int i = blockIdx.x, g = blockIdx.y;
   const int t = p.pos0 + i;
   const int32_t page = p.table[g * p.max_pages + t / p.page_tokens];
   if (page < 0) return;
   const float* src = p.src + (size_t(i) * p.n_heads + g) * p.head_dim;
-  float* dst = p.pool + (size_t(page) * p.page_tokens + t % p.page_tokens) * p.head_dim;
-  for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x) dst[d] = src[d];
+  T* dst = static_cast<T*>(p.pool) + (size_t(page) * p.page_tokens + t % p.page_tokens) * p.head_dim;
+  for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x) store(dst + d, src[d]);
 }
 
 }  // namespace
@@ -97,7 +101,9 @@ void add(const TensorView& x, const TensorView& y, cudaStream_t stream) {
 }
 
 void store_kv(const KvStoreParams& p, cudaStream_t stream) {
-  store_kv_kernel<<<dim3(unsigned(p.n), unsigned(p.n_heads)), 128, 0, stream>>>(p);
+  const dim3 grid(unsigned(p.n), unsigned(p.n_heads));
+  if (p.kv_dtype == DType::F16) store_kv_kernel<__half><<<grid, 128, 0, stream>>>(p);
+  else store_kv_kernel<float><<<grid, 128, 0, stream>>>(p);
   cuda_check(cudaGetLastError(), "store_kv kernel launch");
 }
 

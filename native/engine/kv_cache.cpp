@@ -6,9 +6,11 @@
 
 namespace chai {
 
-KvPool::KvPool(Backend& backend, int head_dim, int page_tokens)
-    : backend_(backend), head_dim_(head_dim), page_tokens_(page_tokens) {
+KvPool::KvPool(Backend& backend, int head_dim, int page_tokens, DType dtype)
+    : backend_(backend), head_dim_(head_dim), page_tokens_(page_tokens), dtype_(dtype) {
   require(head_dim > 0 && page_tokens > 0, ErrorCode::InvalidArgument, "KV pool: head_dim and page_tokens must be > 0");
+  require(dtype == DType::F32 || dtype == DType::F16, ErrorCode::InvalidArgument,
+          std::string("the KV cache can be f32 or f16, not ") + dtype_name(dtype));
 }
 
 KvPool::~KvPool() {
@@ -19,7 +21,7 @@ void KvPool::grow(size_t min_capacity) {
   // Doubling keeps the number of moves logarithmic; ids are offsets, so they survive a move.
   const size_t capacity = std::max(min_capacity, std::max<size_t>(64, capacity_ * 2));
   std::unique_lock<std::shared_mutex> moving(arena_mutex_);
-  float* grown = static_cast<float*>(backend_.alloc(capacity * page_bytes()));
+  void* grown = backend_.alloc(capacity * page_bytes());
   if (base_) {
     backend_.copy(grown, base_, capacity_ * page_bytes());
     backend_.release(base_);

@@ -14,20 +14,22 @@ namespace chai {
 
 class KvPool {
  public:
-  KvPool(Backend& backend, int head_dim, int page_tokens);
+  // dtype: the element type of the cached rows, F32 or F16 (half the bytes, rounded to nearest).
+  KvPool(Backend& backend, int head_dim, int page_tokens, DType dtype = DType::F32);
   ~KvPool();
   KvPool(const KvPool&) = delete;
   KvPool& operator=(const KvPool&) = delete;
 
   int head_dim() const { return head_dim_; }
   int page_tokens() const { return page_tokens_; }
-  size_t page_bytes() const { return size_t(page_tokens_) * head_dim_ * sizeof(float); }
+  DType dtype() const { return dtype_; }
+  size_t page_bytes() const { return size_t(page_tokens_) * dtype_row_bytes(dtype_, head_dim_); }
 
   // Allocates `count` pages at once (all or nothing: DeviceOom leaves the pool unchanged).
   std::vector<int32_t> allocate(size_t count);
   void release(const std::vector<int32_t>& pages);
   // Base of the arena. Growing moves it, so whoever reads pages holds reading() meanwhile.
-  float* base() const { return base_; }
+  void* base() const { return base_; }
   std::shared_lock<std::shared_mutex> reading() const { return std::shared_lock<std::shared_mutex>(arena_mutex_); }
   Backend& backend() const { return backend_; }
 
@@ -40,9 +42,10 @@ class KvPool {
   Backend& backend_;
   int head_dim_;
   int page_tokens_;
+  DType dtype_;
   mutable std::mutex mutex_;               // free list and counters
   mutable std::shared_mutex arena_mutex_;  // exclusive while the arena moves
-  float* base_ = nullptr;
+  void* base_ = nullptr;
   size_t capacity_ = 0;
   std::vector<int32_t> free_;
   size_t in_use_ = 0;

@@ -310,6 +310,7 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
         store.head_dim = c.head_dim;
         store.pos0 = sq.pos0;
         store.pool = pool.base();
+        store.kv_dtype = pool.dtype();
         store.page_tokens = pool.page_tokens();
         store.max_pages = s.kv_.max_pages();
         store.src = Ks.as<float>();
@@ -348,6 +349,7 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
       ap.head_dim = c.head_dim;
       ap.scale = scale;
       ap.pool = pool.base();
+      ap.kv_dtype = pool.dtype();
       ap.page_tokens = pool.page_tokens();
       ap.seqs = static_cast<const SequenceAttention*>(seq_buf.get());
       ap.n_seqs = int(attention.size());

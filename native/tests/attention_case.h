@@ -23,6 +23,7 @@ struct AttentionShape {
 
 struct AttentionProblem {
   AttentionShape shape;
+  DType kv_dtype = DType::F32;  // keys and values below are already rounded to it
   int tokens = 0, max_pages = 0;
   std::vector<float> q, keys, values;  // keys/values: [tokens, n_kv_heads * head_dim]
   std::vector<int32_t> reps, offsets, members;
@@ -31,14 +32,18 @@ struct AttentionProblem {
   int pool_pages = 0;
 };
 
-inline AttentionProblem make_attention_problem(const AttentionShape& s, uint32_t seed) {
+inline AttentionProblem make_attention_problem(const AttentionShape& s, uint32_t seed, DType kv_dtype = DType::F32) {
   AttentionProblem p;
   p.shape = s;
+  p.kv_dtype = kv_dtype;
   p.tokens = s.pos0 + s.n_q;
   p.max_pages = (p.tokens + s.page_tokens - 1) / s.page_tokens;
   p.q = random_nonzero(size_t(s.n_q) * s.n_heads * s.head_dim, seed);
   p.keys = random_nonzero(size_t(p.tokens) * s.n_kv_heads * s.head_dim, seed + 1);
   p.values = random_nonzero(size_t(p.tokens) * s.n_kv_heads * s.head_dim, seed + 2);
+  if (kv_dtype == DType::F16)  // what the cache will hold, so that the reference sees the same values
+    for (auto* rows : {&p.keys, &p.values})
+      for (float& x : *rows) x = f16_to_f32(f32_to_f16(x));
 
   // Random clusters (each non-empty), random representative inside each.
   std::mt19937 rng(seed + 3);
@@ -122,9 +127,10 @@ inline std::vector<std::vector<float>> run_attention_batch(Backend& be, const st
   };
   int pool_pages = 0, rows = 0, max_n_q = 0, max_clusters = 0, max_members = 0;
   for (const AttentionProblem* p : problems) pool_pages += p->pool_pages;
-  const size_t page_floats = size_t(s0.page_tokens) * s0.head_dim;
-  std::vector<float> poison(size_t(pool_pages) * page_floats, 1e30f);  // unwritten slots would show
-  auto pool = upload(poison.data(), poison.size() * 4);
+  // Unwritten slots would show: 0xFF bytes are NaN in f32 and in f16.
+  const size_t page_bytes = size_t(s0.page_tokens) * dtype_row_bytes(problems[0]->kv_dtype, s0.head_dim);
+  std::vector<uint8_t> poison(size_t(pool_pages) * page_bytes, 0xFF);
+  auto pool = upload(poison.data(), poison.size());
   std::vector<std::unique_ptr<DeviceBuffer>> keep;
   std::vector<float> q;
   std::vector<SequenceAttention> seqs;
@@ -152,7 +158,8 @@ inline std::vector<std::vector<float>> run_attention_batch(Backend& be, const st
     st.n = p->tokens;
     st.n_heads = s.n_kv_heads;
     st.head_dim = s.head_dim;
-    st.pool = static_cast<float*>(pool->get());
+    st.pool = pool->get();
+    st.kv_dtype = p->kv_dtype;
     st.page_tokens = s.page_tokens;
     st.max_pages = p->max_pages;
     st.src = static_cast<const float*>(keys->get());
@@ -192,7 +199,8 @@ inline std::vector<std::vector<float>> run_attention_batch(Backend& be, const st
   a.n_kv_heads = s0.n_kv_heads;
   a.head_dim = s0.head_dim;
   a.scale = scale;
-  a.pool = static_cast<const float*>(pool->get());
+  a.pool = pool->get();
+  a.kv_dtype = problems[0]->kv_dtype;
   a.page_tokens = s0.page_tokens;
   a.seqs = static_cast<const SequenceAttention*>(seq_dev->get());
   a.n_seqs = int(seqs.size());

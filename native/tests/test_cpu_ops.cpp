@@ -49,7 +49,7 @@ int main() {
   }
 
   // The scalar kernels are what a CPU without AVX2 runs: check them directly too.
-  const DotKernels& scalar = dot_kernels_for(SimdLevel::Scalar);
+  const VectorKernels& scalar = vector_kernels_for(SimdLevel::Scalar);
   for (int k : {1, 7, 8, 17, 100, 1001}) {
     const auto x = random_nonzero(size_t(k), seed++);
     const HostWeights w16(random_nonzero(size_t(k), seed++), DType::F16);
@@ -104,12 +104,14 @@ int main() {
     for (size_t i = 0; i < g.size(); ++i) sum[i] = double(g[i]) + u[i];
     suite.check_close(relative_error(run_binary(*many, false, g, u, 3, 173), sum), 1e-7, "add 3x173");
   }
-  for (const auto& shape : attention_shapes()) {
-    const auto problem = make_attention_problem(shape, seed++);
-    const float scale = 1.0f / std::sqrt(float(shape.head_dim));
-    const auto got = run_attention(*many, problem, scale);
-    suite.check_close(relative_error(got, attention_ref(problem, scale)), 1e-5, "attention " + shape.name());
-  }
+  for (DType kv : {DType::F32, DType::F16})
+    for (const auto& shape : attention_shapes()) {
+      const auto problem = make_attention_problem(shape, seed++, kv);
+      const float scale = 1.0f / std::sqrt(float(shape.head_dim));
+      const auto got = run_attention(*many, problem, scale);
+      suite.check_close(relative_error(got, attention_ref(problem, scale)), 1e-5,
+                        std::string("attention, ") + dtype_name(kv) + " cache, " + shape.name());
+    }
 
   {
     std::vector<AttentionProblem> problems;

@@ -44,9 +44,8 @@ int main() {
     auto model = LlamaModel::load(GgufFile::open(models + file));
     const LlamaConfig& c = model->config();
     ResidentWeights resident(model->weights(), *gpu);
-    KvPool cpu_pool(*cpu, c.head_dim, 16), gpu_pool(*gpu, c.head_dim, 16);
-
-    for (bool clustered : {false, true}) {
+    for (auto [kv, clustered] : {std::pair{DType::F32, false}, {DType::F32, true}, {DType::F16, false}, {DType::F16, true}}) {
+      KvPool cpu_pool(*cpu, c.head_dim, 16, kv), gpu_pool(*gpu, c.head_dim, 16, kv);
       std::optional<ChaiPlan> plan;
       if (clustered) {
         plan = ChaiPlan{};
@@ -58,7 +57,7 @@ int main() {
       std::vector<float> lc, lg;
       const auto a = greedy(on_cpu, prompt, 40, &lc);
       const auto b = greedy(on_gpu, prompt, 40, &lg);
-      const std::string what = std::string(file) + (clustered ? " CHAI" : " full");
+      const std::string what = std::string(file) + (clustered ? " CHAI" : " full") + ", " + dtype_name(kv) + " cache";
       suite.check_close(relative_error(lg, lc), 1e-4, what + ": prompt logits GPU vs CPU");
       suite.check(a == b, what + ": 40 greedy tokens equal the CPU's");
       if (clustered)

@@ -63,12 +63,13 @@ int main() {
     suite.check_close(relative_error(run_binary(*gpu, true, g, u, 3, 173), run_binary(*cpu, true, g, u, 3, 173)), 1e-6, "swiglu");
     suite.check_close(relative_error(run_binary(*gpu, false, g, u, 3, 173), run_binary(*cpu, false, g, u, 3, 173)), 1e-7, "add");
   }
-  for (const auto& shape : attention_shapes()) {
-    const auto problem = make_attention_problem(shape, seed++);
-    const float scale = 1.0f / std::sqrt(float(shape.head_dim));
-    suite.check_close(relative_error(run_attention(*gpu, problem, scale), run_attention(*cpu, problem, scale)), 1e-5,
-                      "attention " + shape.name());
-  }
+  for (DType kv : {DType::F32, DType::F16})
+    for (const auto& shape : attention_shapes()) {
+      const auto problem = make_attention_problem(shape, seed++, kv);
+      const float scale = 1.0f / std::sqrt(float(shape.head_dim));
+      suite.check_close(relative_error(run_attention(*gpu, problem, scale), run_attention(*cpu, problem, scale)), 1e-5,
+                        std::string("attention, ") + dtype_name(kv) + " cache, " + shape.name());
+    }
 
   {
     std::vector<AttentionProblem> problems;
