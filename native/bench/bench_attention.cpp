@@ -31,14 +31,15 @@ constexpr int kHeads = 32, kHeadDim = 128, kPage = 16;
 // attention), all queried in one attention call.
 struct Problem {
   int context, n_q, clusters, batch;
+  DType kv;
   std::unique_ptr<DeviceBuffer> pool, tables, q, out, csr, seqs;
   AttentionParams params;
   size_t kv_bytes_read = 0;
   double flops = 0;
 };
 
-Problem make_problem(Backend& be, int context, int n_q, int clusters, int batch) {
-  Problem p{context, n_q, clusters, batch, {}, {}, {}, {}, {}, {}, {}, 0, 0};
+Problem make_problem(Backend& be, int context, int n_q, int clusters, int batch, DType kv) {
+  Problem p{context, n_q, clusters, batch, kv, {}, {}, {}, {}, {}, {}, {}, 0, 0};
   const int pages = (context + kPage - 1) / kPage;
   const size_t table_ints = size_t(kHeads) * pages;
   std::vector<int32_t> tables(2 * table_ints * batch, -1);  // per sequence: K table, then V table
@@ -55,14 +56,17 @@ Problem make_problem(Backend& be, int context, int n_q, int clusters, int batch)
     for (int h = 0; h < kHeads; ++h)
       for (int pg = 0; pg < pages; ++pg) v_table[size_t(h) * pages + pg] = next++;
   }
-  const auto pool_host = random_nonzero(size_t(next) * kPage * kHeadDim, 1);
+  auto pool_values = random_nonzero(size_t(next) * kPage * kHeadDim, 1);
+  std::vector<uint16_t> pool_half;
+  if (kv == DType::F16)
+    for (float v : pool_values) pool_half.push_back(f32_to_f16(v));
   const auto q_host = random_nonzero(size_t(batch) * n_q * kHeads * kHeadDim, 2);
   auto up = [&](const void* data, size_t bytes) {
     auto buffer = std::make_unique<DeviceBuffer>(be, bytes);
     be.upload(buffer->get(), data, bytes);
     return buffer;
   };
-  p.pool = up(pool_host.data(), pool_host.size() * 4);
+  p.pool = kv == DType::F16 ? up(pool_half.data(), pool_half.size() * 2) : up(pool_values.data(), pool_values.size() * 4);
   p.tables = up(tables.data(), tables.size() * 4);
   p.q = up(q_host.data(), q_host.size() * 4);
   p.out = std::make_unique<DeviceBuffer>(be, q_host.size() * 4);
@@ -90,7 +94,8 @@ Problem make_problem(Backend& be, int context, int n_q, int clusters, int batch)
   a.n_kv_heads = kHeads;
   a.head_dim = kHeadDim;
   a.scale = 1.0f / std::sqrt(float(kHeadDim));
-  a.pool = static_cast<const float*>(p.pool->get());
+  a.pool = p.pool->get();
+  a.kv_dtype = kv;
   a.page_tokens = kPage;
   a.seqs = static_cast<const SequenceAttention*>(p.seqs->get());
   a.n_seqs = batch;
@@ -99,13 +104,13 @@ Problem make_problem(Backend& be, int context, int n_q, int clusters, int batch)
   a.max_members = kHeads / clusters + (kHeads % clusters ? 1 : 0);
   // Keys visited by all queries of one sequence: Σ_i (pos0 + i + 1).
   const double keys = double(n_q) * (context - n_q) + double(n_q) * (n_q + 1) / 2;
-  p.kv_bytes_read = size_t(double(clusters + kHeads) * context * kHeadDim * 4 * batch);
+  p.kv_bytes_read = size_t(double(clusters + kHeads) * context * dtype_row_bytes(kv, kHeadDim) * batch);
   p.flops = 2.0 * keys * kHeadDim * (clusters + kHeads) * batch;  // q·k per cluster, p·v per head
   return p;
 }
 
 struct Row {
-  std::string backend, phase;
+  std::string backend, phase, kv;
   int context, n_q, clusters, batch;
   double seconds, gbps, gflops, ceiling_pct, full_over_chai, ideal;
 };
@@ -127,8 +132,8 @@ int main(int argc, char** argv) {
   for (auto& be : backends) {
     const bool gpu = be->name() != "cpu";
     const double ceiling = bench::copy_ceiling_gbps(*be);
-    auto run = [&](const char* phase, int context, int n_q, int batch) {
-      Problem full = make_problem(*be, context, n_q, kHeads, batch);
+    auto run = [&](const char* phase, int context, int n_q, int batch, DType kv) {
+      Problem full = make_problem(*be, context, n_q, kHeads, batch, kv);
       const int reps = gpu ? 50 : (n_q > 1 ? 3 : context >= 8192 ? 9 : 15);
       auto time_of = [&](Problem& p) {
         return bench::median_seconds([&] { be->attention(p.params), be->synchronize(); }, reps);
@@ -136,40 +141,43 @@ int main(int argc, char** argv) {
       const double full_s = time_of(full);
       auto add = [&](const Problem& p, double s, double full_seconds) {
         const double gbps = double(p.kv_bytes_read) / s / 1e9;
-        rows.push_back({be->name(), phase, context, n_q, p.clusters, batch, s, gbps, p.flops / s / 1e9,
+        rows.push_back({be->name(), phase, dtype_name(kv), context, n_q, p.clusters, batch, s, gbps, p.flops / s / 1e9,
                         100 * gbps / ceiling, full_seconds / s, 2.0 * kHeads / (p.clusters + kHeads)});
       };
       add(full, full_s, full_s);
       for (int k : cluster_counts) {
         if (!gpu && k != 4 && !quick && std::string(phase) == "prefill") continue;
-        Problem chai = make_problem(*be, context, n_q, k, batch);
+        Problem chai = make_problem(*be, context, n_q, k, batch, kv);
         add(chai, time_of(chai), full_s);
       }
     };
-    for (int ctx : decode_contexts) run("decode", ctx, 1, 1);
+    for (int ctx : decode_contexts) run("decode", ctx, 1, 1, DType::F32);
+    // An f16 cache reads half the bytes.
+    for (int ctx : quick ? std::vector<int>{2048} : std::vector<int>{2048, 8192, 32768}) run("decode", ctx, 1, 1, DType::F16);
     // Many sequences decoding at once, in one call: on the GPU the batch fills the chip.
     for (int batch : gpu ? std::vector<int>{8, 32, 64} : std::vector<int>{8})
-      for (int ctx : gpu ? std::vector<int>{1024, 8192} : std::vector<int>{2048}) run("decode", ctx, 1, batch);
-    for (int len : prefill_lengths) run("prefill", len, len, 1);
+      for (int ctx : gpu ? std::vector<int>{1024, 8192} : std::vector<int>{2048}) run("decode", ctx, 1, batch, DType::F32);
+    for (int len : prefill_lengths) run("prefill", len, len, 1, DType::F32);
   }
 
-  std::printf("\n%-7s %-7s %7s %5s %5s %8s %11s %8s %9s %7s %11s %7s\n", "backend", "phase", "context", "n_q", "batch",
-              "clusters", "time(us)", "GB/s", "GFLOP/s", "%copy", "full/CHAI", "ideal");
+  std::printf("\n%-7s %-7s %-4s %7s %5s %5s %8s %11s %8s %9s %7s %11s %7s\n", "backend", "phase", "kv", "context", "n_q",
+              "batch", "clusters", "time(us)", "GB/s", "GFLOP/s", "%copy", "full/CHAI", "ideal");
   for (const auto& r : rows)
-    std::printf("%-7s %-7s %7d %5d %5d %8d %11.1f %8.2f %9.2f %6.0f%% %11.2f %7.2f\n", r.backend.c_str(), r.phase.c_str(),
-                r.context, r.n_q, r.batch, r.clusters, r.seconds * 1e6, r.gbps, r.gflops, r.ceiling_pct, r.full_over_chai, r.ideal);
+    std::printf("%-7s %-7s %-4s %7d %5d %5d %8d %11.1f %8.2f %9.2f %6.0f%% %11.2f %7.2f\n", r.backend.c_str(), r.phase.c_str(),
+                r.kv.c_str(), r.context, r.n_q, r.batch, r.clusters, r.seconds * 1e6, r.gbps, r.gflops, r.ceiling_pct,
+                r.full_over_chai, r.ideal);
   std::printf("\nSummary (decode, k = 4 of 32 heads): full/CHAI time ratio vs the ideal %.2f\n", 2.0 * kHeads / (4 + kHeads));
   for (const auto& r : rows)
     if (r.phase == "decode" && r.clusters == 4)
-      std::printf("  %-7s context %6d, batch %2d: %.2fx (%.0f%% of ideal)\n", r.backend.c_str(), r.context, r.batch,
-                  r.full_over_chai, 100 * r.full_over_chai / r.ideal);
+      std::printf("  %-7s %s cache, context %6d, batch %2d: %.2fx (%.0f%% of ideal)\n", r.backend.c_str(), r.kv.c_str(),
+                  r.context, r.batch, r.full_over_chai, 100 * r.full_over_chai / r.ideal);
   if (!out_path.empty()) {
     std::ofstream f(out_path);
     f << "{\"cpu\":\"" << cpu_features() << "\",\"heads\":" << kHeads << ",\"headDim\":" << kHeadDim << ",\"rows\":[";
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       f << (i ? "," : "") << "{\"backend\":\"" << r.backend << "\",\"benchmark\":\"attention-" << r.phase
-        << "\",\"context\":" << r.context << ",\"queries\":" << r.n_q << ",\"batch\":" << r.batch << ",\"clusters\":" << r.clusters
+        << "\",\"kvCache\":\"" << r.kv << "\",\"context\":" << r.context << ",\"queries\":" << r.n_q << ",\"batch\":" << r.batch << ",\"clusters\":" << r.clusters
         << ",\"seconds\":" << r.seconds << ",\"gbps\":" << r.gbps << ",\"gflops\":" << r.gflops
         << ",\"percentOfCopyCeiling\":" << r.ceiling_pct << ",\"fullOverChai\":" << r.full_over_chai
         << ",\"idealRatio\":" << r.ideal << "}";
