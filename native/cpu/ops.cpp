@@ -16,10 +16,11 @@ namespace {
 constexpr int64_t kTileW = 16;
 constexpr int64_t kTileX = 32;
 
-// row_stride: WeightT elements per weight row (k, or k / 32 blocks for Q8_0).
-template <typename WeightT, typename Dot>
+// row_stride: WeightT elements per weight row (k, or k / 32 blocks for Q8_0). Rows of x go four
+// at a time through dot4 (each weight element loaded once for four tokens), the rest one by one.
+template <typename WeightT, typename Dot, typename Dot4>
 void matmul_tiles(ThreadPool& pool, const float* x, const WeightT* w, float* y, int64_t n, int64_t m, int64_t k,
-                  int64_t row_stride, Dot dot) {
+                  int64_t row_stride, Dot dot, Dot4 dot4) {
   const int64_t tiles_w = (m + kTileW - 1) / kTileW;
   const int64_t tiles_x = (n + kTileX - 1) / kTileX;
   // Below about 32k multiply-adds, handing work to other threads costs more than it saves.
@@ -28,7 +29,14 @@ void matmul_tiles(ThreadPool& pool, const float* x, const WeightT* w, float* y, 
     for (int64_t t = begin; t < end; ++t) {
       const int64_t j0 = (t % tiles_w) * kTileW, i0 = (t / tiles_w) * kTileX;
       const int64_t j1 = std::min(m, j0 + kTileW), i1 = std::min(n, i0 + kTileX);
-      for (int64_t i = i0; i < i1; ++i)
+      int64_t i = i0;
+      for (; i + 4 <= i1; i += 4)
+        for (int64_t j = j0; j < j1; ++j) {
+          float out[4];
+          dot4(x + i * k, k, w + j * row_stride, k, out);
+          for (int r = 0; r < 4; ++r) y[(i + r) * m + j] = out[r];
+        }
+      for (; i < i1; ++i)
         for (int64_t j = j0; j < j1; ++j) y[i * m + j] = dot(x + i * k, w + j * row_stride, k);
     }
   });
@@ -40,11 +48,15 @@ void matmul(ThreadPool& pool, const TensorView& x, const TensorView& w, const Te
   const VectorKernels& dot = vector_kernels();
   const int64_t n = x.rows, m = w.rows, k = x.cols;
   switch (w.dtype) {
-    case DType::F32: return matmul_tiles(pool, x.as<float>(), w.as<float>(), y.as<float>(), n, m, k, k, dot.f32);
-    case DType::F16: return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.f16);
-    case DType::BF16: return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.bf16);
+    case DType::F32:
+      return matmul_tiles(pool, x.as<float>(), w.as<float>(), y.as<float>(), n, m, k, k, dot.f32, dot.dot4_f32);
+    case DType::F16:
+      return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.f16, dot.dot4_f16);
+    case DType::BF16:
+      return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.bf16, dot.dot4_bf16);
     case DType::Q8_0:
-      return matmul_tiles(pool, x.as<float>(), w.as<BlockQ8_0>(), y.as<float>(), n, m, k, k / kQ8Block, dot.q8_0);
+      return matmul_tiles(pool, x.as<float>(), w.as<BlockQ8_0>(), y.as<float>(), n, m, k, k / kQ8Block, dot.q8_0,
+                          dot.dot4_q8_0);
   }
 }
 

@@ -12,17 +12,32 @@
 namespace chai {
 namespace {
 
-// Eight independent partial sums: the order of additions is fixed (so results do not depend on
-// the thread count) and the compiler may keep them in one vector register.
-template <typename Load>
-float dot_scalar(const float* x, int64_t n, Load load) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+// Eight independent partial sums per row: the order of additions is fixed (so results do not
+// depend on the thread count or on how rows are grouped) and the compiler may keep them in vector
+// registers. R rows of x (x_stride apart) share each loaded weight.
+template <int R, typename Load>
+void dot_rows_scalar(const float* x, int64_t x_stride, int64_t n, Load load, float* out) {
+  float acc[R][8] = {};
+  float tail[R] = {};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += x[i + l] * load(i + l);
-  float tail = 0;
-  for (; i < n; ++i) tail += x[i] * load(i);
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+    for (int l = 0; l < 8; ++l) {
+      const float w = load(i + l);
+      for (int r = 0; r < R; ++r) acc[r][l] += x[r * x_stride + i + l] * w;
+    }
+  for (; i < n; ++i) {
+    const float w = load(i);
+    for (int r = 0; r < R; ++r) tail[r] += x[r * x_stride + i] * w;
+  }
+  for (int r = 0; r < R; ++r)
+    out[r] = ((acc[r][0] + acc[r][4]) + (acc[r][1] + acc[r][5])) + ((acc[r][2] + acc[r][6]) + (acc[r][3] + acc[r][7])) + tail[r];
+}
+
+template <typename Load>
+float dot_scalar(const float* x, int64_t n, Load load) {
+  float out;
+  dot_rows_scalar<1>(x, 0, n, load, &out);
+  return out;
 }
 
 float dot_f32_scalar(const float* x, const float* w, int64_t n) {
@@ -33,6 +48,21 @@ float dot_f16_scalar(const float* x, const uint16_t* w, int64_t n) {
 }
 float dot_bf16_scalar(const float* x, const uint16_t* w, int64_t n) {
   return dot_scalar(x, n, [w](int64_t i) { return bf16_to_f32(w[i]); });
+}
+void dot4_f32_scalar(const float* x, int64_t s, const float* w, int64_t n, float* out) {
+  dot_rows_scalar<4>(x, s, n, [w](int64_t i) { return w[i]; }, out);
+}
+void dot4_f16_scalar(const float* x, int64_t s, const uint16_t* w, int64_t n, float* out) {
+  dot_rows_scalar<4>(x, s, n, [w](int64_t i) { return f16_to_f32(w[i]); }, out);
+}
+void dot4_bf16_scalar(const float* x, int64_t s, const uint16_t* w, int64_t n, float* out) {
+  dot_rows_scalar<4>(x, s, n, [w](int64_t i) { return bf16_to_f32(w[i]); }, out);
+}
+
+// Q8_0 sums per block and scales, so four rows simply run the single-row kernel.
+template <float (*Dot)(const float*, const BlockQ8_0*, int64_t)>
+void dot4_by_rows(const float* x, int64_t s, const BlockQ8_0* w, int64_t n, float* out) {
+  for (int r = 0; r < 4; ++r) out[r] = Dot(x + r * s, w, n);
 }
 
 // Exact products x · (d · q): per block, Σ x·q in float, then scaled by d.
@@ -63,19 +93,38 @@ CHAI_AVX2 inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Two accumulators of 8 lanes hide the FMA latency; the tail is scalar.
-template <typename Load8, typename Load1>
-CHAI_AVX2 inline float dot_avx2(const float* x, int64_t n, Load8 load8, Load1 load1) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+// Two accumulators of 8 lanes per row hide the FMA latency; the tail is scalar. R rows of x
+// (x_stride apart) share each loaded and converted weight vector; every row's arithmetic is the
+// same whatever R is.
+template <int R, typename Load8, typename Load1>
+CHAI_AVX2 inline void dot_rows_avx2(const float* x, int64_t x_stride, int64_t n, Load8 load8, Load1 load1, float* out) {
+  __m256 a0[R], a1[R];
+  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8(i), a0);
-    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load8(i + 8), a1);
+    const __m256 w0 = load8(i), w1 = load8(i + 8);
+    for (int r = 0; r < R; ++r) {
+      a0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * x_stride + i), w0, a0[r]);
+      a1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * x_stride + i + 8), w1, a1[r]);
+    }
   }
-  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8(i), a0);
-  float tail = 0;
-  for (; i < n; ++i) tail += x[i] * load1(i);
-  return hsum256(_mm256_add_ps(a0, a1)) + tail;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 w0 = load8(i);
+    for (int r = 0; r < R; ++r) a0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * x_stride + i), w0, a0[r]);
+  }
+  float tail[R] = {};
+  for (; i < n; ++i) {
+    const float w = load1(i);
+    for (int r = 0; r < R; ++r) tail[r] += x[r * x_stride + i] * w;
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum256(_mm256_add_ps(a0[r], a1[r])) + tail[r];
+}
+
+template <typename Load8, typename Load1>
+CHAI_AVX2 inline float dot_avx2(const float* x, int64_t n, Load8 load8, Load1 load1) {
+  float out;
+  dot_rows_avx2<1>(x, 0, n, load8, load1, &out);
+  return out;
 }
 
 CHAI_AVX2 float dot_f32_avx2(const float* x, const float* w, int64_t n) {
@@ -97,6 +146,26 @@ CHAI_AVX2 float dot_bf16_avx2(const float* x, const uint16_t* w, int64_t n) {
       },
       [w](int64_t i) { return bf16_to_f32(w[i]); });
 }
+CHAI_AVX2 void dot4_f32_avx2(const float* x, int64_t s, const float* w, int64_t n, float* out) {
+  dot_rows_avx2<4>(
+      x, s, n, [w](int64_t i) CHAI_AVX2 { return _mm256_loadu_ps(w + i); }, [w](int64_t i) { return w[i]; }, out);
+}
+CHAI_AVX2 void dot4_f16_avx2(const float* x, int64_t s, const uint16_t* w, int64_t n, float* out) {
+  dot_rows_avx2<4>(
+      x, s, n,
+      [w](int64_t i) CHAI_AVX2 { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i))); },
+      [w](int64_t i) { return f16_to_f32(w[i]); }, out);
+}
+CHAI_AVX2 void dot4_bf16_avx2(const float* x, int64_t s, const uint16_t* w, int64_t n, float* out) {
+  dot_rows_avx2<4>(
+      x, s, n,
+      [w](int64_t i) CHAI_AVX2 {
+        const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+      },
+      [w](int64_t i) { return bf16_to_f32(w[i]); }, out);
+}
+
 CHAI_AVX2 float dot_q8_0_avx2(const float* x, const BlockQ8_0* w, int64_t n) {
   __m256 total = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / kQ8Block; ++b) {
@@ -128,9 +197,13 @@ CHAI_AVX2 void axpy_f16_avx2(float* acc, float w, const uint16_t* v, int64_t n) 
 }
 #endif
 
-const VectorKernels kScalar{dot_f32_scalar, dot_f16_scalar, dot_bf16_scalar, dot_q8_0_scalar, axpy_f32_scalar, axpy_f16_scalar};
+const VectorKernels kScalar{dot_f32_scalar,   dot_f16_scalar,   dot_bf16_scalar,  dot_q8_0_scalar,
+                            axpy_f32_scalar,  axpy_f16_scalar,  dot4_f32_scalar,  dot4_f16_scalar,
+                            dot4_bf16_scalar, dot4_by_rows<dot_q8_0_scalar>};
 #if CHAI_X86
-const VectorKernels kAvx2{dot_f32_avx2, dot_f16_avx2, dot_bf16_avx2, dot_q8_0_avx2, axpy_f32_avx2, axpy_f16_avx2};
+const VectorKernels kAvx2{dot_f32_avx2,   dot_f16_avx2,   dot_bf16_avx2,  dot_q8_0_avx2,
+                          axpy_f32_avx2,  axpy_f16_avx2,  dot4_f32_avx2,  dot4_f16_avx2,
+                          dot4_bf16_avx2, dot4_by_rows<dot_q8_0_avx2>};
 #endif
 
 SimdLevel detect_level() {

@@ -73,6 +73,26 @@ int main() {
                       "scalar dot f32 k=" + std::to_string(k));
   }
 
+  // Four-row kernels give each row exactly what the one-row kernel gives (batching rows must not
+  // change results), for every kernel level this CPU runs.
+  for (SimdLevel level : {SimdLevel::Scalar, simd_level()}) {
+    const VectorKernels& v = vector_kernels_for(level);
+    for (int k : {1, 7, 8, 15, 16, 33, 1000}) {
+      const auto x = random_nonzero(size_t(4) * k, seed++);
+      const HostWeights w32(random_nonzero(size_t(k), seed++), DType::F32), w16(random_nonzero(size_t(k), seed++), DType::F16),
+          wb(random_nonzero(size_t(k), seed++), DType::BF16);
+      bool same = true;
+      float out[4];
+      v.dot4_f32(x.data(), k, w32.decoded.data(), k, out);
+      for (int r = 0; r < 4; ++r) same = same && out[r] == v.f32(x.data() + r * k, w32.decoded.data(), k);
+      v.dot4_f16(x.data(), k, w16.half_bits(), k, out);
+      for (int r = 0; r < 4; ++r) same = same && out[r] == v.f16(x.data() + r * k, w16.half_bits(), k);
+      v.dot4_bf16(x.data(), k, wb.half_bits(), k, out);
+      for (int r = 0; r < 4; ++r) same = same && out[r] == v.bf16(x.data() + r * k, wb.half_bits(), k);
+      suite.check(same, std::string(simd_level_name(level)) + " dot4 equals four single dots, k=" + std::to_string(k));
+    }
+  }
+
   for (auto [n, d] : {std::pair{1, 1}, {1, 64}, {3, 7}, {17, 172}, {64, 1000}}) {
     const auto x = random_nonzero(size_t(n) * d, seed++, 3.0f);
     const auto g = random_nonzero(size_t(d), seed++);
