@@ -6,7 +6,7 @@ namespace chai {
 
 std::vector<std::vector<double>> window_inertia(Session& session, const std::vector<int32_t>& window, int t0,
                                                 const ClusteringOptions& kmeans, int n_heads) {
-  require(kmeans.method == ClusterMethod::KMeans, ErrorCode::InvalidArgument, "calibration measures K-Means inertia");
+  CHAI_REQUIRE(kmeans.method == ClusterMethod::KMeans, ErrorCode::InvalidArgument, "calibration measures K-Means inertia");
   const std::vector<std::vector<float>> features = session.features_of(window, t0);
   std::vector<std::vector<double>> inertia(features.size(), std::vector<double>(static_cast<size_t>(n_heads)));
   for (size_t l = 0; l < features.size(); ++l)

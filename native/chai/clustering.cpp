@@ -203,9 +203,9 @@ RepresentativeRule representative_rule_from_name(const std::string& name) {
 }
 
 Clustering cluster_points(const float* features, int n, int dim, int k, const ClusteringOptions& options) {
-  require(n >= 1 && dim >= 1 && k >= 1 && k <= n, ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(n >= 1 && dim >= 1 && k >= 1 && k <= n, ErrorCode::InvalidArgument,
           "clustering needs 1 <= k <= points (k " + std::to_string(k) + ", points " + std::to_string(n) + ")");
-  require(options.restarts >= 1, ErrorCode::InvalidArgument, "clustering needs at least one K-Means run");
+  CHAI_REQUIRE(options.restarts >= 1, ErrorCode::InvalidArgument, "clustering needs at least one K-Means run");
   const Matrix x = normalised(features, n, dim);
   const Matrix dist = cosine_distances(x);
 

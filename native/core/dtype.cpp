@@ -28,7 +28,7 @@ size_t dtype_row_bytes(DType dtype, int64_t cols) {
     case DType::F16:
     case DType::BF16: return size_t(cols) * 2;
     case DType::Q8_0:
-      require(cols % kQ8Block == 0, ErrorCode::InvalidArgument,
+      CHAI_REQUIRE(cols % kQ8Block == 0, ErrorCode::InvalidArgument,
               "q8_0 rows must be a multiple of 32 values, got " + std::to_string(cols));
       return size_t(cols / kQ8Block) * sizeof(BlockQ8_0);
   }

@@ -31,8 +31,11 @@ class Error : public std::runtime_error {
 
 [[noreturn]] inline void fail(ErrorCode code, const std::string& message) { throw Error(code, message); }
 
-inline void require(bool condition, ErrorCode code, const std::string& message) {
-  if (!condition) fail(code, message);
-}
-
 }  // namespace chai
+
+// Throws chai::Error(code, message) unless condition holds. A macro so that the message (often
+// built from numbers and shapes) is only put together when the check fails: checks run on every op.
+#define CHAI_REQUIRE(condition, code, message) \
+  do {                                          \
+    if (!(condition)) ::chai::fail(code, message); \
+  } while (0)

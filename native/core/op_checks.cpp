@@ -5,12 +5,12 @@ namespace chai {
 namespace {
 
 void require_f32(const TensorView& t, const char* what) {
-  require(t.dtype == DType::F32, ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(t.dtype == DType::F32, ErrorCode::InvalidArgument,
           std::string(what) + " must be f32, got " + t.shape_string());
 }
 
 void require_data(const TensorView& t, const char* what) {
-  require(t.data != nullptr && t.rows > 0 && t.cols > 0, ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(t.data != nullptr && t.rows > 0 && t.cols > 0, ErrorCode::InvalidArgument,
           std::string(what) + " must be a non-empty tensor, got " + t.shape_string());
 }
 
@@ -22,7 +22,7 @@ void check_matmul_args(const TensorView& x, const TensorView& w, const TensorVie
   require_data(y, "matmul output y");
   require_f32(x, "matmul input x");
   require_f32(y, "matmul output y");
-  require(x.cols == w.cols && y.rows == x.rows && y.cols == w.rows, ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(x.cols == w.cols && y.rows == x.rows && y.cols == w.rows, ErrorCode::InvalidArgument,
           "matmul shapes do not fit: x " + x.shape_string() + " · w " + w.shape_string() + "ᵀ → y " +
               y.shape_string() + " (need x[n,k], w[m,k], y[n,m])");
 }
@@ -34,7 +34,7 @@ void check_rmsnorm_args(const TensorView& x, const TensorView& weight, const Ten
   require_f32(x, "rmsnorm input x");
   require_f32(weight, "rmsnorm weight");
   require_f32(y, "rmsnorm output y");
-  require(weight.numel() == x.cols && y.rows == x.rows && y.cols == x.cols, ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(weight.numel() == x.cols && y.rows == x.rows && y.cols == x.cols, ErrorCode::InvalidArgument,
           "rmsnorm shapes do not fit: x " + x.shape_string() + ", weight " + weight.shape_string() + ", y " +
               y.shape_string());
 }
@@ -48,14 +48,14 @@ void check_embed_args(const TensorView& table, const int32_t* tokens, const Tens
   require_data(table, "embedding table");
   require_data(out, "embedding output");
   require_f32(out, "embedding output");
-  require(tokens != nullptr && out.cols == table.cols, ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(tokens != nullptr && out.cols == table.cols, ErrorCode::InvalidArgument,
           "embedding shapes do not fit: table " + table.shape_string() + ", out " + out.shape_string());
 }
 
 void check_rope_args(const TensorView& x, int head_dim, const int32_t* positions, float base) {
   require_data(x, "rope input");
   require_f32(x, "rope input");
-  require(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0 && positions != nullptr && base > 0,
+  CHAI_REQUIRE(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0 && positions != nullptr && base > 0,
           ErrorCode::InvalidArgument,
           "rope: head_dim must be even and divide the row (" + x.shape_string() + ", head_dim " +
               std::to_string(head_dim) + "), positions given, base > 0");
@@ -66,15 +66,15 @@ void check_same_f32(const TensorView& a, const TensorView& b, const char* op) {
   require_data(b, op);
   require_f32(a, op);
   require_f32(b, op);
-  require(a.rows == b.rows && a.cols == b.cols, ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(a.rows == b.rows && a.cols == b.cols, ErrorCode::InvalidArgument,
           std::string(op) + ": shapes differ, " + a.shape_string() + " vs " + b.shape_string());
 }
 
 void check_attention_args(const AttentionParams& p) {
-  require(p.q && p.out && p.pool && p.seqs, ErrorCode::InvalidArgument, "attention: a required pointer is null");
-  require(p.kv_dtype == DType::F32 || p.kv_dtype == DType::F16, ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(p.q && p.out && p.pool && p.seqs, ErrorCode::InvalidArgument, "attention: a required pointer is null");
+  CHAI_REQUIRE(p.kv_dtype == DType::F32 || p.kv_dtype == DType::F16, ErrorCode::InvalidArgument,
           std::string("attention: the KV cache must be f32 or f16, not ") + dtype_name(p.kv_dtype));
-  require(p.n_seqs > 0 && p.n_heads > 0 && p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 && p.head_dim > 0 &&
+  CHAI_REQUIRE(p.n_seqs > 0 && p.n_heads > 0 && p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 && p.head_dim > 0 &&
               p.page_tokens > 0 && p.max_n_q > 0 && p.max_clusters > 0 && p.max_clusters <= p.n_heads &&
               p.max_members > 0 && p.max_members <= p.n_heads,
           ErrorCode::InvalidArgument,
@@ -84,17 +84,17 @@ void check_attention_args(const AttentionParams& p) {
 }
 
 void check_store_kv_args(const KvStoreParams& p) {
-  require(p.src && p.pool && p.table, ErrorCode::InvalidArgument, "store_kv: a required pointer is null");
-  require(p.kv_dtype == DType::F32 || p.kv_dtype == DType::F16, ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(p.src && p.pool && p.table, ErrorCode::InvalidArgument, "store_kv: a required pointer is null");
+  CHAI_REQUIRE(p.kv_dtype == DType::F32 || p.kv_dtype == DType::F16, ErrorCode::InvalidArgument,
           std::string("store_kv: the KV cache must be f32 or f16, not ") + dtype_name(p.kv_dtype));
-  require(p.n > 0 && p.n_heads > 0 && p.head_dim > 0 && p.pos0 >= 0 && p.page_tokens > 0 &&
+  CHAI_REQUIRE(p.n > 0 && p.n_heads > 0 && p.head_dim > 0 && p.pos0 >= 0 && p.page_tokens > 0 &&
               p.max_pages * p.page_tokens >= p.pos0 + p.n,
           ErrorCode::InvalidArgument, "store_kv: inconsistent sizes");
 }
 
 void check_head_features_args(const HeadFeatureParams& p) {
-  require(p.q && p.k && p.out, ErrorCode::InvalidArgument, "head_features: a required pointer is null");
-  require(p.t0 >= 1 && p.n_heads >= 1 && p.n_kv_heads >= 1 && p.n_heads % p.n_kv_heads == 0 && p.head_dim >= 1,
+  CHAI_REQUIRE(p.q && p.k && p.out, ErrorCode::InvalidArgument, "head_features: a required pointer is null");
+  CHAI_REQUIRE(p.t0 >= 1 && p.n_heads >= 1 && p.n_kv_heads >= 1 && p.n_heads % p.n_kv_heads == 0 && p.head_dim >= 1,
           ErrorCode::InvalidArgument, "head_features: inconsistent sizes");
 }
 

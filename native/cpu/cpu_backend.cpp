@@ -19,7 +19,7 @@ class CpuBackend final : public Backend {
   void* alloc(size_t bytes) override {
     // 64-byte alignment suits every vector width we dispatch to.
     void* p = std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64);
-    require(p != nullptr, ErrorCode::DeviceOom, "out of host memory allocating " + std::to_string(bytes) + " bytes");
+    CHAI_REQUIRE(p != nullptr, ErrorCode::DeviceOom, "out of host memory allocating " + std::to_string(bytes) + " bytes");
     return p;
   }
   void release(void* ptr) override { std::free(ptr); }

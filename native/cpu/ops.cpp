@@ -95,7 +95,7 @@ void softmax_rows(ThreadPool& pool, const TensorView& x) {
 void embed(ThreadPool& pool, const TensorView& table, const int32_t* tokens, const TensorView& out) {
   const size_t row_bytes = dtype_row_bytes(table.dtype, table.cols);
   for (int64_t i = 0; i < out.rows; ++i)
-    require(tokens[i] >= 0 && tokens[i] < table.rows, ErrorCode::InvalidArgument,
+    CHAI_REQUIRE(tokens[i] >= 0 && tokens[i] < table.rows, ErrorCode::InvalidArgument,
             "token id " + std::to_string(tokens[i]) + " is outside the vocabulary (0.." + std::to_string(table.rows - 1) + ")");
   pool.parallel_for(out.rows, 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
@@ -234,7 +234,7 @@ void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceA
 void attention(ThreadPool& pool, const AttentionParams& p) {
   for (int s = 0; s < p.n_seqs; ++s) {
     const SequenceAttention& q = p.seqs[s];
-    require(q.k_table && q.v_table && q.reps && q.offsets && q.members && q.n_q >= 1 && q.n_q <= p.max_n_q &&
+    CHAI_REQUIRE(q.k_table && q.v_table && q.reps && q.offsets && q.members && q.n_q >= 1 && q.n_q <= p.max_n_q &&
                 q.pos0 >= 0 && q.q_row >= 0 && q.max_pages * p.page_tokens >= q.pos0 + q.n_q && q.n_clusters >= 1 &&
                 q.n_clusters <= p.max_clusters,
             ErrorCode::InvalidArgument, "attention: sequence " + std::to_string(s) + " has inconsistent sizes");

@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams b) {
 }  // namespace
 
 void attention(const AttentionParams& p, cudaStream_t stream) {
-  require(p.max_n_q <= 65535 && p.n_seqs <= 65535, ErrorCode::Unsupported,
+  CHAI_REQUIRE(p.max_n_q <= 65535 && p.n_seqs <= 65535, ErrorCode::Unsupported,
           "CUDA attention takes at most 65535 queries per sequence and 65535 sequences per call");
   const size_t smem = (size_t(p.head_dim) + kTile + size_t(p.max_members) * p.head_dim) * sizeof(float);
   const auto kernel = p.kv_dtype == DType::F16 ? attention_kernel<__half> : attention_kernel<float>;

@@ -182,8 +182,8 @@ std::vector<int> cuda_architectures() {
 
 std::unique_ptr<Backend> make_cuda_backend(int device) {
   const CudaStatus status = cuda_status();
-  require(status.available, ErrorCode::DeviceUnavailable, "CUDA is unavailable: " + status.reason);
-  require(device >= 0 && device < int(status.devices.size()), ErrorCode::DeviceUnavailable,
+  CHAI_REQUIRE(status.available, ErrorCode::DeviceUnavailable, "CUDA is unavailable: " + status.reason);
+  CHAI_REQUIRE(device >= 0 && device < int(status.devices.size()), ErrorCode::DeviceUnavailable,
           "cuda:" + std::to_string(device) + " does not exist; this machine has " +
               std::to_string(status.devices.size()) + " CUDA device(s): use cuda:0..cuda:" +
               std::to_string(int(status.devices.size()) - 1));

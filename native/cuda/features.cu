@@ -30,7 +30,7 @@ __global__ void head_features_kernel(HeadFeatureParams p) {
 }  // namespace
 
 void head_features(const HeadFeatureParams& p, cudaStream_t stream) {
-  require(p.t0 <= 32, ErrorCode::Unsupported, "CUDA head features support t0 <= 32, got " + std::to_string(p.t0));
+  CHAI_REQUIRE(p.t0 <= 32, ErrorCode::Unsupported, "CUDA head features support t0 <= 32, got " + std::to_string(p.t0));
   head_features_kernel<<<unsigned(p.n_heads), unsigned(p.t0 * 32), 0, stream>>>(p);
   cuda_check(cudaGetLastError(), "head_features kernel launch");
 }

@@ -45,7 +45,7 @@ template <typename W>
 void launch(const TensorView& x, const TensorView& w, const TensorView& y, cudaStream_t stream) {
   const int n = int(x.rows), m = int(w.rows), k = int(x.cols);
   const dim3 grid((m + kWarpsPerBlock - 1) / kWarpsPerBlock, (n + kRows - 1) / kRows);
-  require(grid.y <= 65535u, ErrorCode::Unsupported, "matmul: too many rows for one launch (" + std::to_string(n) + ")");
+  CHAI_REQUIRE(grid.y <= 65535u, ErrorCode::Unsupported, "matmul: too many rows for one launch (" + std::to_string(n) + ")");
   matmul_warp_per_row<W><<<grid, kWarpsPerBlock * 32, 0, stream>>>(x.as<float>(), w.as<W>(), y.as<float>(), n, m, k);
   cuda_check(cudaGetLastError(), "matmul kernel launch");
 }

@@ -8,8 +8,8 @@ namespace chai {
 
 KvPool::KvPool(Backend& backend, int head_dim, int page_tokens, DType dtype)
     : backend_(backend), head_dim_(head_dim), page_tokens_(page_tokens), dtype_(dtype) {
-  require(head_dim > 0 && page_tokens > 0, ErrorCode::InvalidArgument, "KV pool: head_dim and page_tokens must be > 0");
-  require(dtype == DType::F32 || dtype == DType::F16, ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(head_dim > 0 && page_tokens > 0, ErrorCode::InvalidArgument, "KV pool: head_dim and page_tokens must be > 0");
+  CHAI_REQUIRE(dtype == DType::F32 || dtype == DType::F16, ErrorCode::InvalidArgument,
           std::string("the KV cache can be f32 or f16, not ") + dtype_name(dtype));
 }
 
@@ -33,7 +33,7 @@ void KvPool::grow(size_t min_capacity) {
 
 std::vector<int32_t> KvPool::allocate(size_t count) {
   std::lock_guard<std::mutex> lock(mutex_);
-  require(in_use_ + count < size_t(INT32_MAX), ErrorCode::DeviceOom, "KV pool: page ids exhausted");
+  CHAI_REQUIRE(in_use_ + count < size_t(INT32_MAX), ErrorCode::DeviceOom, "KV pool: page ids exhausted");
   if (free_.size() < count) grow(in_use_ + count);
   std::vector<int32_t> pages(free_.end() - std::ptrdiff_t(count), free_.end());
   free_.resize(free_.size() - count);
@@ -74,7 +74,7 @@ SequenceKv::~SequenceKv() {
 }
 
 void SequenceKv::reserve(int n_tokens) {
-  require(n_tokens <= max_tokens_, ErrorCode::ContextOverflow,
+  CHAI_REQUIRE(n_tokens <= max_tokens_, ErrorCode::ContextOverflow,
           "the sequence would hold " + std::to_string(n_tokens) + " tokens but the session allows " +
               std::to_string(max_tokens_) + " (maxTokens)");
   const int pages = (n_tokens + pool_.page_tokens() - 1) / pool_.page_tokens();
@@ -105,7 +105,7 @@ void SequenceKv::release_keys(int layer, int head) {
 }
 
 void SequenceKv::defer_keys(int layer) {
-  require(reserved_pages_ == 0, ErrorCode::Internal, "keys can only be deferred before any page is reserved");
+  CHAI_REQUIRE(reserved_pages_ == 0, ErrorCode::Internal, "keys can only be deferred before any page is reserved");
   for (int h = 0; h < n_kv_heads_; ++h) k_state_[size_t(layer) * n_kv_heads_ + h] = KeyState::Deferred;
 }
 
@@ -120,7 +120,7 @@ void SequenceKv::decide_keys(int layer, const std::vector<bool>& keep) {
     if (keep[size_t(h)]) {
       if (state == KeyState::Deferred)
         for (int p = 0; p < reserved_pages_; ++p) k_page(layer, h, p) = fresh[next++];
-      require(state != KeyState::Dropped, ErrorCode::Internal, "keys of a dropped head cannot come back");
+      CHAI_REQUIRE(state != KeyState::Dropped, ErrorCode::Internal, "keys of a dropped head cannot come back");
       state = KeyState::Kept;
     } else {
       if (state == KeyState::Kept) release_keys(layer, h);

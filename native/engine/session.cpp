@@ -39,15 +39,15 @@ HeadClusters HeadClusters::from(const Clustering& clustering) {
 }
 
 void validate_plan(const ChaiPlan& plan, const LlamaConfig& config) {
-  require(int(plan.clusters.size()) == config.n_layers, ErrorCode::PlanMismatch,
+  CHAI_REQUIRE(int(plan.clusters.size()) == config.n_layers, ErrorCode::PlanMismatch,
           "the cluster plan has " + std::to_string(plan.clusters.size()) + " layers but the model has " +
               std::to_string(config.n_layers));
   for (size_t l = 0; l < plan.clusters.size(); ++l)
-    require(plan.clusters[l] >= 1 && plan.clusters[l] <= config.n_heads, ErrorCode::PlanMismatch,
+    CHAI_REQUIRE(plan.clusters[l] >= 1 && plan.clusters[l] <= config.n_heads, ErrorCode::PlanMismatch,
             "the cluster plan asks for " + std::to_string(plan.clusters[l]) + " clusters in layer " + std::to_string(l) +
                 "; the model has " + std::to_string(config.n_heads) + " heads per layer (use 1.." +
                 std::to_string(config.n_heads) + ")");
-  require(plan.t0 >= 1 && plan.t0 <= 32, ErrorCode::PlanMismatch,
+  CHAI_REQUIRE(plan.t0 >= 1 && plan.t0 <= 32, ErrorCode::PlanMismatch,
           "the cluster plan's t0 must be between 1 and 32, got " + std::to_string(plan.t0));
 }
 
@@ -65,8 +65,8 @@ Session::Session(const LlamaConfig& config, const LlamaWeights& weights, Backend
       pool_(pool),
       kv_(pool, config.n_layers, config.n_kv_heads, max_tokens),
       plan_(std::move(plan)) {
-  require(max_tokens > 0, ErrorCode::InvalidArgument, "maxTokens must be positive");
-  require(pool.head_dim() == config.head_dim, ErrorCode::Internal, "KV pool head size differs from the model's");
+  CHAI_REQUIRE(max_tokens > 0, ErrorCode::InvalidArgument, "maxTokens must be positive");
+  CHAI_REQUIRE(pool.head_dim() == config.head_dim, ErrorCode::Internal, "KV pool head size differs from the model's");
   if (plan_) validate_plan(*plan_, config);
   clusters_.resize(size_t(config.n_layers));
   cluster_buffers_.resize(size_t(config.n_layers));
@@ -99,7 +99,7 @@ void Session::set_clusters(int layer, const HeadClusters& c) {
 }
 
 std::optional<Clustering> Session::assignment(int layer) const {
-  require(layer >= 0 && layer < config_.n_layers, ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(layer >= 0 && layer < config_.n_layers, ErrorCode::InvalidArgument,
           "layer " + std::to_string(layer) + " does not exist (the model has " + std::to_string(config_.n_layers) + ")");
   return assignments_[size_t(layer)];
 }
@@ -162,9 +162,9 @@ std::vector<float> Session::head_features(const void* q, const void* k, int t0) 
 }
 
 std::vector<std::vector<float>> Session::features_of(const std::vector<int32_t>& tokens, int t0) {
-  require(t0 >= 1 && int(tokens.size()) >= t0, ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(t0 >= 1 && int(tokens.size()) >= t0, ErrorCode::InvalidArgument,
           "features need at least t0 = " + std::to_string(t0) + " tokens, got " + std::to_string(tokens.size()));
-  require(!plan_, ErrorCode::Internal, "features_of runs on a full-attention session");
+  CHAI_REQUIRE(!plan_, ErrorCode::Internal, "features_of runs on a full-attention session");
   rewind(0);
   capture_t0_ = t0;
   captured_.assign(size_t(config_.n_layers), {});
@@ -181,7 +181,7 @@ std::vector<std::vector<float>> Session::features_of(const std::vector<int32_t>&
 }
 
 void Session::rewind(int n_tokens) {
-  require(n_tokens >= 0 && n_tokens <= kv_.n_tokens(), ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(n_tokens >= 0 && n_tokens <= kv_.n_tokens(), ErrorCode::InvalidArgument,
           "cannot rewind to " + std::to_string(n_tokens) + " tokens: the session holds " + std::to_string(kv_.n_tokens()));
   if (n_tokens == 0) {
     kv_.clear();
@@ -189,7 +189,7 @@ void Session::rewind(int n_tokens) {
     return;
   }
   // Dropped keys cannot come back, and a layer waiting for t0 tokens keeps only its first rows.
-  require(!plan_ || n_tokens >= plan_->t0 || n_tokens == kv_.n_tokens(), ErrorCode::InvalidArgument,
+  CHAI_REQUIRE(!plan_ || n_tokens >= plan_->t0 || n_tokens == kv_.n_tokens(), ErrorCode::InvalidArgument,
           "a CHAI session cannot rewind into its first t0 = " + std::to_string(plan_ ? plan_->t0 : 0) +
               " tokens, which chose its clusters; rewind to 0 to start a new request");
   kv_.set_tokens(n_tokens);
@@ -198,12 +198,12 @@ void Session::rewind(int n_tokens) {
 int Session::prepare(const std::vector<int32_t>& tokens) {
   const LlamaConfig& c = config_;
   const int n = int(tokens.size());
-  require(n > 0, ErrorCode::InvalidArgument, "evaluate needs at least one token");
+  CHAI_REQUIRE(n > 0, ErrorCode::InvalidArgument, "evaluate needs at least one token");
   for (int32_t t : tokens)
-    require(t >= 0 && t < c.n_vocab, ErrorCode::InvalidArgument,
+    CHAI_REQUIRE(t >= 0 && t < c.n_vocab, ErrorCode::InvalidArgument,
             "token id " + std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(c.n_vocab - 1) + ")");
   const int pos0 = kv_.n_tokens();
-  require(pos0 + n <= kv_.max_tokens(), ErrorCode::ContextOverflow,
+  CHAI_REQUIRE(pos0 + n <= kv_.max_tokens(), ErrorCode::ContextOverflow,
           "the sequence would hold " + std::to_string(pos0 + n) + " tokens but the session allows " +
               std::to_string(kv_.max_tokens()) + " (maxTokens)");
   // A prompt that reaches t0 clusters each layer before its attention: its keys wait for the decision.
@@ -235,11 +235,11 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
   int rows = 0;
   for (BatchItem& item : all_items) {
     try {
-      require(item.session != nullptr, ErrorCode::Internal, "batch item without a session");
+      CHAI_REQUIRE(item.session != nullptr, ErrorCode::Internal, "batch item without a session");
       for (const Seq& q : seqs)
-        require(q.s != item.session, ErrorCode::InvalidArgument, "a session can appear only once in a batch");
+        CHAI_REQUIRE(q.s != item.session, ErrorCode::InvalidArgument, "a session can appear only once in a batch");
       if (!seqs.empty())
-        require(&item.session->backend_ == &seqs[0].s->backend_ && &item.session->pool_ == &seqs[0].s->pool_ &&
+        CHAI_REQUIRE(&item.session->backend_ == &seqs[0].s->backend_ && &item.session->pool_ == &seqs[0].s->pool_ &&
                     &item.session->weights_ == &seqs[0].s->weights_,
                 ErrorCode::Internal, "a batch mixes sessions of different models");
       const int pos0 = item.session->prepare(item.tokens);
