@@ -16,11 +16,13 @@ namespace {
 constexpr int64_t kTileW = 16;
 constexpr int64_t kTileX = 32;
 
-// row_stride: WeightT elements per weight row (k, or k / 32 blocks for Q8_0). Rows of x go four
-// at a time through dot4 (each weight element loaded once for four tokens), the rest one by one.
-template <typename WeightT, typename Dot, typename Dot4>
+// row_stride: WeightT elements per weight row (k, or k / 32 blocks for Q8_0). Rows of x go four at
+// a time against each weight row (each weight loaded once for four tokens), the rest one by one.
+// (Four weight rows against one token was tried for decoding: faster on cache-resident weights,
+// slower from DRAM on one thread, so decoding streams one weight row at a time.)
+template <typename WeightT, typename Dot, typename Dot4x>
 void matmul_tiles(ThreadPool& pool, const float* x, const WeightT* w, float* y, int64_t n, int64_t m, int64_t k,
-                  int64_t row_stride, Dot dot, Dot4 dot4) {
+                  int64_t row_stride, Dot dot, Dot4x dot4x) {
   const int64_t tiles_w = (m + kTileW - 1) / kTileW;
   const int64_t tiles_x = (n + kTileX - 1) / kTileX;
   // Below about 32k multiply-adds, handing work to other threads costs more than it saves.
@@ -33,7 +35,7 @@ void matmul_tiles(ThreadPool& pool, const float* x, const WeightT* w, float* y, 
       for (; i + 4 <= i1; i += 4)
         for (int64_t j = j0; j < j1; ++j) {
           float out[4];
-          dot4(x + i * k, k, w + j * row_stride, k, out);
+          dot4x(x + i * k, k, w + j * row_stride, k, out);
           for (int r = 0; r < 4; ++r) y[(i + r) * m + j] = out[r];
         }
       for (; i < i1; ++i)
@@ -49,14 +51,14 @@ void matmul(ThreadPool& pool, const TensorView& x, const TensorView& w, const Te
   const int64_t n = x.rows, m = w.rows, k = x.cols;
   switch (w.dtype) {
     case DType::F32:
-      return matmul_tiles(pool, x.as<float>(), w.as<float>(), y.as<float>(), n, m, k, k, dot.f32, dot.dot4_f32);
+      return matmul_tiles(pool, x.as<float>(), w.as<float>(), y.as<float>(), n, m, k, k, dot.f32, dot.dot4x_f32);
     case DType::F16:
-      return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.f16, dot.dot4_f16);
+      return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.f16, dot.dot4x_f16);
     case DType::BF16:
-      return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.bf16, dot.dot4_bf16);
+      return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.bf16, dot.dot4x_bf16);
     case DType::Q8_0:
       return matmul_tiles(pool, x.as<float>(), w.as<BlockQ8_0>(), y.as<float>(), n, m, k, k / kQ8Block, dot.q8_0,
-                          dot.dot4_q8_0);
+                          dot.dot4x_q8_0);
   }
 }
 

@@ -12,58 +12,56 @@
 namespace chai {
 namespace {
 
-// Eight independent partial sums per row: the order of additions is fixed (so results do not
-// depend on the thread count or on how rows are grouped) and the compiler may keep them in vector
-// registers. R rows of x (x_stride apart) share each loaded weight.
-template <int R, typename Load>
-void dot_rows_scalar(const float* x, int64_t x_stride, int64_t n, Load load, float* out) {
-  float acc[R][8] = {};
-  float tail[R] = {};
+// Scalar loads of one weight element as float, per storage type.
+inline float load1(const float* w, int64_t i) { return w[i]; }
+inline float load1_f16(const uint16_t* w, int64_t i) { return f16_to_f32(w[i]); }
+inline float load1_bf16(const uint16_t* w, int64_t i) { return bf16_to_f32(w[i]); }
+inline float load1_i8(const int8_t* w, int64_t i) { return float(w[i]); }
+
+// A block of dot products: RX rows of x (x_stride apart) against RW weight rows (w_stride apart),
+// out[rx * RW + rw] (the kernels use 1×1 and 4×1). Eight independent partial sums per pair: the order of additions is fixed, so
+// results depend neither on the thread count nor on how rows are blocked, and each loaded weight
+// (and each loaded x) serves several pairs.
+template <int RX, int RW, typename W, float (*Load)(const W*, int64_t)>
+void dot_block_scalar(const float* x, int64_t x_stride, const W* w, int64_t w_stride, int64_t n, float* out) {
+  float acc[RX][RW][8] = {};
+  float tail[RX][RW] = {};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) {
-      const float w = load(i + l);
-      for (int r = 0; r < R; ++r) acc[r][l] += x[r * x_stride + i + l] * w;
+    for (int l = 0; l < 8; ++l)
+      for (int rw = 0; rw < RW; ++rw) {
+        const float wv = Load(w + rw * w_stride, i + l);
+        for (int rx = 0; rx < RX; ++rx) acc[rx][rw][l] += x[rx * x_stride + i + l] * wv;
+      }
+  for (; i < n; ++i)
+    for (int rw = 0; rw < RW; ++rw) {
+      const float wv = Load(w + rw * w_stride, i);
+      for (int rx = 0; rx < RX; ++rx) tail[rx][rw] += x[rx * x_stride + i] * wv;
     }
-  for (; i < n; ++i) {
-    const float w = load(i);
-    for (int r = 0; r < R; ++r) tail[r] += x[r * x_stride + i] * w;
-  }
-  for (int r = 0; r < R; ++r)
-    out[r] = ((acc[r][0] + acc[r][4]) + (acc[r][1] + acc[r][5])) + ((acc[r][2] + acc[r][6]) + (acc[r][3] + acc[r][7])) + tail[r];
+  for (int rx = 0; rx < RX; ++rx)
+    for (int rw = 0; rw < RW; ++rw) {
+      const float* a = acc[rx][rw];
+      out[rx * RW + rw] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail[rx][rw];
+    }
 }
 
-template <typename Load>
-float dot_scalar(const float* x, int64_t n, Load load) {
+template <typename W, float (*Load)(const W*, int64_t)>
+float dot1_scalar(const float* x, const W* w, int64_t n) {
   float out;
-  dot_rows_scalar<1>(x, 0, n, load, &out);
+  dot_block_scalar<1, 1, W, Load>(x, 0, w, 0, n, &out);
   return out;
 }
-
-float dot_f32_scalar(const float* x, const float* w, int64_t n) {
-  return dot_scalar(x, n, [w](int64_t i) { return w[i]; });
-}
-float dot_f16_scalar(const float* x, const uint16_t* w, int64_t n) {
-  return dot_scalar(x, n, [w](int64_t i) { return f16_to_f32(w[i]); });
-}
-float dot_bf16_scalar(const float* x, const uint16_t* w, int64_t n) {
-  return dot_scalar(x, n, [w](int64_t i) { return bf16_to_f32(w[i]); });
-}
-void dot4_f32_scalar(const float* x, int64_t s, const float* w, int64_t n, float* out) {
-  dot_rows_scalar<4>(x, s, n, [w](int64_t i) { return w[i]; }, out);
-}
-void dot4_f16_scalar(const float* x, int64_t s, const uint16_t* w, int64_t n, float* out) {
-  dot_rows_scalar<4>(x, s, n, [w](int64_t i) { return f16_to_f32(w[i]); }, out);
-}
-void dot4_bf16_scalar(const float* x, int64_t s, const uint16_t* w, int64_t n, float* out) {
-  dot_rows_scalar<4>(x, s, n, [w](int64_t i) { return bf16_to_f32(w[i]); }, out);
+template <typename W, float (*Load)(const W*, int64_t)>
+void dot4x_scalar(const float* x, int64_t x_stride, const W* w, int64_t n, float* out) {
+  dot_block_scalar<4, 1, W, Load>(x, x_stride, w, 0, n, out);
 }
 
-// Q8_0 sums per block and scales, so four rows simply run the single-row kernel.
+// Q8_0 sums per block and scales, so its four-row form simply runs the single-row kernel.
 template <float (*Dot)(const float*, const BlockQ8_0*, int64_t)>
-void dot4_by_rows(const float* x, int64_t s, const BlockQ8_0* w, int64_t n, float* out) {
-  for (int r = 0; r < 4; ++r) out[r] = Dot(x + r * s, w, n);
+void dot4x_by_rows(const float* x, int64_t x_stride, const BlockQ8_0* w, int64_t n, float* out) {
+  for (int r = 0; r < 4; ++r) out[r] = Dot(x + r * x_stride, w, n);
 }
+
 
 // Exact products x · (d · q): per block, Σ x·q in float, then scaled by d.
 float dot_q8_0_scalar(const float* x, const BlockQ8_0* w, int64_t n) {
@@ -71,7 +69,9 @@ float dot_q8_0_scalar(const float* x, const BlockQ8_0* w, int64_t n) {
   for (int64_t b = 0; b < n / kQ8Block; ++b) {
     const float* xb = x + b * kQ8Block;
     const int8_t* q = w[b].q;
-    total += f16_to_f32(w[b].d) * dot_scalar(xb, kQ8Block, [q](int64_t i) { return float(q[i]); });
+    float sum;
+    dot_block_scalar<1, 1, int8_t, load1_i8>(xb, 0, q, 0, kQ8Block, &sum);
+    total += f16_to_f32(w[b].d) * sum;
   }
   return total;
 }
@@ -93,77 +93,56 @@ CHAI_AVX2 inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Two accumulators of 8 lanes per row hide the FMA latency; the tail is scalar. R rows of x
-// (x_stride apart) share each loaded and converted weight vector; every row's arithmetic is the
-// same whatever R is.
-template <int R, typename Load8, typename Load1>
-CHAI_AVX2 inline void dot_rows_avx2(const float* x, int64_t x_stride, int64_t n, Load8 load8, Load1 load1, float* out) {
-  __m256 a0[R], a1[R];
-  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256 w0 = load8(i), w1 = load8(i + 8);
-    for (int r = 0; r < R; ++r) {
-      a0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * x_stride + i), w0, a0[r]);
-      a1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * x_stride + i + 8), w1, a1[r]);
-    }
-  }
-  for (; i + 8 <= n; i += 8) {
-    const __m256 w0 = load8(i);
-    for (int r = 0; r < R; ++r) a0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * x_stride + i), w0, a0[r]);
-  }
-  float tail[R] = {};
-  for (; i < n; ++i) {
-    const float w = load1(i);
-    for (int r = 0; r < R; ++r) tail[r] += x[r * x_stride + i] * w;
-  }
-  for (int r = 0; r < R; ++r) out[r] = hsum256(_mm256_add_ps(a0[r], a1[r])) + tail[r];
+// Eight-lane loads of weights as float, per storage type.
+CHAI_AVX2 inline __m256 load8(const float* w, int64_t i) { return _mm256_loadu_ps(w + i); }
+CHAI_AVX2 inline __m256 load8_f16(const uint16_t* w, int64_t i) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+}
+CHAI_AVX2 inline __m256 load8_bf16(const uint16_t* w, int64_t i) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
 }
 
-template <typename Load8, typename Load1>
-CHAI_AVX2 inline float dot_avx2(const float* x, int64_t n, Load8 load8, Load1 load1) {
+// The AVX2 twin of dot_block_scalar: two accumulators of 8 lanes per pair hide the FMA latency,
+// the tail is scalar; every pair's arithmetic is the same whatever the block shape.
+template <int RX, int RW, typename W, __m256 (*Load8)(const W*, int64_t), float (*Load1)(const W*, int64_t)>
+CHAI_AVX2 inline void dot_block_avx2(const float* x, int64_t x_stride, const W* w, int64_t w_stride, int64_t n, float* out) {
+  __m256 a0[RX][RW], a1[RX][RW];
+  for (int rx = 0; rx < RX; ++rx)
+    for (int rw = 0; rw < RW; ++rw) a0[rx][rw] = a1[rx][rw] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int rw = 0; rw < RW; ++rw) {
+      const __m256 w0 = Load8(w + rw * w_stride, i), w1 = Load8(w + rw * w_stride, i + 8);
+      for (int rx = 0; rx < RX; ++rx) {
+        a0[rx][rw] = _mm256_fmadd_ps(_mm256_loadu_ps(x + rx * x_stride + i), w0, a0[rx][rw]);
+        a1[rx][rw] = _mm256_fmadd_ps(_mm256_loadu_ps(x + rx * x_stride + i + 8), w1, a1[rx][rw]);
+      }
+    }
+  for (; i + 8 <= n; i += 8)
+    for (int rw = 0; rw < RW; ++rw) {
+      const __m256 w0 = Load8(w + rw * w_stride, i);
+      for (int rx = 0; rx < RX; ++rx) a0[rx][rw] = _mm256_fmadd_ps(_mm256_loadu_ps(x + rx * x_stride + i), w0, a0[rx][rw]);
+    }
+  float tail[RX][RW] = {};
+  for (; i < n; ++i)
+    for (int rw = 0; rw < RW; ++rw) {
+      const float wv = Load1(w + rw * w_stride, i);
+      for (int rx = 0; rx < RX; ++rx) tail[rx][rw] += x[rx * x_stride + i] * wv;
+    }
+  for (int rx = 0; rx < RX; ++rx)
+    for (int rw = 0; rw < RW; ++rw) out[rx * RW + rw] = hsum256(_mm256_add_ps(a0[rx][rw], a1[rx][rw])) + tail[rx][rw];
+}
+
+template <typename W, __m256 (*Load8)(const W*, int64_t), float (*Load1)(const W*, int64_t)>
+CHAI_AVX2 float dot1_avx2(const float* x, const W* w, int64_t n) {
   float out;
-  dot_rows_avx2<1>(x, 0, n, load8, load1, &out);
+  dot_block_avx2<1, 1, W, Load8, Load1>(x, 0, w, 0, n, &out);
   return out;
 }
-
-CHAI_AVX2 float dot_f32_avx2(const float* x, const float* w, int64_t n) {
-  return dot_avx2(
-      x, n, [w](int64_t i) CHAI_AVX2 { return _mm256_loadu_ps(w + i); }, [w](int64_t i) { return w[i]; });
-}
-CHAI_AVX2 float dot_f16_avx2(const float* x, const uint16_t* w, int64_t n) {
-  return dot_avx2(
-      x, n,
-      [w](int64_t i) CHAI_AVX2 { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i))); },
-      [w](int64_t i) { return f16_to_f32(w[i]); });
-}
-CHAI_AVX2 float dot_bf16_avx2(const float* x, const uint16_t* w, int64_t n) {
-  return dot_avx2(
-      x, n,
-      [w](int64_t i) CHAI_AVX2 {
-        const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
-        return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
-      },
-      [w](int64_t i) { return bf16_to_f32(w[i]); });
-}
-CHAI_AVX2 void dot4_f32_avx2(const float* x, int64_t s, const float* w, int64_t n, float* out) {
-  dot_rows_avx2<4>(
-      x, s, n, [w](int64_t i) CHAI_AVX2 { return _mm256_loadu_ps(w + i); }, [w](int64_t i) { return w[i]; }, out);
-}
-CHAI_AVX2 void dot4_f16_avx2(const float* x, int64_t s, const uint16_t* w, int64_t n, float* out) {
-  dot_rows_avx2<4>(
-      x, s, n,
-      [w](int64_t i) CHAI_AVX2 { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i))); },
-      [w](int64_t i) { return f16_to_f32(w[i]); }, out);
-}
-CHAI_AVX2 void dot4_bf16_avx2(const float* x, int64_t s, const uint16_t* w, int64_t n, float* out) {
-  dot_rows_avx2<4>(
-      x, s, n,
-      [w](int64_t i) CHAI_AVX2 {
-        const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
-        return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
-      },
-      [w](int64_t i) { return bf16_to_f32(w[i]); }, out);
+template <typename W, __m256 (*Load8)(const W*, int64_t), float (*Load1)(const W*, int64_t)>
+CHAI_AVX2 void dot4x_avx2(const float* x, int64_t x_stride, const W* w, int64_t n, float* out) {
+  dot_block_avx2<4, 1, W, Load8, Load1>(x, x_stride, w, 0, n, out);
 }
 
 CHAI_AVX2 float dot_q8_0_avx2(const float* x, const BlockQ8_0* w, int64_t n) {
@@ -197,13 +176,17 @@ CHAI_AVX2 void axpy_f16_avx2(float* acc, float w, const uint16_t* v, int64_t n) 
 }
 #endif
 
-const VectorKernels kScalar{dot_f32_scalar,   dot_f16_scalar,   dot_bf16_scalar,  dot_q8_0_scalar,
-                            axpy_f32_scalar,  axpy_f16_scalar,  dot4_f32_scalar,  dot4_f16_scalar,
-                            dot4_bf16_scalar, dot4_by_rows<dot_q8_0_scalar>};
+const VectorKernels kScalar{
+    dot1_scalar<float, load1>, dot1_scalar<uint16_t, load1_f16>, dot1_scalar<uint16_t, load1_bf16>, dot_q8_0_scalar,
+    axpy_f32_scalar, axpy_f16_scalar,
+    dot4x_scalar<float, load1>, dot4x_scalar<uint16_t, load1_f16>, dot4x_scalar<uint16_t, load1_bf16>,
+    dot4x_by_rows<dot_q8_0_scalar>};
 #if CHAI_X86
-const VectorKernels kAvx2{dot_f32_avx2,   dot_f16_avx2,   dot_bf16_avx2,  dot_q8_0_avx2,
-                          axpy_f32_avx2,  axpy_f16_avx2,  dot4_f32_avx2,  dot4_f16_avx2,
-                          dot4_bf16_avx2, dot4_by_rows<dot_q8_0_avx2>};
+const VectorKernels kAvx2{
+    dot1_avx2<float, load8, load1>, dot1_avx2<uint16_t, load8_f16, load1_f16>, dot1_avx2<uint16_t, load8_bf16, load1_bf16>,
+    dot_q8_0_avx2, axpy_f32_avx2, axpy_f16_avx2,
+    dot4x_avx2<float, load8, load1>, dot4x_avx2<uint16_t, load8_f16, load1_f16>, dot4x_avx2<uint16_t, load8_bf16, load1_bf16>,
+    dot4x_by_rows<dot_q8_0_avx2>};
 #endif
 
 SimdLevel detect_level() {

@@ -24,13 +24,13 @@ struct VectorKernels {
   float (*q8_0)(const float* x, const BlockQ8_0* w, int64_t n);  // n: a multiple of 32
   void (*axpy_f32)(float* acc, float w, const float* v, int64_t n);
   void (*axpy_f16)(float* acc, float w, const uint16_t* v, int64_t n);
-  // Four dot products at once: rows x, x + x_stride, ... against one weight row, each computed
-  // exactly as the single-row kernel computes it (so results never depend on how rows are grouped),
-  // with every weight element loaded and converted once for the four.
-  void (*dot4_f32)(const float* x, int64_t x_stride, const float* w, int64_t n, float* out);
-  void (*dot4_f16)(const float* x, int64_t x_stride, const uint16_t* w, int64_t n, float* out);
-  void (*dot4_bf16)(const float* x, int64_t x_stride, const uint16_t* w, int64_t n, float* out);
-  void (*dot4_q8_0)(const float* x, int64_t x_stride, const BlockQ8_0* w, int64_t n, float* out);
+  // Four dot products at once, each computed exactly as the one-row kernel computes it (so results
+  // never depend on how rows are grouped): four x rows (x_stride apart) against one weight row,
+  // each weight element loaded and converted once for the four.
+  void (*dot4x_f32)(const float* x, int64_t x_stride, const float* w, int64_t n, float* out);
+  void (*dot4x_f16)(const float* x, int64_t x_stride, const uint16_t* w, int64_t n, float* out);
+  void (*dot4x_bf16)(const float* x, int64_t x_stride, const uint16_t* w, int64_t n, float* out);
+  void (*dot4x_q8_0)(const float* x, int64_t x_stride, const BlockQ8_0* w, int64_t n, float* out);
 };
 
 const VectorKernels& vector_kernels();

@@ -83,13 +83,13 @@ int main() {
           wb(random_nonzero(size_t(k), seed++), DType::BF16);
       bool same = true;
       float out[4];
-      v.dot4_f32(x.data(), k, w32.decoded.data(), k, out);
+      v.dot4x_f32(x.data(), k, w32.decoded.data(), k, out);
       for (int r = 0; r < 4; ++r) same = same && out[r] == v.f32(x.data() + r * k, w32.decoded.data(), k);
-      v.dot4_f16(x.data(), k, w16.half_bits(), k, out);
+      v.dot4x_f16(x.data(), k, w16.half_bits(), k, out);
       for (int r = 0; r < 4; ++r) same = same && out[r] == v.f16(x.data() + r * k, w16.half_bits(), k);
-      v.dot4_bf16(x.data(), k, wb.half_bits(), k, out);
+      v.dot4x_bf16(x.data(), k, wb.half_bits(), k, out);
       for (int r = 0; r < 4; ++r) same = same && out[r] == v.bf16(x.data() + r * k, wb.half_bits(), k);
-      suite.check(same, std::string(simd_level_name(level)) + " dot4 equals four single dots, k=" + std::to_string(k));
+      suite.check(same, std::string(simd_level_name(level)) + " dot4x equals four single dots, k=" + std::to_string(k));
     }
   }
 
