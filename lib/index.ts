@@ -10,3 +10,4 @@ export { writeSyntheticLlama, SyntheticLlamaConfig } from './synthetic';
 export { ClusterPlan, ClusterPlanJson, CalibrationRecord, ClusterMethod, RepresentativeRule, PlanOptions, kneeOf, KNEE_RULE } from './plan';
 export { calibrate, CalibrateOptions, calibrationWindows } from './calibrate';
 export { evaluateChai, EvaluateOptions, EvaluationReport, evaluationWindows } from './evaluate';
+export { measureThroughput, ThroughputOptions, Throughput } from './bench';

@@ -14,51 +14,14 @@ const REPEATS = 5;
 const PREFILL = 128;
 const DECODE = 64;
 
-function median(values) {
-  const v = [...values].sort((a, b) => a - b);
-  return v[Math.floor(v.length / 2)];
-}
-
-async function measure(file, threads, promptTokens) {
+async function measure(file, threads, tokens, sessions = 1) {
   const model = await chai.loadModel(file, { device: 'cpu', threads });
-  const prefill = [];
-  const decode = [];
-  for (let r = 0; r < REPEATS + 1; r++) {
-    const session = model.createSession({ maxTokens: PREFILL + DECODE + 1 });
-    let t = process.hrtime.bigint();
-    await session.evaluate(promptTokens);
-    const prefillSeconds = Number(process.hrtime.bigint() - t) / 1e9;
-    t = process.hrtime.bigint();
-    for (let i = 0; i < DECODE; i++) await session.evaluate([promptTokens[i % promptTokens.length]]);
-    const decodeSeconds = Number(process.hrtime.bigint() - t) / 1e9;
-    await session.dispose();
-    if (r === 0) continue; // warm-up
-    prefill.push(PREFILL / prefillSeconds);
-    decode.push(DECODE / decodeSeconds);
+  try {
+    const r = await chai.measureThroughput(model, tokens, { prefillTokens: PREFILL, decodeTokens: DECODE, repeats: REPEATS, sessions });
+    return { ...r, weightBytes: model.info.weightBytes };
+  } finally {
+    model.dispose();
   }
-  const info = model.info;
-  model.dispose();
-  return { prefillTokensPerSecond: median(prefill), decodeTokensPerSecond: median(decode), weightBytes: info.weightBytes };
-}
-
-// N sessions decoding at once: their steps are batched into one forward pass per step.
-async function concurrentDecode(file, sessions, promptTokens) {
-  const model = await chai.loadModel(file, { device: 'cpu' });
-  const runs = [];
-  for (let r = 0; r < 3; r++) {
-    const all = Array.from({ length: sessions }, () => model.createSession({ maxTokens: 16 + DECODE }));
-    await Promise.all(all.map((s) => s.evaluate(promptTokens.slice(0, 16))));
-    const t = process.hrtime.bigint();
-    await Promise.all(
-      all.map(async (s) => {
-        for (let i = 0; i < DECODE; i++) await s.evaluate([promptTokens[i % promptTokens.length]]);
-      }),
-    );
-    runs.push((sessions * DECODE) / (Number(process.hrtime.bigint() - t) / 1e9));
-    await Promise.all(all.map((s) => s.dispose()));
-  }
-  model.dispose();
-  return median(runs);
 }
 
 async function main() {
@@ -72,12 +35,17 @@ async function main() {
   const allThreads = chai.devices().cpu.threads;
   const threadCounts = [...new Set([1, allThreads])];
   const rows = [];
+  const batching = [];
   for (const m of models) {
     const probe = await chai.loadModel(m.file, { device: 'cpu' });
     const text = fs.readFileSync(path.join(root, '..', 'shared', 'data', 'stories-calib.txt'), 'utf8').slice(0, 4000);
-    const tokens = probe.tokenizer.encode(text).slice(0, PREFILL);
+    const tokens = probe.tokenizer.encode(text);
     probe.dispose();
     for (const threads of threadCounts) rows.push({ model: m.name, threads, ...(await measure(m.file, threads, tokens)) });
+    for (const sessions of [1, 4, 16]) {
+      const r = await measure(m.file, 0, tokens, sessions);
+      batching.push({ model: m.name, sessions, decodeTokensPerSecond: r.decodeTokensPerSecond });
+    }
   }
 
   console.log(`\nCPU engine (${os.cpus()[0].model.trim()}, ${allThreads} threads, kernels ${chai.devices().cpu.simdKernels})`);
@@ -96,13 +64,6 @@ async function main() {
   }
   for (const s of speedups) console.log(`${s.model}: ${allThreads} threads vs 1 — prefill ${s.prefill.toFixed(2)}x, decode ${s.decode.toFixed(2)}x`);
 
-  const batching = [];
-  for (const m of models) {
-    const probe = await chai.loadModel(m.file, { device: 'cpu' });
-    const tokens = probe.tokenizer.encode(fs.readFileSync(path.join(root, '..', 'shared', 'data', 'stories-calib.txt'), 'utf8').slice(0, 2000));
-    probe.dispose();
-    for (const sessions of [1, 4, 16]) batching.push({ model: m.name, sessions, decodeTokensPerSecond: await concurrentDecode(m.file, sessions, tokens) });
-  }
   console.log('\nconcurrent sessions (decode steps batched into one forward pass):');
   for (const b of batching) {
     const one = batching.find((x) => x.model === b.model && x.sessions === 1);

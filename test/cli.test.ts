@@ -29,6 +29,11 @@ describe('chai-attn calibrate, eval and generate --plan', () => {
   let dir: string;
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chai-cli-'));
+    // A plan for stories260K-mha that later tests use: layers 3 and 4 at 4 clusters of 8 heads.
+    fs.writeFileSync(
+      path.join(dir, 'sweep.json'),
+      JSON.stringify({ version: 1, model: { layers: 5, heads: 8, kvHeads: 8, headDim: 8 }, t0: 5, method: 'agglomerative', representative: 'first', seed: 0, restarts: 10, layers: [8, 8, 8, 4, 4].map((clusters) => ({ clusters })) }),
+    );
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -53,7 +58,6 @@ describe('chai-attn calibrate, eval and generate --plan', () => {
 
   test('eval --json reports the documented fields', () => {
     const planFile = path.join(dir, 'sweep.json');
-    fs.writeFileSync(planFile, JSON.stringify({ version: 1, model: { layers: 5, heads: 8, kvHeads: 8, headDim: 8 }, t0: 5, method: 'agglomerative', representative: 'first', seed: 0, restarts: 10, layers: [8, 8, 8, 4, 4].map((clusters) => ({ clusters })) }));
     const r = spawnSync(process.execPath, [cli, 'eval', '--model', model, '--data', data, '--plan', planFile, '--windows', '4', '--window-tokens', '64', '--json'], { encoding: 'utf8' });
     expect(r.status).toBe(0);
     const report = JSON.parse(r.stdout);
@@ -64,6 +68,20 @@ describe('chai-attn calibrate, eval and generate --plan', () => {
     expect(report.kvBytesChai).toBeLessThan(report.kvBytesFull);
     expect(report.klMean).toBeGreaterThan(0);
     expect(report.top1Agreement).toBeGreaterThan(0.5);
+  });
+
+  test('bench --json measures full attention and a plan', () => {
+    const planFile = path.join(dir, 'sweep.json');
+    const r = spawnSync(process.execPath, [cli, 'bench', '--model', model, '--plan', planFile, '--sessions', '1,2', '--json'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { rows: { attention: string; sessions: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number }[] };
+    expect(out.rows.map((row) => [row.attention, row.sessions])).toEqual([
+      ['full attention', 1],
+      ['full attention', 2],
+      ['CHAI plan', 1],
+      ['CHAI plan', 2],
+    ]);
+    for (const row of out.rows) expect(row.decodeTokensPerSecond).toBeGreaterThan(0);
   });
 
   test('generate --plan --json adds cache stats; a plan for another model is E_PLAN_MISMATCH', () => {
