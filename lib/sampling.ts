@@ -41,11 +41,47 @@ export function validateSampling(o: SamplingOptions): Required<Omit<SamplingOpti
   return { temperature, topK, topP, seed };
 }
 
+/**
+ * The k most likely token ids, most likely first (ties: lower id first), in O(V log k) with a
+ * bounded min-heap rather than sorting the whole vocabulary every token. k <= 0 sorts everything.
+ */
+export function topTokens(logits: Float32Array, k: number): number[] {
+  const before = (a: number, b: number): boolean => logits[a] > logits[b] || (logits[a] === logits[b] && a < b);
+  if (k <= 0 || k >= logits.length) return Array.from(logits.keys()).sort((a, b) => (before(a, b) ? -1 : 1));
+  const heap: number[] = []; // heap[0]: the least likely of the k kept so far
+  const down = (i: number): void => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let worst = i;
+      if (l < heap.length && before(heap[worst], heap[l])) worst = l;
+      if (r < heap.length && before(heap[worst], heap[r])) worst = r;
+      if (worst === i) return;
+      [heap[i], heap[worst]] = [heap[worst], heap[i]];
+      i = worst;
+    }
+  };
+  for (let id = 0; id < logits.length; id++) {
+    if (heap.length < k) {
+      heap.push(id);
+      for (let i = heap.length - 1; i > 0; ) {
+        const parent = (i - 1) >> 1;
+        if (!before(heap[parent], heap[i])) break;
+        [heap[i], heap[parent]] = [heap[parent], heap[i]];
+        i = parent;
+      }
+    } else if (before(id, heap[0])) {
+      heap[0] = id;
+      down(0);
+    }
+  }
+  return heap.sort((a, b) => (before(a, b) ? -1 : 1));
+}
+
 /** Picks the next token: greedy at temperature 0, else temperature → top-k → top-p → draw. */
 export function sample(logits: Float32Array, o: { temperature: number; topK: number; topP: number }, random: () => number): number {
   if (o.temperature === 0) return argmax(logits);
-  let ids = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b);
-  if (o.topK > 0) ids = ids.slice(0, o.topK);
+  let ids = topTokens(logits, o.topK);
   const max = logits[ids[0]];
   let probs = ids.map((id) => Math.exp((logits[id] - max) / o.temperature));
   let total = probs.reduce((s, p) => s + p, 0);
