@@ -20,6 +20,7 @@ struct LoadedModel {
   std::shared_ptr<Backend> backend;
   std::unique_ptr<ResidentWeights> resident;  // device copies, for backends that are not the CPU
   std::unique_ptr<KvPool> pool;               // one pool for all of this model's sessions
+  std::unique_ptr<Workspace> workspace;       // scratch of their forward passes (one at a time)
 
   const LlamaWeights& weights() const { return resident ? resident->weights() : model->weights(); }
 };
@@ -127,6 +128,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
           loaded->backend = backend_for(device, threads);
           if (device != "cpu") loaded->resident = std::make_unique<ResidentWeights>(loaded->model->weights(), *loaded->backend);
           loaded->pool = std::make_unique<KvPool>(*loaded->backend, loaded->model->config().head_dim, kPageTokens, kv_dtype);
+          loaded->workspace = std::make_unique<Workspace>(*loaded->backend);
           return loaded;
         },
         [](Napi::Env env, std::shared_ptr<LoadedModel>& loaded) -> Napi::Value {
@@ -216,7 +218,8 @@ Napi::Value CreateSession(const Napi::CallbackInfo& info) {
     state->loaded = loaded;
     const LlamaModel& m = *loaded->model;
     state->session =
-        std::make_unique<Session>(m.config(), loaded->weights(), *loaded->backend, *loaded->pool, int(max_tokens), plan);
+        std::make_unique<Session>(m.config(), loaded->weights(), *loaded->backend, *loaded->pool, int(max_tokens), plan,
+                                  loaded->workspace.get());
     return Napi::External<SessionHandle>::New(info.Env(), new SessionHandle{state},
                                               [](Napi::Env, SessionHandle* h) { delete h; });
   });

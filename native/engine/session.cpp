@@ -9,9 +9,12 @@
 namespace chai {
 namespace {
 
-TensorView rows_of(const DeviceBuffer& buffer, int64_t rows, int64_t cols, int64_t first_row = 0) {
-  return TensorView{static_cast<float*>(buffer.get()) + first_row * cols, DType::F32, rows, cols};
+TensorView rows_of(void* buffer, int64_t rows, int64_t cols, int64_t first_row = 0) {
+  return TensorView{static_cast<float*>(buffer) + first_row * cols, DType::F32, rows, cols};
 }
+
+// Workspace slots of a forward pass.
+enum Slot : size_t { kTokens, kPositions, kX, kH, kQ, kK, kV, kAtt, kGate, kUp, kSequences, kPicked, kLogits };
 
 }  // namespace
 
@@ -58,11 +61,12 @@ int HeadClusters::max_members() const {
 }
 
 Session::Session(const LlamaConfig& config, const LlamaWeights& weights, Backend& backend, KvPool& pool, int max_tokens,
-                 std::optional<ChaiPlan> plan)
+                 std::optional<ChaiPlan> plan, Workspace* workspace)
     : config_(config),
       weights_(weights),
       backend_(backend),
       pool_(pool),
+      workspace_(workspace),
       kv_(pool, config.n_layers, config.n_kv_heads, max_tokens),
       plan_(std::move(plan)) {
   CHAI_REQUIRE(max_tokens > 0, ErrorCode::InvalidArgument, "maxTokens must be positive");
@@ -262,14 +266,24 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
       tokens.insert(tokens.end(), q.item->tokens.begin(), q.item->tokens.end());
       for (int i = 0; i < q.n; ++i) positions.push_back(q.pos0 + i);
     }
-    DeviceBuffer token_buf(backend, size_t(rows) * sizeof(int32_t)), position_buf(backend, size_t(rows) * sizeof(int32_t));
-    backend.upload(token_buf.get(), tokens.data(), token_buf.bytes());
-    backend.upload(position_buf.get(), positions.data(), position_buf.bytes());
-    const int32_t* pos = static_cast<const int32_t*>(position_buf.get());
-    DeviceBuffer x(backend, size_t(rows) * c.n_embd * 4), h(backend, size_t(rows) * c.n_embd * 4),
-        q(backend, size_t(rows) * c.q_dim() * 4), k(backend, size_t(rows) * c.kv_dim() * 4),
-        v(backend, size_t(rows) * c.kv_dim() * 4), att(backend, size_t(rows) * c.q_dim() * 4),
-        gate(backend, size_t(rows) * c.n_ff * 4), up(backend, size_t(rows) * c.n_ff * 4);
+    // Sessions of one model share its workspace (one pass at a time); otherwise this pass has its own.
+    std::unique_ptr<Workspace> own;
+    Workspace* ws = first.workspace_;
+    if (!ws) ws = (own = std::make_unique<Workspace>(backend)).get();
+    auto in_use = ws->lock();
+    void* token_buf = ws->get(kTokens, size_t(rows) * sizeof(int32_t));
+    void* position_buf = ws->get(kPositions, size_t(rows) * sizeof(int32_t));
+    backend.upload(token_buf, tokens.data(), size_t(rows) * sizeof(int32_t));
+    backend.upload(position_buf, positions.data(), size_t(rows) * sizeof(int32_t));
+    const int32_t* pos = static_cast<const int32_t*>(position_buf);
+    void* x = ws->get(kX, size_t(rows) * c.n_embd * 4);
+    void* h = ws->get(kH, size_t(rows) * c.n_embd * 4);
+    void* q = ws->get(kQ, size_t(rows) * c.q_dim() * 4);
+    void* k = ws->get(kK, size_t(rows) * c.kv_dim() * 4);
+    void* v = ws->get(kV, size_t(rows) * c.kv_dim() * 4);
+    void* att = ws->get(kAtt, size_t(rows) * c.q_dim() * 4);
+    void* gate = ws->get(kGate, size_t(rows) * c.n_ff * 4);
+    void* up = ws->get(kUp, size_t(rows) * c.n_ff * 4);
 
     const TensorView X = rows_of(x, rows, c.n_embd), H = rows_of(h, rows, c.n_embd);
     const TensorView Q = rows_of(q, rows, c.q_dim()), K = rows_of(k, rows, c.kv_dim()), V = rows_of(v, rows, c.kv_dim());
@@ -277,7 +291,7 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
 
     auto reading = pool.reading();  // the pool arena must not move while kernels read it
-    backend.embed(weights.token_embd, static_cast<const int32_t*>(token_buf.get()), X);
+    backend.embed(weights.token_embd, static_cast<const int32_t*>(token_buf), X);
     for (int l = 0; l < c.n_layers; ++l) {
       const LlamaLayer& w = weights.layers[size_t(l)];
       backend.rmsnorm(X, w.attn_norm, c.rms_eps, H);
@@ -339,8 +353,9 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
         max_members = std::max(max_members, hc.max_members());
       }
       // Every sequence of the batch, each with its own pages and clusters, in one call.
-      DeviceBuffer seq_buf(backend, attention.size() * sizeof(SequenceAttention));
-      backend.upload(seq_buf.get(), attention.data(), seq_buf.bytes());
+      const size_t seq_bytes = attention.size() * sizeof(SequenceAttention);
+      void* seq_buf = ws->get(kSequences, seq_bytes);
+      backend.upload(seq_buf, attention.data(), seq_bytes);
       AttentionParams ap;
       ap.q = Q.as<float>();
       ap.out = A.as<float>();
@@ -351,7 +366,7 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
       ap.pool = pool.base();
       ap.kv_dtype = pool.dtype();
       ap.page_tokens = pool.page_tokens();
-      ap.seqs = static_cast<const SequenceAttention*>(seq_buf.get());
+      ap.seqs = static_cast<const SequenceAttention*>(seq_buf);
       ap.n_seqs = int(attention.size());
       ap.max_n_q = max_n_q;
       ap.max_clusters = max_clusters;
@@ -371,20 +386,20 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
     // Logits only for the rows asked for: gather them, then one norm and one output product.
     int out_rows = 0;
     for (const Seq& sq : seqs) out_rows += sq.item->all_logits ? sq.n : 1;
-    DeviceBuffer picked(backend, size_t(out_rows) * c.n_embd * 4);
+    void* picked = ws->get(kPicked, size_t(out_rows) * c.n_embd * 4);
     int at = 0;
     for (const Seq& sq : seqs) {
       const int m = sq.item->all_logits ? sq.n : 1;
-      backend.copy(static_cast<float*>(picked.get()) + size_t(at) * c.n_embd,
-                   static_cast<const float*>(x.get()) + size_t(sq.row + sq.n - m) * c.n_embd, size_t(m) * c.n_embd * 4);
+      backend.copy(static_cast<float*>(picked) + size_t(at) * c.n_embd,
+                   static_cast<const float*>(x) + size_t(sq.row + sq.n - m) * c.n_embd, size_t(m) * c.n_embd * 4);
       at += m;
     }
     const TensorView normed = rows_of(h, out_rows, c.n_embd);
     backend.rmsnorm(rows_of(picked, out_rows, c.n_embd), weights.output_norm, c.rms_eps, normed);
-    DeviceBuffer logits(backend, size_t(out_rows) * c.n_vocab * 4);
+    void* logits = ws->get(kLogits, size_t(out_rows) * c.n_vocab * 4);
     backend.matmul(normed, weights.output, rows_of(logits, out_rows, c.n_vocab));
     std::vector<float> host(size_t(out_rows) * c.n_vocab);
-    backend.download(host.data(), logits.get(), logits.bytes());
+    backend.download(host.data(), logits, host.size() * sizeof(float));
     at = 0;
     for (const Seq& sq : seqs) {
       const int m = sq.item->all_logits ? sq.n : 1;

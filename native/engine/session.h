@@ -11,6 +11,7 @@
 #include "core/backend.h"
 #include "kv_cache.h"
 #include "model/llama.h"
+#include "workspace.h"
 
 namespace chai {
 
@@ -39,9 +40,10 @@ class Session {
  public:
   // `weights` must live in `backend`'s memory and outlive the session (the caller keeps the
   // model alive). The session draws cache pages from `pool`.
-  // Without a plan (or with every layer at n_heads clusters) this is full attention.
+  // Without a plan (or with every layer at n_heads clusters) this is full attention. Sessions of
+  // one model may share a workspace for their forward passes; without one, each pass allocates.
   Session(const LlamaConfig& config, const LlamaWeights& weights, Backend& backend, KvPool& pool, int max_tokens,
-          std::optional<ChaiPlan> plan = std::nullopt);
+          std::optional<ChaiPlan> plan = std::nullopt, Workspace* workspace = nullptr);
 
   // Runs `tokens` at positions n_past() onwards. Returns the logits of the last token, or of every
   // token when all_logits (row-major [n, n_vocab]). On error the session is as before the call.
@@ -89,6 +91,7 @@ class Session {
   const LlamaWeights& weights_;
   Backend& backend_;
   KvPool& pool_;
+  Workspace* workspace_;
   SequenceKv kv_;
   uint64_t uploaded_version_ = ~uint64_t(0);
   std::unique_ptr<DeviceBuffer> k_tables_, v_tables_;
