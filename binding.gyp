@@ -9,7 +9,7 @@
         "native/core/error.cpp",
         "native/core/dtype.cpp",
         "native/core/tensor.cpp",
-        "native/core/op_checks.cpp",
+        "native/core/backend.cpp",
         "native/core/thread_pool.cpp",
         "native/core/no_cuda.cpp",
         "native/cpu/simd.cpp",

@@ -94,42 +94,46 @@ class Backend {
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within this backend's memory
   virtual void synchronize() = 0;
 
-  // y[n, m] = x[n, k] · w[m, k]ᵀ. x and y are F32; w is F32, F16 or BF16 (weights stay in
-  // their stored type and are converted inside the kernel).
-  virtual void matmul(const TensorView& x, const TensorView& w, const TensorView& y) = 0;
+  // The ops. Each checks its arguments here (InvalidArgument on bad shapes or types), once for
+  // every backend, then runs the backend's kernel.
+  // y[n, m] = x[n, k] · w[m, k]ᵀ. x and y are F32; w is F32, F16, BF16 or Q8_0 (weights stay
+  // in their stored type and are converted inside the kernel).
+  void matmul(const TensorView& x, const TensorView& w, const TensorView& y);
   // y[i, :] = x[i, :] / sqrt(mean(x[i, :]²) + eps) * weight. All F32; weight has cols entries.
-  virtual void rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y) = 0;
+  void rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y);
   // Numerically stable softmax of every row, in place. F32.
-  virtual void softmax_rows(const TensorView& x) = 0;
+  void softmax_rows(const TensorView& x);
 
   // out[i, :] = table[tokens[i], :] decoded to f32. `tokens` (n ints) lives in backend memory.
-  virtual void embed(const TensorView& table, const int32_t* tokens, const TensorView& out) = 0;
+  void embed(const TensorView& table, const int32_t* tokens, const TensorView& out);
   // Rotary position embedding as llama.cpp applies it to the llama architecture: within each
   // head, pairs (2i, 2i+1) rotate by positions[row] · base^(−2i/head_dim). In place, F32.
   // `positions` (x.rows ints, backend memory) lets one call cover rows of several sequences.
-  virtual void rope(const TensorView& x, int head_dim, const int32_t* positions, float base) = 0;
+  void rope(const TensorView& x, int head_dim, const int32_t* positions, float base);
   // gate = silu(gate) · up, element-wise, in place. F32.
-  virtual void swiglu(const TensorView& gate, const TensorView& up) = 0;
+  void swiglu(const TensorView& gate, const TensorView& up);
   // x += y, element-wise. F32.
-  virtual void add(const TensorView& x, const TensorView& y) = 0;
+  void add(const TensorView& x, const TensorView& y);
   // Clustered causal attention over a paged cache; see AttentionParams.
-  virtual void attention(const AttentionParams& p) = 0;
+  void attention(const AttentionParams& p);
   // Writes K or V rows into cache pages; see KvStoreParams.
-  virtual void store_kv(const KvStoreParams& p) = 0;
+  void store_kv(const KvStoreParams& p);
   // CHAI's per-head features; see HeadFeatureParams.
-  virtual void head_features(const HeadFeatureParams& p) = 0;
+  void head_features(const HeadFeatureParams& p);
+ protected:
+  // What a backend implements: the kernels, called with checked arguments.
+  virtual void run_matmul(const TensorView& x, const TensorView& w, const TensorView& y) = 0;
+  virtual void run_rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y) = 0;
+  virtual void run_softmax_rows(const TensorView& x) = 0;
+  virtual void run_embed(const TensorView& table, const int32_t* tokens, const TensorView& out) = 0;
+  virtual void run_rope(const TensorView& x, int head_dim, const int32_t* positions, float base) = 0;
+  virtual void run_swiglu(const TensorView& gate, const TensorView& up) = 0;
+  virtual void run_add(const TensorView& x, const TensorView& y) = 0;
+  virtual void run_attention(const AttentionParams& p) = 0;
+  virtual void run_store_kv(const KvStoreParams& p) = 0;
+  virtual void run_head_features(const HeadFeatureParams& p) = 0;
 };
 
-// Shape and dtype checks shared by every backend's ops; they throw InvalidArgument.
-void check_matmul_args(const TensorView& x, const TensorView& w, const TensorView& y);
-void check_rmsnorm_args(const TensorView& x, const TensorView& weight, const TensorView& y);
-void check_softmax_args(const TensorView& x);
-void check_embed_args(const TensorView& table, const int32_t* tokens, const TensorView& out);
-void check_rope_args(const TensorView& x, int head_dim, const int32_t* positions, float base);
-void check_same_f32(const TensorView& a, const TensorView& b, const char* op);
-void check_attention_args(const AttentionParams& p);
-void check_store_kv_args(const KvStoreParams& p);
-void check_head_features_args(const HeadFeatureParams& p);
 
 // Owns one allocation in a backend's memory.
 class DeviceBuffer {

@@ -28,44 +28,35 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void synchronize() override {}
 
-  void matmul(const TensorView& x, const TensorView& w, const TensorView& y) override {
-    check_matmul_args(x, w, y);
+ protected:
+  void run_matmul(const TensorView& x, const TensorView& w, const TensorView& y) override {
     cpu::matmul(pool_, x, w, y);
   }
-  void rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y) override {
-    check_rmsnorm_args(x, weight, y);
+  void run_rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y) override {
     cpu::rmsnorm(pool_, x, weight, eps, y);
   }
-  void softmax_rows(const TensorView& x) override {
-    check_softmax_args(x);
+  void run_softmax_rows(const TensorView& x) override {
     cpu::softmax_rows(pool_, x);
   }
-  void embed(const TensorView& table, const int32_t* tokens, const TensorView& out) override {
-    check_embed_args(table, tokens, out);
+  void run_embed(const TensorView& table, const int32_t* tokens, const TensorView& out) override {
     cpu::embed(pool_, table, tokens, out);
   }
-  void rope(const TensorView& x, int head_dim, const int32_t* positions, float base) override {
-    check_rope_args(x, head_dim, positions, base);
+  void run_rope(const TensorView& x, int head_dim, const int32_t* positions, float base) override {
     cpu::rope(pool_, x, head_dim, positions, base);
   }
-  void swiglu(const TensorView& gate, const TensorView& up) override {
-    check_same_f32(gate, up, "swiglu");
+  void run_swiglu(const TensorView& gate, const TensorView& up) override {
     cpu::swiglu(pool_, gate, up);
   }
-  void add(const TensorView& x, const TensorView& y) override {
-    check_same_f32(x, y, "add");
+  void run_add(const TensorView& x, const TensorView& y) override {
     cpu::add(pool_, x, y);
   }
-  void attention(const AttentionParams& p) override {
-    check_attention_args(p);
+  void run_attention(const AttentionParams& p) override {
     cpu::attention(pool_, p);
   }
-  void store_kv(const KvStoreParams& p) override {
-    check_store_kv_args(p);
+  void run_store_kv(const KvStoreParams& p) override {
     cpu::store_kv(pool_, p);
   }
-  void head_features(const HeadFeatureParams& p) override {
-    check_head_features_args(p);
+  void run_head_features(const HeadFeatureParams& p) override {
     cpu::head_features(pool_, p);
   }
 

@@ -63,81 +63,58 @@ class CudaBackend final : public Backend {
   void download(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes, cudaMemcpyDeviceToHost); }
   void copy(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes, cudaMemcpyDeviceToDevice); }
   void synchronize() override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    activate();
-    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    on_stream([&] { cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); });
   }
 
-  void matmul(const TensorView& x, const TensorView& w, const TensorView& y) override {
-    check_matmul_args(x, w, y);
-    std::lock_guard<std::mutex> lock(mutex_);
-    activate();
-    cuda::matmul(x, w, y, stream_);
+ protected:
+  void run_matmul(const TensorView& x, const TensorView& w, const TensorView& y) override {
+    on_stream([&] { cuda::matmul(x, w, y, stream_); });
   }
-  void rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y) override {
-    check_rmsnorm_args(x, weight, y);
-    std::lock_guard<std::mutex> lock(mutex_);
-    activate();
-    cuda::rmsnorm(x, weight, eps, y, stream_);
+  void run_rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y) override {
+    on_stream([&] { cuda::rmsnorm(x, weight, eps, y, stream_); });
   }
-  void softmax_rows(const TensorView& x) override {
-    check_softmax_args(x);
-    std::lock_guard<std::mutex> lock(mutex_);
-    activate();
-    cuda::softmax_rows(x, stream_);
+  void run_softmax_rows(const TensorView& x) override {
+    on_stream([&] { cuda::softmax_rows(x, stream_); });
   }
-  void embed(const TensorView& table, const int32_t* tokens, const TensorView& out) override {
-    check_embed_args(table, tokens, out);
-    std::lock_guard<std::mutex> lock(mutex_);
-    activate();
-    cuda::embed(table, tokens, out, stream_);
+  void run_embed(const TensorView& table, const int32_t* tokens, const TensorView& out) override {
+    on_stream([&] { cuda::embed(table, tokens, out, stream_); });
   }
-  void rope(const TensorView& x, int head_dim, const int32_t* positions, float base) override {
-    check_rope_args(x, head_dim, positions, base);
-    std::lock_guard<std::mutex> lock(mutex_);
-    activate();
-    cuda::rope(x, head_dim, positions, base, stream_);
+  void run_rope(const TensorView& x, int head_dim, const int32_t* positions, float base) override {
+    on_stream([&] { cuda::rope(x, head_dim, positions, base, stream_); });
   }
-  void swiglu(const TensorView& gate, const TensorView& up) override {
-    check_same_f32(gate, up, "swiglu");
-    std::lock_guard<std::mutex> lock(mutex_);
-    activate();
-    cuda::swiglu(gate, up, stream_);
+  void run_swiglu(const TensorView& gate, const TensorView& up) override {
+    on_stream([&] { cuda::swiglu(gate, up, stream_); });
   }
-  void add(const TensorView& x, const TensorView& y) override {
-    check_same_f32(x, y, "add");
-    std::lock_guard<std::mutex> lock(mutex_);
-    activate();
-    cuda::add(x, y, stream_);
+  void run_add(const TensorView& x, const TensorView& y) override {
+    on_stream([&] { cuda::add(x, y, stream_); });
   }
-  void attention(const AttentionParams& p) override {
-    check_attention_args(p);
-    std::lock_guard<std::mutex> lock(mutex_);
-    activate();
-    cuda::attention(p, stream_);
+  void run_attention(const AttentionParams& p) override {
+    on_stream([&] { cuda::attention(p, stream_); });
   }
-  void store_kv(const KvStoreParams& p) override {
-    check_store_kv_args(p);
-    std::lock_guard<std::mutex> lock(mutex_);
-    activate();
-    cuda::store_kv(p, stream_);
+  void run_store_kv(const KvStoreParams& p) override {
+    on_stream([&] { cuda::store_kv(p, stream_); });
   }
-  void head_features(const HeadFeatureParams& p) override {
-    check_head_features_args(p);
-    std::lock_guard<std::mutex> lock(mutex_);
-    activate();
-    cuda::head_features(p, stream_);
+  void run_head_features(const HeadFeatureParams& p) override {
+    on_stream([&] { cuda::head_features(p, stream_); });
   }
 
  private:
   // The current device is per host thread, and async workers run on pool threads.
   void activate() { cuda_check(cudaSetDevice(device_), "cudaSetDevice"); }
 
-  void copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  // Runs fn with this device current and the stream to itself (one caller at a time).
+  template <typename Fn>
+  void on_stream(Fn fn) {
     std::lock_guard<std::mutex> lock(mutex_);
     activate();
-    cuda_check(cudaMemcpyAsync(dst, src, bytes, kind, stream_), "cudaMemcpyAsync");
-    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    fn();
+  }
+
+  void copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+    on_stream([&] {
+      cuda_check(cudaMemcpyAsync(dst, src, bytes, kind, stream_), "cudaMemcpyAsync");
+      cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    });
   }
 
   int device_;

@@ -1,3 +1,5 @@
+// The op entry points every backend shares: argument checks (InvalidArgument naming the bad shape
+// or type), then the backend's kernel.
 #include "backend.h"
 #include "error.h"
 
@@ -13,8 +15,6 @@ void require_data(const TensorView& t, const char* what) {
   CHAI_REQUIRE(t.data != nullptr && t.rows > 0 && t.cols > 0, ErrorCode::InvalidArgument,
           std::string(what) + " must be a non-empty tensor, got " + t.shape_string());
 }
-
-}  // namespace
 
 void check_matmul_args(const TensorView& x, const TensorView& w, const TensorView& y) {
   require_data(x, "matmul input x");
@@ -96,6 +96,58 @@ void check_head_features_args(const HeadFeatureParams& p) {
   CHAI_REQUIRE(p.q && p.k && p.out, ErrorCode::InvalidArgument, "head_features: a required pointer is null");
   CHAI_REQUIRE(p.t0 >= 1 && p.n_heads >= 1 && p.n_kv_heads >= 1 && p.n_heads % p.n_kv_heads == 0 && p.head_dim >= 1,
           ErrorCode::InvalidArgument, "head_features: inconsistent sizes");
+}
+
+}  // namespace
+
+void Backend::matmul(const TensorView& x, const TensorView& w, const TensorView& y) {
+  check_matmul_args(x, w, y);
+  run_matmul(x, w, y);
+}
+
+void Backend::rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y) {
+  check_rmsnorm_args(x, weight, y);
+  run_rmsnorm(x, weight, eps, y);
+}
+
+void Backend::softmax_rows(const TensorView& x) {
+  check_softmax_args(x);
+  run_softmax_rows(x);
+}
+
+void Backend::embed(const TensorView& table, const int32_t* tokens, const TensorView& out) {
+  check_embed_args(table, tokens, out);
+  run_embed(table, tokens, out);
+}
+
+void Backend::rope(const TensorView& x, int head_dim, const int32_t* positions, float base) {
+  check_rope_args(x, head_dim, positions, base);
+  run_rope(x, head_dim, positions, base);
+}
+
+void Backend::swiglu(const TensorView& gate, const TensorView& up) {
+  check_same_f32(gate, up, "swiglu");
+  run_swiglu(gate, up);
+}
+
+void Backend::add(const TensorView& x, const TensorView& y) {
+  check_same_f32(x, y, "add");
+  run_add(x, y);
+}
+
+void Backend::attention(const AttentionParams& p) {
+  check_attention_args(p);
+  run_attention(p);
+}
+
+void Backend::store_kv(const KvStoreParams& p) {
+  check_store_kv_args(p);
+  run_store_kv(p);
+}
+
+void Backend::head_features(const HeadFeatureParams& p) {
+  check_head_features_args(p);
+  run_head_features(p);
 }
 
 }  // namespace chai
