@@ -1,4 +1,4 @@
-import { ChaiError } from './errors';
+import { ChaiError, callNativeSync } from './errors';
 import { native, NativeDevices } from './native';
 
 /** Where work runs: the CPU backend or one CUDA device. */
@@ -65,18 +65,14 @@ function fromNativeDevices(d: NativeDevices): DeviceList {
 
 /** The CPU and each CUDA device, or the reason CUDA is unavailable. */
 export function devices(): DeviceList {
-  try {
-    return fromNativeDevices(native().devices());
-  } catch (error) {
-    throw error instanceof ChaiError ? error : new ChaiError('E_INTERNAL', String(error));
-  }
+  return fromNativeDevices(callNativeSync(() => native().devices()));
 }
 
 /** Which backends and CUDA architectures this binary contains. */
 export function buildInfo(): BuildInfo {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { version } = require('../package.json') as { version: string };
-  const b = native().buildInfo();
+  const b = callNativeSync(() => native().buildInfo());
   return { version, ...b, backends: b.backends as BuildInfo['backends'] };
 }
 

@@ -1,17 +1,4 @@
-/** Stable error codes. Native code and TypeScript use the same strings. */
-export type ErrorCode =
-  | 'E_INVALID_ARGUMENT'
-  | 'E_MODEL_FORMAT'
-  | 'E_PLAN_MISMATCH'
-  | 'E_CONTEXT_OVERFLOW'
-  | 'E_DEVICE_UNAVAILABLE'
-  | 'E_DEVICE_OOM'
-  | 'E_CUDA'
-  | 'E_UNSUPPORTED'
-  | 'E_NATIVE_LOAD'
-  | 'E_INTERNAL';
-
-const KNOWN_CODES: ReadonlySet<string> = new Set<ErrorCode>([
+const ERROR_CODES = [
   'E_INVALID_ARGUMENT',
   'E_MODEL_FORMAT',
   'E_PLAN_MISMATCH',
@@ -22,7 +9,12 @@ const KNOWN_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'E_UNSUPPORTED',
   'E_NATIVE_LOAD',
   'E_INTERNAL',
-]);
+] as const;
+
+/** Stable error codes. Native code and TypeScript use the same strings. */
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+const KNOWN_CODES: ReadonlySet<string> = new Set<string>(ERROR_CODES);
 
 /** Every error this package throws on purpose. `code` is stable; the message says what to do. */
 export class ChaiError extends Error {

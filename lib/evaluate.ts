@@ -1,7 +1,8 @@
+import { measureThroughput } from './bench';
 import { ChaiError } from './errors';
 import type { Model } from './model';
 import { ClusterPlan, ClusterPlanJson } from './plan';
-import type { CacheStats, Session } from './session';
+import type { CacheStats } from './session';
 
 export interface EvaluateOptions {
   /** The CHAI side: a plan, or 'auto' (as createSession). */
@@ -10,8 +11,11 @@ export interface EvaluateOptions {
   windowTokens?: number;
   /** How many windows (paragraphs) to score. Default 32. */
   windows?: number;
-  /** Windows whose second half is also decoded token by token to time decoding. Default 4. */
-  timedWindows?: number;
+  /**
+   * Decode speed: the first window's first half is prefilled and its second half decoded token by
+   * token, this many times (the median counts), with full attention and with CHAI. Default 3.
+   */
+  decodeRepeats?: number;
   onProgress?: (progress: { window: number; windows: number }) => void;
 }
 
@@ -64,15 +68,6 @@ export function evaluationWindows(model: Model, text: string, windowTokens: numb
   return Array.from({ length: count }, (_, i) => candidates[Math.floor((i * candidates.length) / count)]);
 }
 
-async function decodeSeconds(session: Session, window: number[]): Promise<{ seconds: number; steps: number }> {
-  await session.reset();
-  const half = Math.floor(window.length / 2);
-  await session.evaluate(window.slice(0, half));
-  const start = process.hrtime.bigint();
-  for (let i = half; i < window.length; i++) await session.evaluate([window[i]]);
-  return { seconds: Number(process.hrtime.bigint() - start) / 1e9, steps: window.length - half };
-}
-
 /**
  * Scores CHAI against full attention on the same text: perplexity of each, KL divergence and
  * top-1 agreement of their next-token distributions, cache bytes of each, and decode speed.
@@ -80,7 +75,6 @@ async function decodeSeconds(session: Session, window: number[]): Promise<{ seco
 export async function evaluateChai(model: Model, text: string, options: EvaluateOptions): Promise<EvaluationReport> {
   const windowTokens = options.windowTokens ?? 128;
   const windows = evaluationWindows(model, text, windowTokens, options.windows ?? 32);
-  const timed = Math.min(options.timedWindows ?? 4, windows.length);
   const full = model.createSession({ maxTokens: windowTokens, chai: 'off' });
   const chai = model.createSession({ maxTokens: windowTokens, chai: options.plan });
   const vocab = model.info.vocabSize;
@@ -116,16 +110,11 @@ export async function evaluateChai(model: Model, text: string, options: Evaluate
       }
       options.onProgress?.({ window: w + 1, windows: windows.length });
     }
-    let fullTime = 0;
-    let chaiTime = 0;
-    let steps = 0;
-    for (let w = 0; w < timed; w++) {
-      const f = await decodeSeconds(full, windows[w]);
-      const c = await decodeSeconds(chai, windows[w]);
-      fullTime += f.seconds;
-      chaiTime += c.seconds;
-      steps += f.steps;
-    }
+    const half = Math.floor(windowTokens / 2);
+    const speed = (side: ClusterPlan | 'auto' | 'off') =>
+      measureThroughput(model, windows[0], { prefillTokens: half, decodeTokens: windowTokens - half, repeats: options.decodeRepeats ?? 3, chai: side });
+    const decodeFull = (await speed('off')).decodeTokensPerSecond;
+    const decodeChai = (await speed(options.plan)).decodeTokensPerSecond;
     const n = windows.length;
     return {
       windows: n,
@@ -140,8 +129,8 @@ export async function evaluateChai(model: Model, text: string, options: Evaluate
       kBytesChai: bytes.kChai / n,
       vBytesFull: bytes.vFull / n,
       vBytesChai: bytes.vChai / n,
-      decodeTokensPerSecondFull: steps / fullTime,
-      decodeTokensPerSecondChai: steps / chaiTime,
+      decodeTokensPerSecondFull: decodeFull,
+      decodeTokensPerSecondChai: decodeChai,
       plan: (chai.plan ?? ClusterPlan.create(model.info, new Array(model.info.layers).fill(model.info.heads))).toJSON(),
     };
   } finally {

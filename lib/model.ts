@@ -192,7 +192,7 @@ export async function loadModel(modelPath: string, options: LoadModelOptions = {
   options.onProgress?.({ stage: 'opening', fraction: 0 });
   const absolute = path.resolve(modelPath);
   const loaded = await callNative(() => native().loadModel(absolute, device, threads, kvCacheType) as Promise<NativeLoaded>);
-  const model = await callNative(() => new Model(absolute, device, loaded));
+  const model = new Model(absolute, device, loaded);
   options.onProgress?.({ stage: 'ready', fraction: 1 });
   return model;
 }

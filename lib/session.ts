@@ -147,13 +147,6 @@ export class Session {
 
   private async run(tokens: number[], allLogits: boolean): Promise<Float32Array> {
     const handle = this.live();
-    if (this.history.length + tokens.length > this.maxTokens) {
-      throw new ChaiError(
-        'E_CONTEXT_OVERFLOW',
-        `${this.history.length} + ${tokens.length} tokens exceed this session's maxTokens (${this.maxTokens}): ` +
-          'create the session with a larger maxTokens or shorten the prompt',
-      );
-    }
     const logits = await this.model.evaluateBatched(handle, Int32Array.from(tokens), allLogits);
     this.history.push(...tokens);
     return logits;

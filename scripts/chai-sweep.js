@@ -35,7 +35,7 @@ async function main() {
         }
   const rows = [];
   for (const { name, plan } of plans) {
-    const r = await chai.evaluateChai(model, text, { plan, windows: opts.windows, windowTokens: opts.windowTokens, timedWindows: 2 });
+    const r = await chai.evaluateChai(model, text, { plan, windows: opts.windows, windowTokens: opts.windowTokens, decodeRepeats: 1 });
     const p = r.plan;
     rows.push({
       name,

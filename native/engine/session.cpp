@@ -208,8 +208,8 @@ int Session::prepare(const std::vector<int32_t>& tokens) {
             "token id " + std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(c.n_vocab - 1) + ")");
   const int pos0 = kv_.n_tokens();
   CHAI_REQUIRE(pos0 + n <= kv_.max_tokens(), ErrorCode::ContextOverflow,
-          "the sequence would hold " + std::to_string(pos0 + n) + " tokens but the session allows " +
-              std::to_string(kv_.max_tokens()) + " (maxTokens)");
+          std::to_string(pos0) + " + " + std::to_string(n) + " tokens exceed this session's maxTokens (" +
+              std::to_string(kv_.max_tokens()) + "): create the session with a larger maxTokens or shorten the prompt");
   // A prompt that reaches t0 clusters each layer before its attention: its keys wait for the decision.
   if (plan_ && pos0 == 0 && n >= plan_->t0)
     for (int l = 0; l < c.n_layers; ++l)
