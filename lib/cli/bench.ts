@@ -1,0 +1,61 @@
+import { Command, Option } from 'commander';
+import { measureThroughput } from '../bench';
+import { loadModel } from '../model';
+import { ClusterPlan } from '../plan';
+import { planPathFor } from '../session';
+import { number, readText } from './format';
+
+interface BenchFlags {
+  model: string;
+  data?: string;
+  plan?: string;
+  threads: number;
+  sessions: string;
+  kvCache: 'f32' | 'f16';
+  json?: boolean;
+}
+
+async function benchCommand(flags: BenchFlags): Promise<void> {
+  const model = await loadModel(flags.model, { device: 'cpu', threads: flags.threads, kvCacheType: flags.kvCache });
+  try {
+    const counts = flags.sessions.split(',').map((v) => number('int')(v.trim()));
+    // Real text where given, else every token id in turn (speed does not depend on the text).
+    const tokens = flags.data
+      ? model.tokenizer.encode(readText(flags.data))
+      : Array.from({ length: model.info.vocabSize }, (_, i) => i);
+    const sides: [string, 'off' | ClusterPlan][] = [['full attention', 'off']];
+    if (flags.plan) sides.push(['CHAI plan', flags.plan === 'auto' ? ClusterPlan.load(planPathFor(model.path)) : ClusterPlan.load(flags.plan)]);
+    const rows = [];
+    for (const [name, chai] of sides) {
+      for (const sessions of counts) rows.push({ attention: name, ...(await measureThroughput(model, tokens, { sessions, chai })) });
+    }
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify({ model: model.path, threads: flags.threads, kvCacheType: flags.kvCache, rows })}\n`);
+      return;
+    }
+    process.stdout.write(`${model.path} (CPU, ${flags.threads || 'all'} threads, ${flags.kvCache} KV cache; prefill 128 tokens, decode 64 steps, median of 5)\n`);
+    for (const r of rows) {
+      process.stdout.write(
+        `${r.attention.padEnd(15)} ${String(r.sessions).padStart(3)} session(s): prefill ${r.prefillTokensPerSecond.toFixed(0).padStart(7)} tok/s, ` +
+          `decode ${r.decodeTokensPerSecond.toFixed(0).padStart(6)} tok/s\n`,
+      );
+    }
+    process.stdout.write('The C++ microbenchmarks of every kernel (CPU and CUDA): npm run bench in a checkout.\n');
+  } finally {
+    model.dispose();
+  }
+}
+
+export function registerBenchCommand(program: Command): void {
+  program
+    .command('bench')
+    .description('prefill and decode tokens/s of a model on the CPU, full attention and a CHAI plan, 1 or more sessions at once')
+    .requiredOption('--model <file>', 'a .gguf model file')
+    .option('--data <file>', 'text to take the tokens from (default: token ids in turn)')
+    .option('--plan <file>', "also measure this cluster plan (or 'auto': the plan beside the model)")
+    .option('--threads <n>', 'CPU threads (0 = all)', number('int'), 0)
+    .option('--sessions <list>', 'comma-separated session counts', '1,4')
+    .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
+    .option('--json', 'print one JSON object')
+    .action((opts: BenchFlags) => benchCommand(opts));
+}

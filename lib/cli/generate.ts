@@ -1,0 +1,87 @@
+import { Command, Option } from 'commander';
+import { DeviceRequest } from '../device';
+import { loadModel } from '../model';
+import { ClusterPlan } from '../plan';
+import { GenerationResult } from '../session';
+import { number } from './format';
+
+interface GenerateFlags {
+  model: string;
+  prompt: string;
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed?: number;
+  json?: boolean;
+  device: DeviceRequest;
+  context?: number;
+  plan?: string;
+  kvCache: 'f32' | 'f16';
+}
+
+async function generate(flags: GenerateFlags): Promise<void> {
+  const model = await loadModel(flags.model, { device: flags.device, kvCacheType: flags.kvCache });
+  const session = model.createSession({ maxTokens: flags.context, chai: flags.plan ? (flags.plan === 'auto' ? 'auto' : ClusterPlan.load(flags.plan)) : 'off' });
+  const controller = new AbortController();
+  const onSigint = (): void => controller.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    const stream = session.generate(flags.prompt, {
+      maxNewTokens: flags.maxTokens,
+      temperature: flags.temperature,
+      topK: flags.topK,
+      topP: flags.topP,
+      seed: flags.seed,
+      signal: controller.signal,
+    });
+    let result: GenerationResult | undefined;
+    for (;;) {
+      const step = await stream.next();
+      if (step.done) {
+        result = step.value;
+        break;
+      }
+      if (!flags.json) process.stdout.write(step.value.text);
+    }
+    if (flags.json) {
+      const out = {
+        promptTokens: result.promptTokens,
+        tokens: result.tokens,
+        text: result.text,
+        finishReason: result.finishReason,
+        tokensPerSecond: {
+          prefill: result.promptTokens.length / result.prefillSeconds,
+          decode: result.decodeSteps > 0 ? result.decodeSteps / result.decodeSeconds : null,
+        },
+        cache: session.cache.stats(),
+      };
+      process.stdout.write(`${JSON.stringify(out)}\n`);
+    } else {
+      process.stdout.write('\n');
+    }
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    await session.dispose();
+    model.dispose();
+  }
+}
+
+export function registerGenerateCommand(program: Command): void {
+  program
+    .command('generate')
+    .description('stream a continuation of a prompt')
+    .requiredOption('--model <file>', 'a .gguf model file')
+    .requiredOption('--prompt <text>', 'the text to continue')
+    .option('--max-tokens <n>', 'most new tokens', number('int'), 128)
+    .option('--temperature <t>', '0 = greedy', number('float'), 0.8)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = all)', number('int'), 40)
+    .option('--top-p <p>', 'nucleus sampling threshold', number('float'), 0.95)
+    .option('--seed <s>', 'sampler seed (default: random)', number('int'))
+    .option('--context <n>', 'session size in tokens (default: min(model context, 4096))', number('int'))
+    .addOption(new Option('--device <device>', "'auto', 'cpu' or 'cuda:N'").default('auto'))
+    .option('--plan <file>', "CHAI cluster plan (JSON), or 'auto' (the plan beside the model, else the default plan)")
+    .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
+    .option('--json', 'print one JSON object with token ids, text, speed and cache stats')
+    .action((opts: GenerateFlags) => generate(opts));
+}
