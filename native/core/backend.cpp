@@ -81,6 +81,11 @@ void check_attention_args(const AttentionParams& p) {
           "attention: inconsistent sizes (sequences " + std::to_string(p.n_seqs) + ", heads " + std::to_string(p.n_heads) +
               "/" + std::to_string(p.n_kv_heads) + ", page " + std::to_string(p.page_tokens) + ", bounds " +
               std::to_string(p.max_n_q) + "/" + std::to_string(p.max_clusters) + "/" + std::to_string(p.max_members) + ")");
+  CHAI_REQUIRE(p.version >= 1 && p.version <= kAttentionVersions && p.split_seqs >= 0 && p.split_seqs <= p.n_seqs &&
+                   (p.version >= 2 || p.split_seqs == 0) && (p.partial_slots == 0 || p.partials),
+               ErrorCode::InvalidArgument,
+               "attention: version " + std::to_string(p.version) + " with " + std::to_string(p.split_seqs) +
+                   " split sequences and " + std::to_string(p.partial_slots) + " partial slots is not a valid plan");
 }
 
 void check_store_kv_args(const KvStoreParams& p) {

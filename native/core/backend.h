@@ -7,64 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "attention_plan.h"
 #include "tensor.h"
 
 namespace chai {
-
-// One sequence's part of a batched attention call. Its query rows are q_row .. q_row + n_q - 1 of
-// the batch, at positions pos0 .. pos0 + n_q - 1; row i sees keys 0 .. pos0 + i. Heads come in
-// clusters (CSR arrays): cluster c takes its scores from query head reps[c] and applies them to the
-// values of every head in members[offsets[c] .. offsets[c+1]); full attention is the identity
-// clustering. K and V rows live in pages of page_tokens × head_dim values inside one pool;
-// k_table[g * max_pages + t / page_tokens] is the page of KV head g holding token t (-1 where K of
-// that head is not stored). All pointers are in the backend's memory.
-struct SequenceAttention {
-  const int32_t* k_table = nullptr;  // [n_kv_heads, max_pages]
-  const int32_t* v_table = nullptr;  // [n_kv_heads, max_pages]
-  const int32_t* reps = nullptr;     // [n_clusters]
-  const int32_t* offsets = nullptr;  // [n_clusters + 1]
-  const int32_t* members = nullptr;  // [n_heads]
-  int q_row = 0;
-  int n_q = 0;
-  int pos0 = 0;
-  int max_pages = 0;
-  int n_clusters = 0;
-};
-
-// Clustered causal attention for a batch of sequences in one call (one launch on the GPU), each
-// with its own cache pages and clusters; FlashInfer-style plain pointers and integer tables.
-struct AttentionParams {
-  const float* q = nullptr;  // [rows of all sequences, n_heads * head_dim]
-  float* out = nullptr;      // same shape
-  int n_heads = 0;
-  int n_kv_heads = 0;
-  int head_dim = 0;
-  float scale = 1.0f;
-  const void* pool = nullptr;
-  DType kv_dtype = DType::F32;  // the cache's element type: F32 or F16
-  int page_tokens = 0;
-  const SequenceAttention* seqs = nullptr;  // [n_seqs], backend memory
-  int n_seqs = 0;
-  // Bounds over the batch, known on the host: they size the launch grid and scratch space.
-  int max_n_q = 0;
-  int max_clusters = 0;
-  int max_members = 0;  // the largest cluster of any sequence
-};
-
-// Stores rows src[i, g*head_dim ..] (token pos0 + i, KV head g) into the pool pages named by
-// table[g * max_pages + token / page_tokens]; heads whose entry is -1 are skipped.
-struct KvStoreParams {
-  const float* src = nullptr;  // [n, n_heads * head_dim]
-  int n = 0;
-  int n_heads = 0;
-  int head_dim = 0;
-  int pos0 = 0;
-  void* pool = nullptr;
-  DType kv_dtype = DType::F32;  // rows are converted to the cache's type (F32 or F16) when stored
-  int page_tokens = 0;
-  int max_pages = 0;
-  const int32_t* table = nullptr;  // [n_heads, max_pages]
-};
 
 // CHAI's clustering features: for every query head h, its causal attention probabilities among the
 // first t0 tokens, softmax over j <= i of q_i · k_j · scale for 0 <= j <= i < t0, row by row (the
@@ -93,6 +39,8 @@ class Backend {
   virtual void download(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within this backend's memory
   virtual void synchronize() = 0;
+  // Independent blocks of work that keep this backend busy; split-KV attention sizes its grid by it.
+  virtual int fill_blocks() const = 0;
 
   // The ops. Each checks its arguments here (InvalidArgument on bad shapes or types), once for
   // every backend, then runs the backend's kernel.

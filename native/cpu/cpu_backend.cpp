@@ -27,6 +27,7 @@ class CpuBackend final : public Backend {
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void synchronize() override {}
+  int fill_blocks() const override { return 4 * pool_.size(); }
 
  protected:
   void run_matmul(const TensorView& x, const TensorView& w, const TensorView& y) override {

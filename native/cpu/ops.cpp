@@ -152,6 +152,23 @@ void add(ThreadPool& pool, const TensorView& x, const TensorView& y) {
 // Keys of dropped heads are never read: only representatives' KV heads appear in phase 1.
 namespace {
 
+// A K or V row of the cache through the shared accessor; a missing page is our bug, never read.
+const void* cache_row(const AttentionParams& b, const SequenceAttention& p, const int32_t* table, int kv_head, int token) {
+  const int64_t slot = kv_slot(table, p.max_pages, b.page_tokens, kv_head, token);
+  if (slot < 0)
+    fail(ErrorCode::Internal, "attention: no page for KV head " + std::to_string(kv_head) + " token " + std::to_string(token));
+  return static_cast<const uint8_t*>(b.pool) + size_t(slot) * b.head_dim * (b.kv_dtype == DType::F16 ? 2 : 4);
+}
+
+float dot_row(const VectorKernels& dot, bool half, const float* q, const void* k, int hd) {
+  return half ? dot.f16(q, static_cast<const uint16_t*>(k), hd) : dot.f32(q, static_cast<const float*>(k), hd);
+}
+
+void axpy_row(const VectorKernels& dot, bool half, float* acc, float w, const void* v, int hd) {
+  if (half) dot.axpy_f16(acc, w, static_cast<const uint16_t*>(v), hd);
+  else dot.axpy_f32(acc, w, static_cast<const float*>(v), hd);
+}
+
 void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceAttention& p) {
   const VectorKernels& dot = vector_kernels();
   const int group = b.n_heads / b.n_kv_heads, hd = b.head_dim;
@@ -160,13 +177,7 @@ void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceA
   const float* q_base = b.q + int64_t(p.q_row) * row;
   float* out_base = b.out + int64_t(p.q_row) * row;
   const bool half = b.kv_dtype == DType::F16;
-  const size_t row_bytes = dtype_row_bytes(b.kv_dtype, hd);
-  auto row_of = [&](const int32_t* table, int kv_head, int token) -> const void* {
-    const int32_t page = table[kv_head * p.max_pages + token / b.page_tokens];
-    if (page < 0)
-      fail(ErrorCode::Internal, "attention: no page for KV head " + std::to_string(kv_head) + " token " + std::to_string(token));
-    return static_cast<const uint8_t*>(b.pool) + (size_t(page) * b.page_tokens + token % b.page_tokens) * row_bytes;
-  };
+  auto row_of = [&](const int32_t* table, int kv_head, int token) { return cache_row(b, p, table, kv_head, token); };
   std::vector<int> cluster_of(size_t(b.n_heads), 0);
   for (int c = 0; c < p.n_clusters; ++c)
     for (int m = p.offsets[c]; m < p.offsets[c + 1]; ++m) cluster_of[size_t(p.members[m])] = c;
@@ -192,8 +203,7 @@ void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceA
         const float* q = q_base + i * row + int64_t(p.reps[c]) * hd;
         float* out = prob_row(c, i);
         for (int j = j0; j < j1; ++j) {
-          const void* k = row_of(p.k_table, p.reps[c] / group, j);
-          out[j] = (half ? dot.f16(q, static_cast<const uint16_t*>(k), hd) : dot.f32(q, static_cast<const float*>(k), hd)) * b.scale;
+          out[j] = dot_row(dot, half, q, row_of(p.k_table, p.reps[c] / group, j), hd) * b.scale;
         }
       }
     });
@@ -217,9 +227,7 @@ void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceA
         const float* w = prob_row(c, i);
         std::fill(acc.begin(), acc.end(), 0.0f);
         for (int j = 0; j < n_keys; ++j) {
-          const void* v = row_of(p.v_table, h / group, j);
-          if (half) dot.axpy_f16(acc.data(), w[j], static_cast<const uint16_t*>(v), hd);
-          else dot.axpy_f32(acc.data(), w[j], static_cast<const float*>(v), hd);
+          axpy_row(dot, half, acc.data(), w[j], row_of(p.v_table, h / group, j), hd);
         }
         const float inv = inv_sum[size_t(int64_t(i - q0) * p.n_clusters + c)];
         float* o = out_base + i * row + int64_t(h) * hd;
@@ -229,10 +237,99 @@ void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceA
   }
 }
 
+// Version 2, the twin of native/cuda/attention_decode.cu: split-KV decoding of every sequence of
+// one query. Per (sequence, task, chunk of keys): each representative's scores over the chunk,
+// their max m and sum l of exp(score - m), and every member head's accumulator Σ exp(score - m) v.
+// A sequence of one chunk writes acc / l; otherwise the partials go to their slots and a merge
+// rescales them to the largest max: out = Σ e^(m_c - M) acc_c / Σ e^(m_c - M) l_c.
+struct SplitItem {
+  int seq, task, chunk;
+};
+
+void decode_chunk(const AttentionParams& b, const SequenceAttention& p, int task_index, int chunk, std::vector<float>& scores,
+                  std::vector<float>& acc) {
+  const VectorKernels& dot = vector_kernels();
+  const bool half = b.kv_dtype == DType::F16;
+  const int hd = b.head_dim, group = b.n_heads / b.n_kv_heads;
+  const int64_t row = int64_t(b.n_heads) * hd;
+  const DecodeTask& task = p.tasks[task_index];
+  const int j0 = chunk * p.kv_chunk, j1 = std::min(p.pos0 + 1, j0 + p.kv_chunk), n = j1 - j0;
+  const int n_reps = task.rep_end - task.rep_begin;
+  scores.resize(size_t(n_reps) * n);
+  std::vector<float> top(static_cast<size_t>(n_reps)), sum(static_cast<size_t>(n_reps));
+  for (int r = 0; r < n_reps; ++r) {
+    const float* q = b.q + p.q_row * row + int64_t(p.task_reps[task.rep_begin + r]) * hd;
+    float* s = scores.data() + size_t(r) * n;
+    for (int j = j0; j < j1; ++j) s[j - j0] = dot_row(dot, half, q, cache_row(b, p, p.k_table, task.kv_head, j), hd) * b.scale;
+    top[size_t(r)] = *std::max_element(s, s + n);
+    double total = 0;
+    for (int j = 0; j < n; ++j) total += s[j] = std::exp(s[j] - top[size_t(r)]);
+    sum[size_t(r)] = float(total);
+  }
+  acc.resize(size_t(hd));
+  for (int m = task.member_begin; m < task.member_end; ++m) {
+    const int h = p.task_members[m], r = p.task_member_rep[m];
+    const float* w = scores.data() + size_t(r) * n;
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int j = j0; j < j1; ++j) axpy_row(dot, half, acc.data(), w[j - j0], cache_row(b, p, p.v_table, h / group, j), hd);
+    if (p.n_chunks == 1) {
+      float* o = b.out + p.q_row * row + int64_t(h) * hd;
+      for (int d = 0; d < hd; ++d) o[d] = acc[size_t(d)] / sum[size_t(r)];
+    } else {
+      float* slot = b.partials + partial_floats(p.partial_slot + chunk, b.n_heads, hd) + size_t(h) * (hd + 2);
+      std::copy(acc.begin(), acc.end(), slot);
+      slot[hd] = top[size_t(r)];
+      slot[hd + 1] = sum[size_t(r)];
+    }
+  }
+}
+
+void merge_chunks(const AttentionParams& b, const SequenceAttention& p, int h) {
+  const int hd = b.head_dim;
+  const size_t stride = partial_floats(1, b.n_heads, hd);
+  const float* first = b.partials + partial_floats(p.partial_slot, b.n_heads, hd) + size_t(h) * (hd + 2);
+  float top = -INFINITY;
+  for (int c = 0; c < p.n_chunks; ++c) top = std::max(top, first[c * stride + hd]);
+  std::vector<double> acc(size_t(hd), 0.0);
+  double total = 0;
+  for (int c = 0; c < p.n_chunks; ++c) {
+    const float* part = first + c * stride;
+    const double weight = std::exp(double(part[hd]) - top);
+    total += weight * part[hd + 1];
+    for (int d = 0; d < hd; ++d) acc[size_t(d)] += weight * part[d];
+  }
+  float* o = b.out + int64_t(p.q_row) * b.n_heads * hd + int64_t(h) * hd;
+  for (int d = 0; d < hd; ++d) o[d] = float(acc[size_t(d)] / total);
+}
+
+void attend_split(ThreadPool& pool, const AttentionParams& b) {
+  std::vector<SplitItem> items;
+  std::vector<std::pair<int, int>> merges;  // (sequence, head)
+  for (int s = 0; s < b.n_seqs; ++s) {
+    const SequenceAttention& p = b.seqs[s];
+    if (p.n_chunks == 0) continue;
+    for (int t = 0; t < p.n_tasks; ++t)
+      for (int c = 0; c < p.n_chunks; ++c) items.push_back({s, t, c});
+    if (p.n_chunks > 1)
+      for (int h = 0; h < b.n_heads; ++h) merges.push_back({s, h});
+  }
+  pool.parallel_for(int64_t(items.size()), 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores, acc;
+    for (int64_t i = begin; i < end; ++i) {
+      const SplitItem& it = items[size_t(i)];
+      decode_chunk(b, b.seqs[it.seq], it.task, it.chunk, scores, acc);
+    }
+  });
+  pool.parallel_for(int64_t(merges.size()), 8, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) merge_chunks(b, b.seqs[merges[size_t(i)].first], merges[size_t(i)].second);
+  });
+}
+
 }  // namespace
 
-// Sequences one after another, each spread over all threads. Their fields are host memory here,
-// so they are checked before any row is read.
+// Sequences one after another, each spread over all threads (version 2: sequences of one query
+// all at once, split by chunks of keys). Their fields are host memory here, so they are checked
+// before any row is read.
 void attention(ThreadPool& pool, const AttentionParams& p) {
   for (int s = 0; s < p.n_seqs; ++s) {
     const SequenceAttention& q = p.seqs[s];
@@ -240,8 +337,12 @@ void attention(ThreadPool& pool, const AttentionParams& p) {
                 q.pos0 >= 0 && q.q_row >= 0 && q.max_pages * p.page_tokens >= q.pos0 + q.n_q && q.n_clusters >= 1 &&
                 q.n_clusters <= p.max_clusters,
             ErrorCode::InvalidArgument, "attention: sequence " + std::to_string(s) + " has inconsistent sizes");
-    attend_sequence(pool, p, q);
+    CHAI_REQUIRE(q.n_chunks == 0 || (q.n_q == 1 && q.kv_chunk > 0 && q.n_tasks > 0 && q.n_chunks == ceil_div(q.pos0 + 1, q.kv_chunk) &&
+                                     (q.n_chunks == 1 || q.partial_slot + q.n_chunks <= p.partial_slots)),
+            ErrorCode::InvalidArgument, "attention: sequence " + std::to_string(s) + " has an inconsistent split-KV plan");
+    if (q.n_chunks == 0) attend_sequence(pool, p, q);
   }
+  if (p.split_seqs > 0) attend_split(pool, p);
 }
 
 void store_kv(ThreadPool& pool, const KvStoreParams& p) {
@@ -249,10 +350,9 @@ void store_kv(ThreadPool& pool, const KvStoreParams& p) {
     for (int64_t i = begin; i < end; ++i) {
       const int t = p.pos0 + int(i);
       for (int g = 0; g < p.n_heads; ++g) {
-        const int32_t page = p.table[g * p.max_pages + t / p.page_tokens];
-        if (page < 0) continue;
+        const int64_t slot = kv_slot(p.table, p.max_pages, p.page_tokens, g, t);
+        if (slot < 0) continue;
         const float* src = p.src + (i * p.n_heads + g) * p.head_dim;
-        const size_t slot = size_t(page) * p.page_tokens + t % p.page_tokens;
         if (p.kv_dtype == DType::F16) {
           uint16_t* dst = static_cast<uint16_t*>(p.pool) + slot * p.head_dim;
           for (int d = 0; d < p.head_dim; ++d) dst[d] = f32_to_f16(src[d]);

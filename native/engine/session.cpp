@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "attention_planner.h"
 #include "core/error.h"
 
 namespace chai {
@@ -13,8 +14,56 @@ TensorView rows_of(void* buffer, int64_t rows, int64_t cols, int64_t first_row =
   return TensorView{static_cast<float*>(buffer) + first_row * cols, DType::F32, rows, cols};
 }
 
+// K and V rows of one sequence's new tokens into its pages of one layer (tables from the plan).
+void store_kv(Backend& backend, const KvPool& pool, const LlamaConfig& c, const StepSequence& sq, const SequenceAttention& sa,
+              const TensorView& K, const TensorView& V) {
+  KvStoreParams store;
+  store.n = sq.n_q;
+  store.n_heads = c.n_kv_heads;
+  store.head_dim = c.head_dim;
+  store.pos0 = sq.pos0;
+  store.pool = pool.base();
+  store.kv_dtype = pool.dtype();
+  store.page_tokens = pool.page_tokens();
+  store.max_pages = sa.max_pages;
+  store.src = K.as<float>() + size_t(sq.q_row) * c.kv_dim();
+  store.table = sa.k_table;
+  backend.store_kv(store);
+  store.src = V.as<float>() + size_t(sq.q_row) * c.kv_dim();
+  store.table = sa.v_table;
+  backend.store_kv(store);
+}
+
 // Workspace slots of a forward pass.
-enum Slot : size_t { kTokens, kPositions, kX, kH, kQ, kK, kV, kAtt, kGate, kUp, kSequences, kPicked, kLogits };
+enum Slot : size_t { kTokens, kPositions, kX, kH, kQ, kK, kV, kAtt, kGate, kUp, kPlan, kPartials, kPicked, kLogits };
+
+// Logits only for the rows asked for: gather them, then one norm and one output product.
+void emit_logits(const std::vector<Session::BatchItem*>& items, const std::vector<StepSequence>& steps, Backend& backend,
+                 Workspace& ws, const LlamaWeights& weights, const LlamaConfig& c, const void* x, void* h) {
+  int out_rows = 0;
+  for (const Session::BatchItem* item : items) out_rows += item->all_logits ? int(item->tokens.size()) : 1;
+  void* picked = ws.get(kPicked, size_t(out_rows) * c.n_embd * 4);
+  int at = 0;
+  for (size_t s = 0; s < steps.size(); ++s) {
+    const int m = items[s]->all_logits ? steps[s].n_q : 1;
+    backend.copy(static_cast<float*>(picked) + size_t(at) * c.n_embd,
+                 static_cast<const float*>(x) + size_t(steps[s].q_row + steps[s].n_q - m) * c.n_embd, size_t(m) * c.n_embd * 4);
+    at += m;
+  }
+  const TensorView normed = rows_of(h, out_rows, c.n_embd);
+  backend.rmsnorm(rows_of(picked, out_rows, c.n_embd), weights.output_norm, c.rms_eps, normed);
+  void* logits = ws.get(kLogits, size_t(out_rows) * c.n_vocab * 4);
+  backend.matmul(normed, weights.output, rows_of(logits, out_rows, c.n_vocab));
+  std::vector<float> host(size_t(out_rows) * c.n_vocab);
+  backend.download(host.data(), logits, host.size() * sizeof(float));
+  at = 0;
+  for (Session::BatchItem* item : items) {
+    const int m = item->all_logits ? int(item->tokens.size()) : 1;
+    item->logits.assign(host.begin() + std::ptrdiff_t(size_t(at) * c.n_vocab),
+                        host.begin() + std::ptrdiff_t(size_t(at + m) * c.n_vocab));
+    at += m;
+  }
+}
 
 }  // namespace
 
@@ -54,12 +103,6 @@ void validate_plan(const ChaiPlan& plan, const LlamaConfig& config) {
           "the cluster plan's t0 must be between 1 and 32, got " + std::to_string(plan.t0));
 }
 
-int HeadClusters::max_members() const {
-  int largest = 0;
-  for (size_t c = 0; c + 1 < offsets.size(); ++c) largest = std::max(largest, offsets[c + 1] - offsets[c]);
-  return largest;
-}
-
 Session::Session(const LlamaConfig& config, const LlamaWeights& weights, Backend& backend, KvPool& pool, int max_tokens,
                  std::optional<ChaiPlan> plan, Workspace* workspace)
     : config_(config),
@@ -72,7 +115,7 @@ Session::Session(const LlamaConfig& config, const LlamaWeights& weights, Backend
   CHAI_REQUIRE(max_tokens > 0, ErrorCode::InvalidArgument, "maxTokens must be positive");
   CHAI_REQUIRE(pool.head_dim() == config.head_dim, ErrorCode::Internal, "KV pool head size differs from the model's");
   if (plan_) validate_plan(*plan_, config);
-  clusters_.resize(size_t(config.n_layers));
+  packed_clusters_.resize(size_t(config.n_layers));
   cluster_buffers_.resize(size_t(config.n_layers));
   early_q_.resize(size_t(config.n_layers));
   early_k_.resize(size_t(config.n_layers));
@@ -93,13 +136,22 @@ void Session::reset_clusters() {
 }
 
 void Session::set_clusters(int layer, const HeadClusters& c) {
-  std::vector<int32_t> packed(c.reps);
-  packed.insert(packed.end(), c.offsets.begin(), c.offsets.end());
-  packed.insert(packed.end(), c.members.begin(), c.members.end());
-  auto buffer = std::make_unique<DeviceBuffer>(backend_, packed.size() * sizeof(int32_t));
-  backend_.upload(buffer->get(), packed.data(), buffer->bytes());
+  PackedClusters packed =
+      pack_clusters(c.reps, c.offsets, c.members, config_.n_heads, config_.n_kv_heads, config_.head_dim, pool_.dtype());
+  auto buffer = std::make_unique<DeviceBuffer>(backend_, packed.data.size() * sizeof(int32_t));
+  backend_.upload(buffer->get(), packed.data.data(), buffer->bytes());
   cluster_buffers_[size_t(layer)] = std::move(buffer);
-  clusters_[size_t(layer)] = c;
+  packed_clusters_[size_t(layer)] = std::move(packed);
+}
+
+SequenceAttention Session::attention_of(int layer) const {
+  SequenceAttention sa;
+  const size_t stride = size_t(config_.n_kv_heads) * kv_.max_pages();
+  sa.k_table = static_cast<const int32_t*>(k_tables_->get()) + size_t(layer) * stride;
+  sa.v_table = static_cast<const int32_t*>(v_tables_->get()) + size_t(layer) * stride;
+  sa.max_pages = kv_.max_pages();
+  point_clusters(sa, packed_clusters_[size_t(layer)], static_cast<const int32_t*>(cluster_buffers_[size_t(layer)]->get()));
+  return sa;
 }
 
 std::optional<Clustering> Session::assignment(int layer) const {
@@ -228,43 +280,72 @@ std::vector<float> Session::evaluate(const std::vector<int32_t>& tokens, bool al
   return std::move(items[0].logits);
 }
 
-void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
-  // Requests that pass their checks run together; the others keep their error.
-  struct Seq {
-    BatchItem* item;
-    Session* s;
-    int pos0, n, row;
-  };
-  std::vector<Seq> seqs;
-  int rows = 0;
-  for (BatchItem& item : all_items) {
+// The requests of a batch that pass their checks, with their rows in the stacked batch; the
+// others keep their error.
+std::vector<Session::Admitted> Session::admit(std::vector<BatchItem>& items, int* rows) {
+  std::vector<Admitted> seqs;
+  *rows = 0;
+  for (BatchItem& item : items) {
     try {
       CHAI_REQUIRE(item.session != nullptr, ErrorCode::Internal, "batch item without a session");
-      for (const Seq& q : seqs)
-        CHAI_REQUIRE(q.s != item.session, ErrorCode::InvalidArgument, "a session can appear only once in a batch");
-      if (!seqs.empty())
-        CHAI_REQUIRE(&item.session->backend_ == &seqs[0].s->backend_ && &item.session->pool_ == &seqs[0].s->pool_ &&
-                    &item.session->weights_ == &seqs[0].s->weights_,
-                ErrorCode::Internal, "a batch mixes sessions of different models");
+      for (const Admitted& a : seqs)
+        CHAI_REQUIRE(a.step.session != item.session, ErrorCode::InvalidArgument, "a session can appear only once in a batch");
+      if (!seqs.empty()) {
+        const Session& first = *seqs[0].step.session;
+        CHAI_REQUIRE(&item.session->backend_ == &first.backend_ && &item.session->pool_ == &first.pool_ &&
+                         &item.session->weights_ == &first.weights_,
+                     ErrorCode::Internal, "a batch mixes sessions of different models");
+      }
       const int pos0 = item.session->prepare(item.tokens);
-      seqs.push_back({&item, item.session, pos0, int(item.tokens.size()), rows});
-      rows += int(item.tokens.size());
+      const int n = int(item.tokens.size());
+      seqs.push_back({&item, {item.session, *rows, n, pos0}});
+      *rows += n;
     } catch (...) {
       item.error = std::current_exception();
     }
   }
+  return seqs;
+}
+
+// Before a layer's attention, per sequence: CHAI's work on this layer's Q and K rows (features
+// for calibration; clustering once t0 tokens exist, which changes the layer's pages and
+// clusters, so the plan of this layer is made again).
+void Session::before_attention(int layer, const StepSequence& sq, const TensorView& Q, const TensorView& K,
+                               AttentionPlanner& planner, std::shared_lock<std::shared_mutex>& reading) {
+  const TensorView Qs = rows_of(Q.data, sq.n_q, config_.q_dim(), sq.q_row);
+  const TensorView Ks = rows_of(K.data, sq.n_q, config_.kv_dim(), sq.q_row);
+  if (capture_t0_ > 0) captured_[size_t(layer)] = head_features(Qs.data, Ks.data, capture_t0_);
+  if (!pending(layer)) return;
+  reading.unlock();  // choosing keys may allocate pages, and so grow (move) the pool
+  cluster_if_ready(layer, Qs, Ks, sq.pos0, sq.n_q);
+  reading.lock();
+  if (pending(layer)) return;
+  upload_tables();
+  planner.replan(layer);
+}
+
+void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
+  // 1. Admit the requests that pass their checks (cache room made for each).
+  int rows = 0;
+  std::vector<Admitted> seqs = admit(all_items, &rows);
   if (seqs.empty()) return;
 
-  Session& first = *seqs[0].s;
+  Session& first = *seqs[0].step.session;
   const LlamaConfig& c = first.config_;
   const LlamaWeights& weights = first.weights_;
   Backend& backend = first.backend_;
   KvPool& pool = first.pool_;
   try {
+    // 2. Stack the batch's tokens and positions; bring page tables up to date.
     std::vector<int32_t> tokens, positions;
-    for (const Seq& q : seqs) {
-      tokens.insert(tokens.end(), q.item->tokens.begin(), q.item->tokens.end());
-      for (int i = 0; i < q.n; ++i) positions.push_back(q.pos0 + i);
+    std::vector<StepSequence> steps;
+    std::vector<BatchItem*> items;
+    for (const Admitted& a : seqs) {
+      tokens.insert(tokens.end(), a.item->tokens.begin(), a.item->tokens.end());
+      for (int i = 0; i < a.step.n_q; ++i) positions.push_back(a.step.pos0 + i);
+      steps.push_back(a.step);
+      items.push_back(a.item);
+      a.step.session->upload_tables();
     }
     // Sessions of one model share its workspace (one pass at a time); otherwise this pass has its own.
     std::unique_ptr<Workspace> own;
@@ -288,8 +369,18 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
     const TensorView X = rows_of(x, rows, c.n_embd), H = rows_of(h, rows, c.n_embd);
     const TensorView Q = rows_of(q, rows, c.q_dim()), K = rows_of(k, rows, c.kv_dim()), V = rows_of(v, rows, c.kv_dim());
     const TensorView A = rows_of(att, rows, c.q_dim()), G = rows_of(gate, rows, c.n_ff), U = rows_of(up, rows, c.n_ff);
-    const float scale = 1.0f / std::sqrt(float(c.head_dim));
 
+    // 3. Plan every layer's attention at once (one upload for the step).
+    AttentionParams shape;
+    shape.n_heads = c.n_heads;
+    shape.n_kv_heads = c.n_kv_heads;
+    shape.head_dim = c.head_dim;
+    shape.scale = 1.0f / std::sqrt(float(c.head_dim));
+    shape.kv_dtype = pool.dtype();
+    shape.page_tokens = pool.page_tokens();
+    AttentionPlanner planner(backend, *ws, kPlan, kPartials, c.n_layers, shape, steps);
+
+    // 4. The layers.
     auto reading = pool.reading();  // the pool arena must not move while kernels read it
     backend.embed(weights.token_embd, static_cast<const int32_t*>(token_buf), X);
     for (int l = 0; l < c.n_layers; ++l) {
@@ -300,78 +391,13 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
       backend.matmul(H, w.wv, V);
       backend.rope(Q, c.head_dim, pos, c.rope_base);
       backend.rope(K, c.head_dim, pos, c.rope_base);
-
-      std::vector<SequenceAttention> attention;
-      int max_n_q = 0, max_clusters = 0, max_members = 0;
-      for (const Seq& sq : seqs) {
-        Session& s = *sq.s;
-        const TensorView Qs = rows_of(q, sq.n, c.q_dim(), sq.row), Ks = rows_of(k, sq.n, c.kv_dim(), sq.row);
-        const TensorView Vs = rows_of(v, sq.n, c.kv_dim(), sq.row);
-        if (s.capture_t0_ > 0) s.captured_[size_t(l)] = s.head_features(Qs.data, Ks.data, s.capture_t0_);
-        if (s.pending(l)) {
-          reading.unlock();  // choosing keys may allocate pages, and so grow (move) the pool
-          s.cluster_if_ready(l, Qs, Ks, sq.pos0, sq.n);
-          reading.lock();
-        }
-        s.upload_tables();
-
-        const int table_stride = c.n_kv_heads * s.kv_.max_pages();
-        const int32_t* k_table = static_cast<const int32_t*>(s.k_tables_->get()) + size_t(l) * table_stride;
-        const int32_t* v_table = static_cast<const int32_t*>(s.v_tables_->get()) + size_t(l) * table_stride;
-        KvStoreParams store;
-        store.n = sq.n;
-        store.n_heads = c.n_kv_heads;
-        store.head_dim = c.head_dim;
-        store.pos0 = sq.pos0;
-        store.pool = pool.base();
-        store.kv_dtype = pool.dtype();
-        store.page_tokens = pool.page_tokens();
-        store.max_pages = s.kv_.max_pages();
-        store.src = Ks.as<float>();
-        store.table = k_table;
-        backend.store_kv(store);
-        store.src = Vs.as<float>();
-        store.table = v_table;
-        backend.store_kv(store);
-
-        const HeadClusters& hc = s.clusters_[size_t(l)];
-        const int32_t* packed = static_cast<const int32_t*>(s.cluster_buffers_[size_t(l)]->get());
-        SequenceAttention sa;
-        sa.k_table = k_table;
-        sa.v_table = v_table;
-        sa.reps = packed;
-        sa.offsets = packed + hc.count();
-        sa.members = packed + 2 * hc.count() + 1;
-        sa.q_row = sq.row;
-        sa.n_q = sq.n;
-        sa.pos0 = sq.pos0;
-        sa.max_pages = s.kv_.max_pages();
-        sa.n_clusters = hc.count();
-        attention.push_back(sa);
-        max_n_q = std::max(max_n_q, sq.n);
-        max_clusters = std::max(max_clusters, hc.count());
-        max_members = std::max(max_members, hc.max_members());
+      for (size_t s = 0; s < steps.size(); ++s) {
+        Session& session = *steps[s].session;
+        session.before_attention(l, steps[s], Q, K, planner, reading);
+        store_kv(backend, pool, c, steps[s], planner.sequence(l, int(s)), K, V);
       }
       // Every sequence of the batch, each with its own pages and clusters, in one call.
-      const size_t seq_bytes = attention.size() * sizeof(SequenceAttention);
-      void* seq_buf = ws->get(kSequences, seq_bytes);
-      backend.upload(seq_buf, attention.data(), seq_bytes);
-      AttentionParams ap;
-      ap.q = Q.as<float>();
-      ap.out = A.as<float>();
-      ap.n_heads = c.n_heads;
-      ap.n_kv_heads = c.n_kv_heads;
-      ap.head_dim = c.head_dim;
-      ap.scale = scale;
-      ap.pool = pool.base();
-      ap.kv_dtype = pool.dtype();
-      ap.page_tokens = pool.page_tokens();
-      ap.seqs = static_cast<const SequenceAttention*>(seq_buf);
-      ap.n_seqs = int(attention.size());
-      ap.max_n_q = max_n_q;
-      ap.max_clusters = max_clusters;
-      ap.max_members = max_members;
-      backend.attention(ap);
+      backend.attention(planner.call(l, Q.as<float>(), A.as<float>(), pool.base()));
 
       backend.matmul(A, w.wo, H);
       backend.add(X, H);
@@ -382,34 +408,11 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
       backend.matmul(G, w.down, H);
       backend.add(X, H);
     }
-
-    // Logits only for the rows asked for: gather them, then one norm and one output product.
-    int out_rows = 0;
-    for (const Seq& sq : seqs) out_rows += sq.item->all_logits ? sq.n : 1;
-    void* picked = ws->get(kPicked, size_t(out_rows) * c.n_embd * 4);
-    int at = 0;
-    for (const Seq& sq : seqs) {
-      const int m = sq.item->all_logits ? sq.n : 1;
-      backend.copy(static_cast<float*>(picked) + size_t(at) * c.n_embd,
-                   static_cast<const float*>(x) + size_t(sq.row + sq.n - m) * c.n_embd, size_t(m) * c.n_embd * 4);
-      at += m;
-    }
-    const TensorView normed = rows_of(h, out_rows, c.n_embd);
-    backend.rmsnorm(rows_of(picked, out_rows, c.n_embd), weights.output_norm, c.rms_eps, normed);
-    void* logits = ws->get(kLogits, size_t(out_rows) * c.n_vocab * 4);
-    backend.matmul(normed, weights.output, rows_of(logits, out_rows, c.n_vocab));
-    std::vector<float> host(size_t(out_rows) * c.n_vocab);
-    backend.download(host.data(), logits, host.size() * sizeof(float));
-    at = 0;
-    for (const Seq& sq : seqs) {
-      const int m = sq.item->all_logits ? sq.n : 1;
-      sq.item->logits.assign(host.begin() + std::ptrdiff_t(size_t(at) * c.n_vocab),
-                             host.begin() + std::ptrdiff_t(size_t(at + m) * c.n_vocab));
-      at += m;
-      sq.s->kv_.set_tokens(sq.pos0 + sq.n);
-    }
+    // 5. Logits of the rows asked for; the new tokens now count as cached.
+    emit_logits(items, steps, backend, *ws, weights, c, x, h);
+    for (const StepSequence& sq : steps) sq.session->kv_.set_tokens(sq.pos0 + sq.n_q);
   } catch (...) {
-    for (const Seq& sq : seqs) sq.item->error = std::current_exception();
+    for (const Admitted& a : seqs) a.item->error = std::current_exception();
   }
 }
 

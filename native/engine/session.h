@@ -7,6 +7,9 @@
 #include <optional>
 #include <vector>
 
+#include <shared_mutex>
+
+#include "attention_planner.h"
 #include "chai/clustering.h"
 #include "core/backend.h"
 #include "kv_cache.h"
@@ -22,7 +25,6 @@ struct HeadClusters {
   static HeadClusters identity(int n_heads);
   static HeadClusters from(const Clustering& clustering);
   int count() const { return int(reps.size()); }
-  int max_members() const;
 };
 
 // What CHAI does in a session (a validated cluster plan): layer l keeps clusters[l] clusters of
@@ -75,7 +77,18 @@ class Session {
   // every layer's head features ([n_layers][n_heads × t0(t0+1)/2]). Leaves the session empty.
   std::vector<std::vector<float>> features_of(const std::vector<int32_t>& tokens, int t0);
 
+  // This sequence's attention descriptor for `layer`: page tables and clusters in backend memory
+  // (rows, positions and split-KV fields are the planner's).
+  SequenceAttention attention_of(int layer) const;
+
  private:
+  struct Admitted {
+    BatchItem* item;
+    StepSequence step;
+  };
+  static std::vector<Admitted> admit(std::vector<BatchItem>& items, int* rows);
+  void before_attention(int layer, const StepSequence& sq, const TensorView& Q, const TensorView& K, AttentionPlanner& planner,
+                        std::shared_lock<std::shared_mutex>& reading);
   void upload_tables();
   // Checks a request and makes cache room for it; returns its first position.
   int prepare(const std::vector<int32_t>& tokens);
@@ -95,8 +108,8 @@ class Session {
   SequenceKv kv_;
   uint64_t uploaded_version_ = ~uint64_t(0);
   std::unique_ptr<DeviceBuffer> k_tables_, v_tables_;
-  std::vector<HeadClusters> clusters_;
-  std::vector<std::unique_ptr<DeviceBuffer>> cluster_buffers_;  // per layer: reps | offsets | members
+  std::vector<PackedClusters> packed_clusters_;                 // per layer
+  std::vector<std::unique_ptr<DeviceBuffer>> cluster_buffers_;  // per layer: backend copy of packed_clusters_
   std::optional<ChaiPlan> plan_;
   std::vector<std::optional<Clustering>> assignments_;
   // Q and K rows of the first t0 positions, per layer, until the layer is clustered.
