@@ -1,20 +1,23 @@
 // Attention microbenchmark: CHAI (k clusters) against full attention on a LLaMA-7B head shape
-// (32 heads of 128), decode (one query over a context) and prefill (every position of a prompt),
-// on every available backend. Prints time, GB/s (decode: K and V bytes read) or GFLOP/s (prefill),
-// % of a copy-bandwidth ceiling measured in the same run, and the full/CHAI time ratio beside the
-// ideal 2H/(k+H) of memory-bound decoding. Writes JSON.
-//   bench_attention [--out FILE.json] [--threads N] [--quick]
+// (32 heads of 128, f16 cache), decode (one query over a context, batch 1 and 16) and causal
+// prefill, for one attention version on the GPU (the CPU when no GPU is usable). The version is
+// first checked against the CPU twin on a small batch; then each row prints time, the bytes the
+// kernel must read (K of the representatives and V of every head), GB/s and % of a copy ceiling
+// measured in the same run (decode) or TFLOP/s (prefill), and the full/CHAI time ratio.
+// KV pools are filled on the device (a random block copied over itself), never from host loops.
+//   bench_attention [--version N | --attention-version N] [--quick] [--out FILE.json] [--threads N]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
-#include <numeric>
 #include <string>
 #include <vector>
 
+#include "attention_case.h"
 #include "bench_common.h"
 #include "core/backend.h"
-#include "cpu/simd.h"
+#include "core/error.h"
 #include "testing.h"
 
 using namespace chai;
@@ -23,71 +26,83 @@ using namespace chai::testing;
 namespace {
 
 constexpr int kHeads = 32, kHeadDim = 128, kPage = 16;
+constexpr DType kCache = DType::F16;
 
+// Fills `bytes` of backend memory with f16 values in ±[0.05, 1): one random MiB uploaded, then
+// doubled in place by device copies (log2(bytes / 1 MiB) copies instead of a host loop).
+void fill_on_device(Backend& be, void* dst, size_t bytes, uint32_t seed) {
+  const size_t block = std::min(bytes, size_t(1) << 20) / 2 * 2;
+  std::vector<uint16_t> half(block / 2);
+  const auto values = random_nonzero(half.size(), seed);
+  for (size_t i = 0; i < half.size(); ++i) half[i] = f32_to_f16(values[i]);
+  be.upload(dst, half.data(), block);
+  for (size_t done = block; done < bytes;) {
+    const size_t n = std::min(done, bytes - done);
+    be.copy(static_cast<char*>(dst) + done, dst, n);
+    done += n;
+  }
+}
 
-
-// `batch` sequences of `context` tokens on a backend, each with its own pages: V pages for every
-// head, K pages for the representatives only (clusters of consecutive heads; k = 32 is full
-// attention), all queried in one attention call.
+// `batch` sequences of `context` tokens sharing one pool, each with its own pages: V pages for
+// every head, K pages for the representatives only (clusters of consecutive heads; k = 32 is full
+// attention), all queried in one attention call planned as the engine plans it.
 struct Problem {
-  int context, n_q, clusters, batch;
-  DType kv;
-  std::unique_ptr<DeviceBuffer> pool, tables, q, out, csr, seqs;
+  std::unique_ptr<DeviceBuffer> pool, tables, q, out, clusters, seqs, partials;
   AttentionParams params;
-  size_t kv_bytes_read = 0;
-  double flops = 0;
+  double bytes = 0, flops = 0;
 };
 
-Problem make_problem(Backend& be, int context, int n_q, int clusters, int batch, DType kv) {
-  Problem p{context, n_q, clusters, batch, kv, {}, {}, {}, {}, {}, {}, {}, 0, 0};
+Problem make_problem(Backend& be, int version, int context, int n_q, int clusters, int batch) {
+  Problem p;
   const int pages = (context + kPage - 1) / kPage;
   const size_t table_ints = size_t(kHeads) * pages;
+  std::vector<int32_t> reps, offsets, members;
+  for (int c = 0; c < clusters; ++c) reps.push_back(c * kHeads / clusters);
+  for (int c = 0; c <= clusters; ++c) offsets.push_back(c * kHeads / clusters);
+  for (int h = 0; h < kHeads; ++h) members.push_back(h);
+  const PackedClusters packed = pack_clusters(reps, offsets, members, kHeads, kHeads, kHeadDim, kCache);
   std::vector<int32_t> tables(2 * table_ints * batch, -1);  // per sequence: K table, then V table
-  std::vector<int32_t> csr;
   int32_t next = 0;
-  for (int c = 0; c < clusters; ++c) csr.push_back(c * kHeads / clusters);
-  for (int c = 0; c <= clusters; ++c) csr.push_back(c * kHeads / clusters);
-  for (int h = 0; h < kHeads; ++h) csr.push_back(h);
   for (int b = 0; b < batch; ++b) {
     int32_t* k_table = tables.data() + 2 * table_ints * b;
     int32_t* v_table = k_table + table_ints;
-    for (int c = 0; c < clusters; ++c)
-      for (int pg = 0; pg < pages; ++pg) k_table[size_t(csr[size_t(c)]) * pages + pg] = next++;
+    for (int32_t rep : reps)
+      for (int pg = 0; pg < pages; ++pg) k_table[size_t(rep) * pages + pg] = next++;
     for (int h = 0; h < kHeads; ++h)
       for (int pg = 0; pg < pages; ++pg) v_table[size_t(h) * pages + pg] = next++;
   }
-  auto pool_values = random_nonzero(size_t(next) * kPage * kHeadDim, 1);
-  std::vector<uint16_t> pool_half;
-  if (kv == DType::F16)
-    for (float v : pool_values) pool_half.push_back(f32_to_f16(v));
-  const auto q_host = random_nonzero(size_t(batch) * n_q * kHeads * kHeadDim, 2);
   auto up = [&](const void* data, size_t bytes) {
     auto buffer = std::make_unique<DeviceBuffer>(be, bytes);
     be.upload(buffer->get(), data, bytes);
     return buffer;
   };
-  p.pool = kv == DType::F16 ? up(pool_half.data(), pool_half.size() * 2) : up(pool_values.data(), pool_values.size() * 4);
+  const size_t row_bytes = dtype_row_bytes(kCache, kHeadDim);
+  p.pool = std::make_unique<DeviceBuffer>(be, size_t(next) * kPage * row_bytes);
+  fill_on_device(be, p.pool->get(), p.pool->bytes(), 1);
   p.tables = up(tables.data(), tables.size() * 4);
-  p.q = up(q_host.data(), q_host.size() * 4);
-  p.out = std::make_unique<DeviceBuffer>(be, q_host.size() * 4);
-  p.csr = up(csr.data(), csr.size() * 4);
-  const int32_t* csr_dev = static_cast<const int32_t*>(p.csr->get());
+  const size_t q_floats = size_t(batch) * n_q * kHeads * kHeadDim;
+  p.q = up(random_nonzero(q_floats, 2).data(), q_floats * 4);
+  p.out = std::make_unique<DeviceBuffer>(be, q_floats * 4);
+  p.clusters = up(packed.data.data(), packed.data.size() * 4);
   std::vector<SequenceAttention> seqs(static_cast<size_t>(batch));
   for (int b = 0; b < batch; ++b) {
     SequenceAttention& sa = seqs[size_t(b)];
     sa.k_table = static_cast<const int32_t*>(p.tables->get()) + 2 * table_ints * b;
     sa.v_table = sa.k_table + table_ints;
-    sa.reps = csr_dev;
-    sa.offsets = csr_dev + clusters;
-    sa.members = csr_dev + 2 * clusters + 1;
+    point_clusters(sa, packed, static_cast<const int32_t*>(p.clusters->get()));
     sa.q_row = b * n_q;
     sa.n_q = n_q;
     sa.pos0 = context - n_q;
     sa.max_pages = pages;
-    sa.n_clusters = clusters;
   }
-  p.seqs = up(seqs.data(), seqs.size() * sizeof(SequenceAttention));
   AttentionParams& a = p.params;
+  a.version = version;
+  plan_attention_call(seqs.data(), batch, be.fill_blocks(), 0, a);
+  p.seqs = up(seqs.data(), seqs.size() * sizeof(SequenceAttention));
+  if (a.partial_slots > 0) {
+    p.partials = std::make_unique<DeviceBuffer>(be, partial_floats(a.partial_slots, kHeads, kHeadDim) * 4);
+    a.partials = static_cast<float*>(p.partials->get());
+  }
   a.q = static_cast<const float*>(p.q->get());
   a.out = static_cast<float*>(p.out->get());
   a.n_heads = kHeads;
@@ -95,95 +110,147 @@ Problem make_problem(Backend& be, int context, int n_q, int clusters, int batch,
   a.head_dim = kHeadDim;
   a.scale = 1.0f / std::sqrt(float(kHeadDim));
   a.pool = p.pool->get();
-  a.kv_dtype = kv;
+  a.kv_dtype = kCache;
   a.page_tokens = kPage;
   a.seqs = static_cast<const SequenceAttention*>(p.seqs->get());
   a.n_seqs = batch;
-  a.max_n_q = n_q;
-  a.max_clusters = clusters;
-  a.max_members = kHeads / clusters + (kHeads % clusters ? 1 : 0);
-  // Keys visited by all queries of one sequence: Σ_i (pos0 + i + 1).
+  // Every K row of the representatives and every V row, once; and the flops of the causal
+  // rows: q·k per cluster and p·v per head over Σ_i (pos0 + i + 1) keys.
+  p.bytes = double(clusters + kHeads) * context * row_bytes * batch;
   const double keys = double(n_q) * (context - n_q) + double(n_q) * (n_q + 1) / 2;
-  p.kv_bytes_read = size_t(double(clusters + kHeads) * context * dtype_row_bytes(kv, kHeadDim) * batch);
-  p.flops = 2.0 * keys * kHeadDim * (clusters + kHeads) * batch;  // q·k per cluster, p·v per head
+  p.flops = 2.0 * keys * kHeadDim * (clusters + kHeads) * batch;
   return p;
 }
 
+// The version under test against the CPU twin (version 1) on small problems of both phases.
+bool check_against_cpu(Backend& be, int version) {
+  auto cpu = make_cpu_backend(0);
+  bool ok = true;
+  uint32_t seed = 10;
+  for (const AttentionShape& s : {AttentionShape{1, 999, kHeads, kHeads, kHeadDim, kPage, 4},
+                                  AttentionShape{1, 2047, kHeads, kHeads, kHeadDim, kPage, kHeads},
+                                  AttentionShape{77, 50, kHeads, kHeads, kHeadDim, kPage, 4},
+                                  AttentionShape{130, 0, kHeads, kHeads, kHeadDim, kPage, kHeads}}) {
+    const auto problem = make_attention_problem(s, seed++, kCache);
+    const float scale = 1.0f / std::sqrt(float(kHeadDim));
+    const double err = relative_error(run_attention(be, problem, scale, AttentionRun{version, 0}),
+                                      run_attention(*cpu, problem, scale));
+    const bool pass = std::isfinite(err) && err <= 1e-5;
+    std::printf("%s version %d on %s vs the CPU twin, %s: rel.err %.2e\n", pass ? "ok  " : "FAIL", version, be.name().c_str(),
+                s.name().c_str(), err);
+    ok &= pass;
+  }
+  return ok;
+}
+
 struct Row {
-  std::string backend, phase, kv;
-  int context, n_q, clusters, batch;
-  double seconds, gbps, gflops, ceiling_pct, full_over_chai, ideal;
+  std::string name, phase;
+  int context, n_q, batch, clusters;
+  double ms, bytes, gb_per_s, tflops, percent_of_copy, ratio_vs_full;
 };
+
+struct Options {
+  int version = 1;
+  bool quick = false;
+  int threads = 0;
+  std::string out;
+};
+
+bool parse(int argc, char** argv, Options* o) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "--version" || a == "--attention-version") && i + 1 < argc) o->version = std::atoi(argv[++i]);
+    else if (a == "--out" && i + 1 < argc) o->out = argv[++i];
+    else if (a == "--threads" && i + 1 < argc) o->threads = std::atoi(argv[++i]);
+    else if (a == "--quick") o->quick = true;
+    else return false;
+  }
+  return o->version >= 1 && o->version <= kAttentionVersions;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bench::Args args;
-  if (!bench::parse_args(argc, argv, "bench_attention", &args)) return 2;
-  const std::string& out_path = args.out_path;
-  const int threads = args.threads;
-  const bool quick = args.quick;
-  const auto backends = bench::available_backends(threads);
-
-  const std::vector<int> decode_contexts = quick ? std::vector<int>{512, 2048} : std::vector<int>{512, 1024, 2048, 4096, 8192, 16384, 32768};
-  const std::vector<int> prefill_lengths = quick ? std::vector<int>{256} : std::vector<int>{512, 1024, 2048};
-  const std::vector<int> cluster_counts = {1, 2, 4, 8, 16};
-  std::vector<Row> rows;
-  for (auto& be : backends) {
-    const bool gpu = be->name() != "cpu";
+  Options opt;
+  if (!parse(argc, argv, &opt)) {
+    std::fprintf(stderr, "usage: bench_attention [--version 1..%d | --attention-version N] [--quick] [--out FILE.json] [--threads N]\n",
+                 kAttentionVersions);
+    return 2;
+  }
+  try {
+    const CudaStatus cuda = cuda_status();
+    std::unique_ptr<Backend> be;
+    if (cuda.available) be = make_cuda_backend(0);
+    else {
+      std::printf("CUDA not usable (%s): benchmarking the CPU at reduced sizes\n", cuda.reason.c_str());
+      be = make_cpu_backend(opt.threads);
+    }
+    const bool gpu = cuda.available;
+    if (!check_against_cpu(*be, opt.version)) {
+      std::fprintf(stderr, "attention version %d disagrees with its CPU twin: not timed\n", opt.version);
+      return 1;
+    }
     const double ceiling = bench::copy_ceiling_gbps(*be);
-    auto run = [&](const char* phase, int context, int n_q, int batch, DType kv) {
-      Problem full = make_problem(*be, context, n_q, kHeads, batch, kv);
-      const int reps = gpu ? 50 : (n_q > 1 ? 3 : context >= 8192 ? 9 : 15);
-      auto time_of = [&](Problem& p) {
-        return bench::median_seconds([&] { be->attention(p.params), be->synchronize(); }, reps);
-      };
-      const double full_s = time_of(full);
-      auto add = [&](const Problem& p, double s, double full_seconds) {
-        const double gbps = double(p.kv_bytes_read) / s / 1e9;
-        rows.push_back({be->name(), phase, dtype_name(kv), context, n_q, p.clusters, batch, s, gbps, p.flops / s / 1e9,
-                        100 * gbps / ceiling, full_seconds / s, 2.0 * kHeads / (p.clusters + kHeads)});
-      };
-      add(full, full_s, full_s);
+    std::printf("copy ceiling (read + write): %.1f GB/s\n", ceiling);
+
+    std::vector<int> contexts, batches, cluster_counts = {kHeads, 4}, prompts;
+    if (gpu) {
+      contexts = opt.quick ? std::vector<int>{8192, 32768} : std::vector<int>{2048, 8192, 16384, 32768};
+      batches = opt.quick ? std::vector<int>{1, 16} : std::vector<int>{1, 16, 64};
+      prompts = opt.quick ? std::vector<int>{4096} : std::vector<int>{1024, 4096, 8192};
+      if (!opt.quick) cluster_counts = {kHeads, 1, 2, 4, 8, 16};
+    } else {
+      contexts = opt.quick ? std::vector<int>{2048} : std::vector<int>{2048, 8192};
+      batches = {1, 4};
+      prompts = {opt.quick ? 256 : 512};
+    }
+    const int reps = gpu ? 20 : 3;
+    std::vector<Row> rows;
+    auto run = [&](const char* phase, int context, int n_q, int batch) {
+      double full_ms = 0;
       for (int k : cluster_counts) {
-        if (!gpu && k != 4 && !quick && std::string(phase) == "prefill") continue;
-        Problem chai = make_problem(*be, context, n_q, k, batch, kv);
-        add(chai, time_of(chai), full_s);
+        Problem p = make_problem(*be, opt.version, context, n_q, k, batch);
+        const double s = bench::median_seconds([&] { be->attention(p.params), be->synchronize(); }, reps);
+        if (k == kHeads) full_ms = s * 1e3;
+        const double gbps = p.bytes / s / 1e9;
+        const std::string name = std::string("attention-") + phase + (k == kHeads ? "-full" : "-chai-k" + std::to_string(k));
+        rows.push_back({name, phase, context, n_q, batch, k, s * 1e3, p.bytes, gbps, p.flops / s / 1e12, 100 * gbps / ceiling,
+                        full_ms / (s * 1e3)});
       }
     };
-    for (int ctx : decode_contexts) run("decode", ctx, 1, 1, DType::F32);
-    // An f16 cache reads half the bytes.
-    for (int ctx : quick ? std::vector<int>{2048} : std::vector<int>{2048, 8192, 32768}) run("decode", ctx, 1, 1, DType::F16);
-    // Many sequences decoding at once, in one call: on the GPU the batch fills the chip.
-    for (int batch : gpu ? std::vector<int>{8, 32, 64} : std::vector<int>{8})
-      for (int ctx : gpu ? std::vector<int>{1024, 8192} : std::vector<int>{2048}) run("decode", ctx, 1, batch, DType::F32);
-    for (int len : prefill_lengths) run("prefill", len, len, 1, DType::F32);
-  }
+    for (int batch : batches)
+      for (int ctx : contexts) run("decode", ctx, 1, batch);
+    for (int len : prompts) run("prefill", len, len, 1);
 
-  std::printf("\n%-7s %-7s %-4s %7s %5s %5s %8s %11s %8s %9s %7s %11s %7s\n", "backend", "phase", "kv", "context", "n_q",
-              "batch", "clusters", "time(us)", "GB/s", "GFLOP/s", "%copy", "full/CHAI", "ideal");
-  for (const auto& r : rows)
-    std::printf("%-7s %-7s %-4s %7d %5d %5d %8d %11.1f %8.2f %9.2f %6.0f%% %11.2f %7.2f\n", r.backend.c_str(), r.phase.c_str(),
-                r.kv.c_str(), r.context, r.n_q, r.batch, r.clusters, r.seconds * 1e6, r.gbps, r.gflops, r.ceiling_pct,
-                r.full_over_chai, r.ideal);
-  std::printf("\nSummary (decode, k = 4 of 32 heads): full/CHAI time ratio vs the ideal %.2f\n", 2.0 * kHeads / (4 + kHeads));
-  for (const auto& r : rows)
-    if (r.phase == "decode" && r.clusters == 4)
-      std::printf("  %-7s %s cache, context %6d, batch %2d: %.2fx (%.0f%% of ideal)\n", r.backend.c_str(), r.kv.c_str(),
-                  r.context, r.batch, r.full_over_chai, 100 * r.full_over_chai / r.ideal);
-  if (!out_path.empty()) {
-    std::ofstream f(out_path);
-    f << "{\"cpu\":\"" << cpu_features() << "\",\"heads\":" << kHeads << ",\"headDim\":" << kHeadDim << ",\"rows\":[";
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Row& r = rows[i];
-      f << (i ? "," : "") << "{\"backend\":\"" << r.backend << "\",\"benchmark\":\"attention-" << r.phase
-        << "\",\"kvCache\":\"" << r.kv << "\",\"context\":" << r.context << ",\"queries\":" << r.n_q << ",\"batch\":" << r.batch << ",\"clusters\":" << r.clusters
-        << ",\"seconds\":" << r.seconds << ",\"gbps\":" << r.gbps << ",\"gflops\":" << r.gflops
-        << ",\"percentOfCopyCeiling\":" << r.ceiling_pct << ",\"fullOverChai\":" << r.full_over_chai
-        << ",\"idealRatio\":" << r.ideal << "}";
+    std::printf("\n%-26s %7s %5s %5s %9s %10s %8s %7s %8s %9s\n", "name", "context", "n_q", "batch", "ms", "MB read",
+                "GB/s", "%copy", "TFLOP/s", "full/this");
+    for (const Row& r : rows)
+      std::printf("%-26s %7d %5d %5d %9.3f %10.1f %8.1f %6.0f%% %8.2f %9.2f\n", r.name.c_str(), r.context, r.n_q, r.batch, r.ms,
+                  r.bytes / 1e6, r.gb_per_s, r.percent_of_copy, r.tflops, r.ratio_vs_full);
+    std::printf("\nCHAI k=4 / full speed (decode; memory-bound ideal %.2f):\n", 2.0 * kHeads / (4 + kHeads));
+    for (const Row& r : rows)
+      if (r.phase == "decode" && r.clusters == 4)
+        std::printf("  context %6d, batch %2d: %.2fx\n", r.context, r.batch, r.ratio_vs_full);
+
+    if (!opt.out.empty()) {
+      std::ofstream f(opt.out);
+      f << "{\"backend\":\"" << be->name() << "\",\"version\":" << opt.version << ",\"heads\":" << kHeads
+        << ",\"headDim\":" << kHeadDim << ",\"kvCache\":\"" << dtype_name(kCache) << "\",\"copyCeilingGbps\":" << ceiling
+        << ",\"rows\":[";
+      for (size_t i = 0; i < rows.size(); ++i) {
+        const Row& r = rows[i];
+        f << (i ? "," : "") << "{\"name\":\"" << r.name << "\",\"version\":" << opt.version << ",\"shape\":{\"context\":" << r.context
+          << ",\"queries\":" << r.n_q << ",\"batch\":" << r.batch << ",\"heads\":" << kHeads << ",\"clusters\":" << r.clusters
+          << ",\"headDim\":" << kHeadDim << ",\"causal\":true},\"ms\":" << r.ms << ",\"bytes\":" << r.bytes
+          << ",\"gb_per_s\":" << r.gb_per_s << ",\"tflops\":" << r.tflops << ",\"percent_of_copy\":" << r.percent_of_copy
+          << ",\"ratio_vs_full\":" << r.ratio_vs_full << "}";
+      }
+      f << "]}\n";
+      std::printf("wrote %s\n", opt.out.c_str());
     }
-    f << "]}\n";
-    std::printf("wrote %s\n", out_path.c_str());
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bench_attention: %s (%s)\n", e.what(), error_code_name(e.code()));
+    return 1;
   }
   return 0;
 }

@@ -140,7 +140,7 @@ struct AttentionParams {
 };
 
 // Floats of the partials buffer a call with `slots` partial slots needs.
-inline size_t partial_floats(int slots, int n_heads, int head_dim) { return size_t(slots) * n_heads * (head_dim + 2); }
+CHAI_HOST_DEVICE size_t partial_floats(int slots, int n_heads, int head_dim) { return size_t(slots) * n_heads * (head_dim + 2); }
 
 // Fills the split-KV fields of one call's sequence descriptors (host copies: seqs[s].tasks etc.
 // already point into backend memory) and its bounds in `params`: for version 2, sequences of one

@@ -22,12 +22,12 @@ constexpr int kTile = 128;  // keys per tile = threads per block
 __device__ __forceinline__ float to_f32(float v) { return v; }
 __device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
 
-// T: the cache's element type (float or __half).
+// T: the cache's element type (float or __half). Null for an unallocated page, never read.
 template <typename T>
 __device__ __forceinline__ const T* cache_row(const AttentionParams& b, const SequenceAttention& p, const int32_t* table,
                                               int kv_head, int token) {
-  const int32_t page = table[kv_head * p.max_pages + token / b.page_tokens];
-  return static_cast<const T*>(b.pool) + (size_t(page) * b.page_tokens + token % b.page_tokens) * b.head_dim;
+  const int64_t slot = kv_slot(table, p.max_pages, b.page_tokens, kv_head, token);
+  return slot < 0 ? nullptr : static_cast<const T*>(b.pool) + slot * b.head_dim;
 }
 
 template <typename T>
@@ -35,7 +35,8 @@ __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams b) {
   extern __shared__ float smem[];
   const SequenceAttention p = b.seqs[blockIdx.z];
   const int c = blockIdx.x, i = blockIdx.y, tid = threadIdx.x;
-  if (c >= p.n_clusters || i >= p.n_q) return;  // the grid covers the batch's largest sequence
+  // The grid covers the batch's largest sequence; split-KV sequences (version 2) are not ours.
+  if (c >= p.n_clusters || i >= p.n_q || p.n_chunks > 0) return;
   const int hd = b.head_dim, group = b.n_heads / b.n_kv_heads;
   const int rep = p.reps[c], first = p.offsets[c], n_members = p.offsets[c + 1] - first;
   const size_t row = size_t(b.n_heads) * hd;
@@ -55,14 +56,14 @@ __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams b) {
   for (int t0 = 0; t0 < n_keys; t0 += kTile) {
     const int j = t0 + tid;
     float score = -FLT_MAX;
-    if (j < n_keys) {
-      const T* k = cache_row<T>(b, p, p.k_table, k_head, j);
+    const T* k = j < n_keys ? cache_row<T>(b, p, p.k_table, k_head, j) : nullptr;
+    if (k) {
       float s = 0.f;
       for (int d = 0; d < hd; ++d) s += q[d] * to_f32(k[d]);
       score = s * b.scale;
     }
     const float new_max = fmaxf(run_max, block_reduce(score, MaxOp{}, -FLT_MAX));
-    const float pj = j < n_keys ? expf(score - new_max) : 0.f;
+    const float pj = k ? expf(score - new_max) : 0.f;
     probs[tid] = pj;
     const float tile_sum = block_reduce(pj, SumOp{}, 0.f);  // its barriers also publish probs
     const float correction = expf(run_max - new_max);
@@ -73,7 +74,10 @@ __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams b) {
     for (int e = tid; e < n_members * hd; e += kTile) {
       const int h = p.members[first + e / hd], d = e % hd;
       float a = acc[e] * correction;
-      for (int jj = 0; jj < tile; ++jj) a += probs[jj] * to_f32(cache_row<T>(b, p, p.v_table, h / group, t0 + jj)[d]);
+      for (int jj = 0; jj < tile; ++jj) {
+        const T* v = cache_row<T>(b, p, p.v_table, h / group, t0 + jj);
+        if (v) a += probs[jj] * to_f32(v[d]);
+      }
       acc[e] = a;
     }
     __syncthreads();  // probs is rewritten by the next tile
@@ -85,18 +89,23 @@ __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams b) {
   }
 }
 
-}  // namespace
-
-void attention(const AttentionParams& p, cudaStream_t stream) {
+void attention_v1(const AttentionParams& p, cudaStream_t stream) {
   CHAI_REQUIRE(p.max_n_q <= 65535 && p.n_seqs <= 65535, ErrorCode::Unsupported,
           "CUDA attention takes at most 65535 queries per sequence and 65535 sequences per call");
   const size_t smem = (size_t(p.head_dim) + kTile + size_t(p.max_members) * p.head_dim) * sizeof(float);
   const auto kernel = p.kv_dtype == DType::F16 ? attention_kernel<__half> : attention_kernel<float>;
-  if (smem > 48 * 1024)
-    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
-               "attention shared memory attribute");
+  fit_shared_memory(kernel, smem, "attention (version 1)");
   kernel<<<dim3(unsigned(p.max_clusters), unsigned(p.max_n_q), unsigned(p.n_seqs)), kTile, smem, stream>>>(p);
   cuda_check(cudaGetLastError(), "attention kernel launch");
+}
+
+}  // namespace
+
+// Version 1 for everything, or version 2: split-KV decoding for the sequences the plan split,
+// version 1 for the others.
+void attention(const AttentionParams& p, cudaStream_t stream) {
+  if (p.split_seqs < p.n_seqs) attention_v1(p, stream);
+  if (p.split_seqs > 0) attention_decode(p, stream);
 }
 
 }  // namespace chai::cuda

@@ -31,6 +31,7 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(int device) : device_(device) {
     cuda_check(cudaSetDevice(device_), "cudaSetDevice");
     cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    cuda_check(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device_), "cudaDeviceGetAttribute");
   }
   ~CudaBackend() override {
     cudaSetDevice(device_);
@@ -65,6 +66,8 @@ class CudaBackend final : public Backend {
   void synchronize() override {
     on_stream([&] { cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); });
   }
+  // Eight blocks per multiprocessor: enough warps in flight to keep memory busy.
+  int fill_blocks() const override { return 8 * multiprocessors_; }
 
  protected:
   void run_matmul(const TensorView& x, const TensorView& w, const TensorView& y) override {
@@ -118,6 +121,7 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
+  int multiprocessors_ = 0;
   cudaStream_t stream_ = nullptr;
   std::mutex mutex_;
 };

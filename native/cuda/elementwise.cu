@@ -64,10 +64,10 @@ template <typename T>
 __global__ void store_kv_kernel(KvStoreParams p) {
   const int i = blockIdx.x, g = blockIdx.y;
   const int t = p.pos0 + i;
-  const int32_t page = p.table[g * p.max_pages + t / p.page_tokens];
-  if (page < 0) return;
+  const int64_t slot = kv_slot(p.table, p.max_pages, p.page_tokens, g, t);
+  if (slot < 0) return;  // K of a head this sequence does not keep
   const float* src = p.src + (size_t(i) * p.n_heads + g) * p.head_dim;
-  T* dst = static_cast<T*>(p.pool) + (size_t(page) * p.page_tokens + t % p.page_tokens) * p.head_dim;
+  T* dst = static_cast<T*>(p.pool) + slot * p.head_dim;
   for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x) store(dst + d, src[d]);
 }
 

@@ -17,6 +17,8 @@ void rope(const TensorView& x, int head_dim, const int32_t* positions, float bas
 void swiglu(const TensorView& gate, const TensorView& up, cudaStream_t stream);
 void add(const TensorView& x, const TensorView& y, cudaStream_t stream);
 void attention(const AttentionParams& p, cudaStream_t stream);
+// Attention version 2, the sequences with n_chunks > 0: split-KV decoding, then the merge.
+void attention_decode(const AttentionParams& p, cudaStream_t stream);
 void store_kv(const KvStoreParams& p, cudaStream_t stream);
 void head_features(const HeadFeatureParams& p, cudaStream_t stream);
 

@@ -27,7 +27,6 @@ struct AttentionProblem {
   int tokens = 0, max_pages = 0;
   std::vector<float> q, keys, values;  // keys/values: [tokens, n_kv_heads * head_dim]
   std::vector<int32_t> reps, offsets, members;
-  int max_members = 0;
   std::vector<int32_t> k_table, v_table;  // pages in a shuffled pool; K absent for unused KV heads
   int pool_pages = 0;
 };
@@ -58,7 +57,6 @@ inline AttentionProblem make_attention_problem(const AttentionShape& s, uint32_t
     p.reps.push_back(members[rng() % members.size()]);
     p.members.insert(p.members.end(), members.begin(), members.end());
     p.offsets.push_back(int32_t(p.members.size()));
-    p.max_members = std::max(p.max_members, int(members.size()));
   }
 
   // Pages: V for every KV head, K only for KV heads some representative reads.
@@ -114,18 +112,28 @@ inline std::vector<double> attention_ref(const AttentionProblem& p, float scale)
   return out;
 }
 
+// How a call is planned: the kernel version, and for version 2 the keys per chunk (0: the
+// planner's choice for this backend).
+struct AttentionRun {
+  int version = 1;
+  int forced_chunk = 0;
+  std::string name() const {
+    return "v" + std::to_string(version) + (forced_chunk ? " chunk=" + std::to_string(forced_chunk) : std::string());
+  }
+};
+
 // Stores every problem's keys and values through the backend's store_kv into one shared pool,
-// then runs all of them as one batched attention call. The problems must agree on heads, head
-// size and page size. Returns each problem's output.
+// then runs all of them as one batched attention call, planned as the engine plans it. The
+// problems must agree on heads, head size and page size. Returns each problem's output.
 inline std::vector<std::vector<float>> run_attention_batch(Backend& be, const std::vector<const AttentionProblem*>& problems,
-                                                           float scale) {
+                                                           float scale, const AttentionRun& run = {}) {
   const AttentionShape& s0 = problems[0]->shape;
   auto upload = [&](const void* data, size_t bytes) {
     auto b = std::make_unique<DeviceBuffer>(be, bytes);
     be.upload(b->get(), data, bytes);
     return b;
   };
-  int pool_pages = 0, rows = 0, max_n_q = 0, max_clusters = 0, max_members = 0;
+  int pool_pages = 0, rows = 0;
   for (const AttentionProblem* p : problems) pool_pages += p->pool_pages;
   // Unwritten slots would show: 0xFF bytes are NaN in f32 and in f16.
   const size_t page_bytes = size_t(s0.page_tokens) * dtype_row_bytes(problems[0]->kv_dtype, s0.head_dim);
@@ -148,11 +156,9 @@ inline std::vector<std::vector<float>> run_attention_batch(Backend& be, const st
     const int32_t* k_dev = static_cast<const int32_t*>(keep.back()->get());
     keep.push_back(upload(v_table.data(), v_table.size() * 4));
     const int32_t* v_dev = static_cast<const int32_t*>(keep.back()->get());
-    std::vector<int32_t> csr(p->reps);
-    csr.insert(csr.end(), p->offsets.begin(), p->offsets.end());
-    csr.insert(csr.end(), p->members.begin(), p->members.end());
-    keep.push_back(upload(csr.data(), csr.size() * 4));
-    const int32_t* csr_dev = static_cast<const int32_t*>(keep.back()->get());
+    const PackedClusters packed =
+        pack_clusters(p->reps, p->offsets, p->members, s.n_heads, s.n_kv_heads, s.head_dim, p->kv_dtype);
+    keep.push_back(upload(packed.data.data(), packed.data.size() * 4));
 
     KvStoreParams st;
     st.n = p->tokens;
@@ -172,27 +178,29 @@ inline std::vector<std::vector<float>> run_attention_batch(Backend& be, const st
     SequenceAttention sa;
     sa.k_table = k_dev;
     sa.v_table = v_dev;
-    sa.reps = csr_dev;
-    sa.offsets = csr_dev + s.n_clusters;
-    sa.members = csr_dev + 2 * s.n_clusters + 1;
+    point_clusters(sa, packed, static_cast<const int32_t*>(keep.back()->get()));
     sa.q_row = rows;
     sa.n_q = s.n_q;
     sa.pos0 = s.pos0;
     sa.max_pages = p->max_pages;
-    sa.n_clusters = s.n_clusters;
     seqs.push_back(sa);
     q.insert(q.end(), p->q.begin(), p->q.end());
     rows += s.n_q;
-    max_n_q = std::max(max_n_q, s.n_q);
-    max_clusters = std::max(max_clusters, s.n_clusters);
-    max_members = std::max(max_members, p->max_members);
   }
+  AttentionParams a;
+  a.version = run.version;
+  plan_attention_call(seqs.data(), int(seqs.size()), be.fill_blocks(), run.forced_chunk, a);
   auto q_dev = upload(q.data(), q.size() * 4);
   std::vector<float> poisoned_out(q.size(), NAN);
   auto out = upload(poisoned_out.data(), poisoned_out.size() * 4);
   auto seq_dev = upload(seqs.data(), seqs.size() * sizeof(SequenceAttention));
+  std::unique_ptr<DeviceBuffer> partials;
+  if (a.partial_slots > 0) {
+    std::vector<float> poison(partial_floats(a.partial_slots, s0.n_heads, s0.head_dim), NAN);
+    partials = upload(poison.data(), poison.size() * 4);
+    a.partials = static_cast<float*>(partials->get());
+  }
 
-  AttentionParams a;
   a.q = static_cast<const float*>(q_dev->get());
   a.out = static_cast<float*>(out->get());
   a.n_heads = s0.n_heads;
@@ -204,9 +212,6 @@ inline std::vector<std::vector<float>> run_attention_batch(Backend& be, const st
   a.page_tokens = s0.page_tokens;
   a.seqs = static_cast<const SequenceAttention*>(seq_dev->get());
   a.n_seqs = int(seqs.size());
-  a.max_n_q = max_n_q;
-  a.max_clusters = max_clusters;
-  a.max_members = max_members;
   be.attention(a);
   std::vector<float> all(q.size());
   be.download(all.data(), out->get(), out->bytes());
@@ -219,8 +224,8 @@ inline std::vector<std::vector<float>> run_attention_batch(Backend& be, const st
   return results;
 }
 
-inline std::vector<float> run_attention(Backend& be, const AttentionProblem& p, float scale) {
-  return run_attention_batch(be, {&p}, scale)[0];
+inline std::vector<float> run_attention(Backend& be, const AttentionProblem& p, float scale, const AttentionRun& run = {}) {
+  return run_attention_batch(be, {&p}, scale, run)[0];
 }
 
 // Sequences of one model (32 heads / 8 KV heads of 64): prefill and decode rows of unequal
@@ -241,6 +246,28 @@ inline const std::vector<AttentionShape>& attention_shapes() {
       {1100, 0, 16, 16, 8, 16, 16},  // the CPU takes queries in blocks here (score scratch bound)
   };
   return shapes;
+}
+
+// One query each (split-KV decoding), awkward on purpose: one key, pages of one token, clusters
+// of one, every head in one cluster (cut into several decode tasks where it exceeds a block),
+// odd head counts, GQA and MQA, head sizes from 8 to 256.
+inline const std::vector<AttentionShape>& decode_shapes() {
+  static const std::vector<AttentionShape> shapes = {
+      {1, 0, 1, 1, 8, 16, 1},        {1, 37, 8, 4, 8, 16, 8},      {1, 64, 7, 7, 16, 1, 3},
+      {1, 129, 32, 8, 128, 16, 32},  {1, 300, 32, 32, 128, 16, 1}, {1, 200, 6, 3, 96, 7, 6},
+      {1, 500, 4, 1, 64, 32, 2},     {1, 1000, 128, 128, 64, 16, 8}, {1, 70, 32, 32, 256, 16, 1},
+      {1, 255, 32, 32, 128, 16, 4},
+  };
+  return shapes;
+}
+
+// Keys per chunk that put chunk boundaries in awkward places for a sequence of n_keys keys:
+// one key per chunk, odd sizes, one short of the whole, the whole, and the planner's choice.
+inline std::vector<int> awkward_chunks(int n_keys) {
+  std::vector<int> chunks = {0, 1, 7, 64, std::max(1, n_keys - 1), n_keys};
+  std::sort(chunks.begin(), chunks.end());
+  chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
+  return chunks;
 }
 
 }  // namespace chai::testing

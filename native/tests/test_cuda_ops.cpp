@@ -81,6 +81,36 @@ int main() {
       suite.check_close(relative_error(gpu_out[i], cpu_out[i]), 1e-5,
                         "batched attention in one launch, sequence " + std::to_string(i) + ": " + problems[i].shape.name());
   }
+  // Every attention version against the CPU twin (version 1) at the awkward decode shapes;
+  // version 2 with chunk boundaries in awkward places, then in a mixed batch.
+  for (DType kv : {DType::F32, DType::F16})
+    for (const auto& shape : decode_shapes()) {
+      const auto problem = make_attention_problem(shape, seed++, kv);
+      const float scale = 1.0f / std::sqrt(float(shape.head_dim));
+      const auto want = run_attention(*cpu, problem, scale);
+      const std::string what = std::string(", ") + dtype_name(kv) + " cache, " + shape.name();
+      suite.check_close(relative_error(run_attention(*gpu, problem, scale), want), 1e-5, "decode v1" + what);
+      for (int chunk : awkward_chunks(shape.pos0 + 1)) {
+        const AttentionRun run{2, chunk};
+        suite.check_close(relative_error(run_attention(*gpu, problem, scale, run), want), 1e-5, "decode " + run.name() + what);
+      }
+    }
+  for (DType kv : {DType::F32, DType::F16}) {
+    std::vector<AttentionProblem> problems;
+    for (const auto& shape : attention_batch_shapes()) problems.push_back(make_attention_problem(shape, seed++, kv));
+    std::vector<const AttentionProblem*> batch;
+    for (const auto& p : problems) batch.push_back(&p);
+    const auto cpu_out = run_attention_batch(*cpu, batch, 0.125f);
+    for (int chunk : {0, 5, 64}) {
+      const AttentionRun run{2, chunk};
+      const auto gpu_out = run_attention_batch(*gpu, batch, 0.125f, run);
+      for (size_t i = 0; i < problems.size(); ++i)
+        suite.check_close(relative_error(gpu_out[i], cpu_out[i]), 1e-5,
+                          "mixed batch " + run.name() + ", " + dtype_name(kv) + ", sequence " + std::to_string(i) + ": " +
+                              problems[i].shape.name());
+    }
+  }
+
   for (auto [t0, heads, kv, hd] : {std::array<int, 4>{1, 1, 1, 8}, {5, 8, 4, 8}, {5, 32, 32, 128}, {7, 6, 2, 16}}) {
     const auto q = random_nonzero(size_t(t0) * heads * hd, seed++), k = random_nonzero(size_t(t0) * kv * hd, seed++);
     suite.check_close(relative_error(run_head_features(*gpu, q, k, t0, heads, kv, hd), run_head_features(*cpu, q, k, t0, heads, kv, hd)), 1e-5,
