@@ -34,6 +34,13 @@ constexpr int kAttentionVersions = 2;
 // CHAI_ATTENTION_VERSION from the environment (1 when unset); InvalidArgument if not 1..2.
 int attention_version_from_env();
 
+// Version 2 runs prompts (sequences of several queries) on tensor cores for f16 caches with head
+// size 64 or 128 (version 1 otherwise). Q and P are rounded to f16 there, so its results differ
+// from the f32 CPU twin by f16 rounding (relative error about 1e-3).
+CHAI_HOST_DEVICE bool tensor_core_prefill(int head_dim, DType kv_dtype) {
+  return kv_dtype == DType::F16 && (head_dim == 64 || head_dim == 128);
+}
+
 // One block of split-KV decoding: the representatives it scores (all read the same K head, so
 // a K row is loaded once for all of them: with GQA, every query head of a KV head) and the heads
 // whose outputs it accumulates, each with its own V rows.

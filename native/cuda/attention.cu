@@ -33,7 +33,7 @@ __device__ __forceinline__ const T* cache_row(const AttentionParams& b, const Se
 template <typename T>
 __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams b) {
   extern __shared__ float smem[];
-  const SequenceAttention p = b.seqs[blockIdx.z];
+  const SequenceAttention& p = b.seqs[blockIdx.z];
   const int c = blockIdx.x, i = blockIdx.y, tid = threadIdx.x;
   // The grid covers the batch's largest sequence; split-KV sequences (version 2) are not ours.
   if (c >= p.n_clusters || i >= p.n_q || p.n_chunks > 0) return;
@@ -102,9 +102,12 @@ void attention_v1(const AttentionParams& p, cudaStream_t stream) {
 }  // namespace
 
 // Version 1 for everything, or version 2: split-KV decoding for the sequences the plan split,
-// version 1 for the others.
+// tensor-core tiles for the others where their shape allows (version 1 otherwise).
 void attention(const AttentionParams& p, cudaStream_t stream) {
-  if (p.split_seqs < p.n_seqs) attention_v1(p, stream);
+  if (p.split_seqs < p.n_seqs) {
+    if (p.version >= 2 && tensor_core_prefill(p.head_dim, p.kv_dtype)) attention_prefill(p, stream);
+    else attention_v1(p, stream);
+  }
   if (p.split_seqs > 0) attention_decode(p, stream);
 }
 

@@ -19,6 +19,8 @@ void add(const TensorView& x, const TensorView& y, cudaStream_t stream);
 void attention(const AttentionParams& p, cudaStream_t stream);
 // Attention version 2, the sequences with n_chunks > 0: split-KV decoding, then the merge.
 void attention_decode(const AttentionParams& p, cudaStream_t stream);
+// Attention version 2, the other sequences: tensor-core tiles (tensor_core_prefill() shapes only).
+void attention_prefill(const AttentionParams& p, cudaStream_t stream);
 void store_kv(const KvStoreParams& p, cudaStream_t stream);
 void head_features(const HeadFeatureParams& p, cudaStream_t stream);
 

@@ -37,6 +37,30 @@ void store_kv(Backend& backend, const KvPool& pool, const LlamaConfig& c, const 
 // Workspace slots of a forward pass.
 enum Slot : size_t { kTokens, kPositions, kX, kH, kQ, kK, kV, kAtt, kGate, kUp, kPlan, kPartials, kPicked, kLogits };
 
+// The stacked rows of one forward pass, in workspace buffers: token ids and positions uploaded,
+// activations allocated.
+struct Activations {
+  const int32_t* tokens;
+  const int32_t* positions;
+  TensorView X, H, Q, K, V, A, G, U;
+
+  Activations(Backend& backend, Workspace& ws, const LlamaConfig& c, const std::vector<int32_t>& token_ids,
+              const std::vector<int32_t>& token_positions) {
+    const int64_t rows = int64_t(token_ids.size());
+    auto ints = [&](size_t slot, const std::vector<int32_t>& values) {
+      void* buffer = ws.get(slot, values.size() * sizeof(int32_t));
+      backend.upload(buffer, values.data(), values.size() * sizeof(int32_t));
+      return static_cast<const int32_t*>(buffer);
+    };
+    auto floats = [&](size_t slot, int64_t cols) { return rows_of(ws.get(slot, size_t(rows * cols) * 4), rows, cols); };
+    tokens = ints(kTokens, token_ids);
+    positions = ints(kPositions, token_positions);
+    X = floats(kX, c.n_embd), H = floats(kH, c.n_embd);
+    Q = floats(kQ, c.q_dim()), K = floats(kK, c.kv_dim()), V = floats(kV, c.kv_dim());
+    A = floats(kAtt, c.q_dim()), G = floats(kGate, c.n_ff), U = floats(kUp, c.n_ff);
+  }
+};
+
 // Logits only for the rows asked for: gather them, then one norm and one output product.
 void emit_logits(const std::vector<Session::BatchItem*>& items, const std::vector<StepSequence>& steps, Backend& backend,
                  Workspace& ws, const LlamaWeights& weights, const LlamaConfig& c, const void* x, void* h) {
@@ -282,9 +306,9 @@ std::vector<float> Session::evaluate(const std::vector<int32_t>& tokens, bool al
 
 // The requests of a batch that pass their checks, with their rows in the stacked batch; the
 // others keep their error.
-std::vector<Session::Admitted> Session::admit(std::vector<BatchItem>& items, int* rows) {
+std::vector<Session::Admitted> Session::admit(std::vector<BatchItem>& items) {
   std::vector<Admitted> seqs;
-  *rows = 0;
+  int rows = 0;
   for (BatchItem& item : items) {
     try {
       CHAI_REQUIRE(item.session != nullptr, ErrorCode::Internal, "batch item without a session");
@@ -298,8 +322,8 @@ std::vector<Session::Admitted> Session::admit(std::vector<BatchItem>& items, int
       }
       const int pos0 = item.session->prepare(item.tokens);
       const int n = int(item.tokens.size());
-      seqs.push_back({&item, {item.session, *rows, n, pos0}});
-      *rows += n;
+      seqs.push_back({&item, {item.session, rows, n, pos0}});
+      rows += n;
     } catch (...) {
       item.error = std::current_exception();
     }
@@ -326,8 +350,7 @@ void Session::before_attention(int layer, const StepSequence& sq, const TensorVi
 
 void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
   // 1. Admit the requests that pass their checks (cache room made for each).
-  int rows = 0;
-  std::vector<Admitted> seqs = admit(all_items, &rows);
+  std::vector<Admitted> seqs = admit(all_items);
   if (seqs.empty()) return;
 
   Session& first = *seqs[0].step.session;
@@ -336,7 +359,7 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
   Backend& backend = first.backend_;
   KvPool& pool = first.pool_;
   try {
-    // 2. Stack the batch's tokens and positions; bring page tables up to date.
+    // 2. Stack the batch's tokens and positions; bring page tables up to date; activations.
     std::vector<int32_t> tokens, positions;
     std::vector<StepSequence> steps;
     std::vector<BatchItem*> items;
@@ -352,23 +375,9 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
     Workspace* ws = first.workspace_;
     if (!ws) ws = (own = std::make_unique<Workspace>(backend)).get();
     auto in_use = ws->lock();
-    void* token_buf = ws->get(kTokens, size_t(rows) * sizeof(int32_t));
-    void* position_buf = ws->get(kPositions, size_t(rows) * sizeof(int32_t));
-    backend.upload(token_buf, tokens.data(), size_t(rows) * sizeof(int32_t));
-    backend.upload(position_buf, positions.data(), size_t(rows) * sizeof(int32_t));
-    const int32_t* pos = static_cast<const int32_t*>(position_buf);
-    void* x = ws->get(kX, size_t(rows) * c.n_embd * 4);
-    void* h = ws->get(kH, size_t(rows) * c.n_embd * 4);
-    void* q = ws->get(kQ, size_t(rows) * c.q_dim() * 4);
-    void* k = ws->get(kK, size_t(rows) * c.kv_dim() * 4);
-    void* v = ws->get(kV, size_t(rows) * c.kv_dim() * 4);
-    void* att = ws->get(kAtt, size_t(rows) * c.q_dim() * 4);
-    void* gate = ws->get(kGate, size_t(rows) * c.n_ff * 4);
-    void* up = ws->get(kUp, size_t(rows) * c.n_ff * 4);
-
-    const TensorView X = rows_of(x, rows, c.n_embd), H = rows_of(h, rows, c.n_embd);
-    const TensorView Q = rows_of(q, rows, c.q_dim()), K = rows_of(k, rows, c.kv_dim()), V = rows_of(v, rows, c.kv_dim());
-    const TensorView A = rows_of(att, rows, c.q_dim()), G = rows_of(gate, rows, c.n_ff), U = rows_of(up, rows, c.n_ff);
+    const Activations act(backend, *ws, c, tokens, positions);
+    const TensorView &X = act.X, &H = act.H, &Q = act.Q, &K = act.K, &V = act.V, &A = act.A, &G = act.G, &U = act.U;
+    const int32_t* pos = act.positions;
 
     // 3. Plan every layer's attention at once (one upload for the step).
     AttentionParams shape;
@@ -382,7 +391,7 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
 
     // 4. The layers.
     auto reading = pool.reading();  // the pool arena must not move while kernels read it
-    backend.embed(weights.token_embd, static_cast<const int32_t*>(token_buf), X);
+    backend.embed(weights.token_embd, act.tokens, X);
     for (int l = 0; l < c.n_layers; ++l) {
       const LlamaLayer& w = weights.layers[size_t(l)];
       backend.rmsnorm(X, w.attn_norm, c.rms_eps, H);
@@ -409,7 +418,7 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
       backend.add(X, H);
     }
     // 5. Logits of the rows asked for; the new tokens now count as cached.
-    emit_logits(items, steps, backend, *ws, weights, c, x, h);
+    emit_logits(items, steps, backend, *ws, weights, c, X.data, H.data);
     for (const StepSequence& sq : steps) sq.session->kv_.set_tokens(sq.pos0 + sq.n_q);
   } catch (...) {
     for (const Admitted& a : seqs) a.item->error = std::current_exception();

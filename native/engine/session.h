@@ -86,7 +86,7 @@ class Session {
     BatchItem* item;
     StepSequence step;
   };
-  static std::vector<Admitted> admit(std::vector<BatchItem>& items, int* rows);
+  static std::vector<Admitted> admit(std::vector<BatchItem>& items);
   void before_attention(int layer, const StepSequence& sq, const TensorView& Q, const TensorView& K, AttentionPlanner& planner,
                         std::shared_lock<std::shared_mutex>& reading);
   void upload_tables();

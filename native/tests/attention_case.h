@@ -261,6 +261,24 @@ inline const std::vector<AttentionShape>& decode_shapes() {
   return shapes;
 }
 
+// Prompts for the tensor-core tiles of version 2 (f16 cache, head size 64 or 128): row counts
+// around the 64-row tile and the 16-row warp tile, pages of one token, clusters of one and of
+// every head (cut into slices), odd head counts, GQA and MQA, prompts after a cached context.
+inline const std::vector<AttentionShape>& prefill_shapes() {
+  static const std::vector<AttentionShape> shapes = {
+      {2, 0, 4, 4, 64, 16, 2},      {63, 0, 8, 8, 128, 16, 8},    {65, 10, 8, 4, 64, 1, 3},
+      {130, 0, 7, 7, 64, 7, 3},     {77, 300, 32, 32, 128, 16, 1}, {200, 50, 32, 8, 128, 16, 32},
+      {129, 0, 4, 1, 64, 32, 2},    {17, 0, 32, 32, 128, 16, 4},
+  };
+  return shapes;
+}
+
+// Relative error allowed between a GPU version and the f32 CPU twin: rounding of f32 sums in
+// another order, or f16 rounding of Q and P where version 2 runs a prompt on tensor cores.
+inline double attention_tolerance(const AttentionShape& s, DType kv, int version) {
+  return version >= 2 && s.n_q > 1 && tensor_core_prefill(s.head_dim, kv) ? 2e-3 : 1e-5;
+}
+
 // Keys per chunk that put chunk boundaries in awkward places for a sequence of n_keys keys:
 // one key per chunk, odd sizes, one short of the whole, the whole, and the planner's choice.
 inline std::vector<int> awkward_chunks(int n_keys) {

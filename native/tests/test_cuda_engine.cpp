@@ -1,6 +1,7 @@
 // The whole engine on the GPU against the CPU: stories260K greedy tokens (full attention and
-// CHAI) and clusters. Exits 77 (ctest: skipped) with the reason when no device.
+// CHAI, every attention version) and clusters. Exits 77 (ctest: skipped) with the reason when no device.
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "core/backend.h"
@@ -44,28 +45,32 @@ int main() {
     auto model = LlamaModel::load(GgufFile::open(models + file));
     const LlamaConfig& c = model->config();
     ResidentWeights resident(model->weights(), *gpu);
-    for (auto [kv, clustered] : {std::pair{DType::F32, false}, {DType::F32, true}, {DType::F16, false}, {DType::F16, true}}) {
-      KvPool cpu_pool(*cpu, c.head_dim, 16, kv), gpu_pool(*gpu, c.head_dim, 16, kv);
-      std::optional<ChaiPlan> plan;
-      if (clustered) {
-        plan = ChaiPlan{};
-        plan->clustering.method = ClusterMethod::Agglomerative;
-        plan->clusters = {8, 8, 8, 4, 2};
+    for (int version = 1; version <= kAttentionVersions; ++version) {
+      for (auto [kv, clustered] : {std::pair{DType::F32, false}, {DType::F32, true}, {DType::F16, false}, {DType::F16, true}}) {
+        setenv("CHAI_ATTENTION_VERSION", std::to_string(version).c_str(), 1);  // read by the engine's planner each step
+        KvPool cpu_pool(*cpu, c.head_dim, 16, kv), gpu_pool(*gpu, c.head_dim, 16, kv);
+        std::optional<ChaiPlan> plan;
+        if (clustered) {
+          plan = ChaiPlan{};
+          plan->clustering.method = ClusterMethod::Agglomerative;
+          plan->clusters = {8, 8, 8, 4, 2};
+        }
+        Session on_cpu(c, model->weights(), *cpu, cpu_pool, 128, plan);
+        Session on_gpu(c, resident.weights(), *gpu, gpu_pool, 128, plan);
+        std::vector<float> lc, lg;
+        const auto a = greedy(on_cpu, prompt, 40, &lc);
+        const auto b = greedy(on_gpu, prompt, 40, &lg);
+        const std::string what = std::string(file) + (clustered ? " CHAI" : " full") + ", " + dtype_name(kv) + " cache, attention v" +
+                                 std::to_string(version);
+        suite.check_close(relative_error(lg, lc), 1e-4, what + ": prompt logits GPU vs CPU");
+        suite.check(a == b, what + ": 40 greedy tokens equal the CPU's");
+        if (clustered)
+          for (int l = 3; l < 5; ++l)
+            suite.check(on_cpu.assignment(l)->membership == on_gpu.assignment(l)->membership &&
+                            on_cpu.assignment(l)->representatives == on_gpu.assignment(l)->representatives,
+                        what + ": layer " + std::to_string(l) + " clusters equal");
+        suite.check(on_gpu.cache_stats().k_bytes == on_cpu.cache_stats().k_bytes, what + ": same K bytes");
       }
-      Session on_cpu(c, model->weights(), *cpu, cpu_pool, 128, plan);
-      Session on_gpu(c, resident.weights(), *gpu, gpu_pool, 128, plan);
-      std::vector<float> lc, lg;
-      const auto a = greedy(on_cpu, prompt, 40, &lc);
-      const auto b = greedy(on_gpu, prompt, 40, &lg);
-      const std::string what = std::string(file) + (clustered ? " CHAI" : " full") + ", " + dtype_name(kv) + " cache";
-      suite.check_close(relative_error(lg, lc), 1e-4, what + ": prompt logits GPU vs CPU");
-      suite.check(a == b, what + ": 40 greedy tokens equal the CPU's");
-      if (clustered)
-        for (int l = 3; l < 5; ++l)
-          suite.check(on_cpu.assignment(l)->membership == on_gpu.assignment(l)->membership &&
-                          on_cpu.assignment(l)->representatives == on_gpu.assignment(l)->representatives,
-                      what + ": layer " + std::to_string(l) + " clusters equal");
-      suite.check(on_gpu.cache_stats().k_bytes == on_cpu.cache_stats().k_bytes, what + ": same K bytes");
     }
   }
   return suite.finish();

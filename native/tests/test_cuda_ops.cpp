@@ -95,6 +95,15 @@ int main() {
         suite.check_close(relative_error(run_attention(*gpu, problem, scale, run), want), 1e-5, "decode " + run.name() + what);
       }
     }
+  for (DType kv : {DType::F32, DType::F16})
+    for (const auto& shapes : {attention_shapes(), prefill_shapes()})
+      for (const auto& shape : shapes) {
+        const auto problem = make_attention_problem(shape, seed++, kv);
+        const float scale = 1.0f / std::sqrt(float(shape.head_dim));
+        const AttentionRun run{2, 0};
+        suite.check_close(relative_error(run_attention(*gpu, problem, scale, run), run_attention(*cpu, problem, scale)),
+                          attention_tolerance(shape, kv, 2), std::string("attention v2, ") + dtype_name(kv) + " cache, " + shape.name());
+      }
   for (DType kv : {DType::F32, DType::F16}) {
     std::vector<AttentionProblem> problems;
     for (const auto& shape : attention_batch_shapes()) problems.push_back(make_attention_problem(shape, seed++, kv));
@@ -105,7 +114,7 @@ int main() {
       const AttentionRun run{2, chunk};
       const auto gpu_out = run_attention_batch(*gpu, batch, 0.125f, run);
       for (size_t i = 0; i < problems.size(); ++i)
-        suite.check_close(relative_error(gpu_out[i], cpu_out[i]), 1e-5,
+        suite.check_close(relative_error(gpu_out[i], cpu_out[i]), attention_tolerance(problems[i].shape, kv, 2),
                           "mixed batch " + run.name() + ", " + dtype_name(kv) + ", sequence " + std::to_string(i) + ": " +
                               problems[i].shape.name());
     }

@@ -1,6 +1,7 @@
 // The CPU engine on the test model: loads, and the forward pass is consistent with itself
 // (one prefill equals token-by-token decoding; rewinding replays exactly).
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "core/backend.h"
@@ -96,6 +97,36 @@ int main() {
     suite.check(b2.assignment(3)->membership == b1.assignment(3)->membership, "batched CHAI chooses the same clusters");
     suite.check(items[3].logits == c1.evaluate({prompt[7]}, false), "batched decode equals running alone");
     suite.check(items[2].error != nullptr && items[2].logits.empty() && bad.n_past() == 0, "a bad request fails alone");
+  }
+
+  // Attention version 2 (split-KV decoding on the CPU twin) decodes what version 1 decodes, for
+  // full attention and CHAI, and a bad version is a typed error.
+  {
+    ChaiPlan plan;
+    plan.clustering.method = ClusterMethod::Agglomerative;
+    plan.clusters = {8, 8, 4, 2, 1};
+    for (bool clustered : {false, true}) {
+      std::vector<std::vector<float>> logits[2];
+      for (int version : {1, 2}) {
+        setenv("CHAI_ATTENTION_VERSION", std::to_string(version).c_str(), 1);
+        Session s(c, model->weights(), *cpu, pool, 64, clustered ? std::optional<ChaiPlan>(plan) : std::nullopt);
+        logits[version - 1].push_back(s.evaluate(prompt, false));
+        for (int i = 0; i < 20; ++i) logits[version - 1].push_back(s.evaluate({int32_t(100 + 7 * i)}, false));
+      }
+      double worst = 0;
+      for (size_t i = 0; i < logits[0].size(); ++i) worst = std::max(worst, relative_error(logits[1][i], logits[0][i]));
+      suite.check_close(worst, 1e-5, std::string("attention v2 decode logits == v1, ") + (clustered ? "CHAI" : "full"));
+    }
+    setenv("CHAI_ATTENTION_VERSION", "7", 1);
+    Session s(c, model->weights(), *cpu, pool, 64);
+    bool typed = false;
+    try {
+      s.evaluate({1, 2}, false);
+    } catch (const Error& e) {
+      typed = e.code() == ErrorCode::InvalidArgument && s.n_past() == 0;
+    }
+    suite.check(typed, "CHAI_ATTENTION_VERSION=7 is InvalidArgument, session intact");
+    unsetenv("CHAI_ATTENTION_VERSION");
   }
 
   const size_t in_use = pool.pages_in_use();
