@@ -110,7 +110,8 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(AttentionParams 
         }
       }
 #pragma unroll
-      for (int r = 0; r < kDecodeMaxReps; ++r) dot[r] = row_sum<kLanes>(dot[r]);
+      for (int r = 0; r < kDecodeMaxReps; ++r)
+        if (r < n_reps) dot[r] = row_sum<kLanes>(dot[r]);  // n_reps is the same for the whole block
       if (lane == 0 && jj < tile) {
 #pragma unroll
         for (int r = 0; r < kDecodeMaxReps; ++r)

@@ -273,6 +273,15 @@ inline const std::vector<AttentionShape>& prefill_shapes() {
   return shapes;
 }
 
+// Unallocates page `page` of KV head 0's V (table entry -1) and zeroes the values it would hold,
+// which is what a backend that never reads a missing page must compute.
+inline void drop_value_page(AttentionProblem& p, int page) {
+  const AttentionShape& s = p.shape;
+  p.v_table[size_t(page)] = -1;
+  for (int t = page * s.page_tokens; t < std::min(p.tokens, (page + 1) * s.page_tokens); ++t)
+    std::fill_n(p.values.begin() + std::ptrdiff_t(size_t(t) * s.n_kv_heads * s.head_dim), s.head_dim, 0.0f);
+}
+
 // Relative error allowed between a GPU version and the f32 CPU twin: rounding of f32 sums in
 // another order, or f16 rounding of Q and P where version 2 runs a prompt on tensor cores.
 inline double attention_tolerance(const AttentionShape& s, DType kv, int version) {

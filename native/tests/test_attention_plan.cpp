@@ -125,6 +125,19 @@ int main() {
     }
   }
 
+  // The CPU never reads an unallocated page either: it stops with Internal (a bug of ours).
+  for (int version : {1, 2}) {
+    auto problem = make_attention_problem({1, 100, 8, 4, 64, 16, 2}, seed++);
+    drop_value_page(problem, 2);
+    bool typed = false;
+    try {
+      run_attention(*cpu, problem, 0.125f, AttentionRun{version, 0});
+    } catch (const Error& e) {
+      typed = e.code() == ErrorCode::Internal;
+    }
+    suite.check(typed, "version " + std::to_string(version) + " on the CPU: an unallocated page is an Internal error, never read");
+  }
+
   // A split plan without its partials buffer is refused before any kernel runs.
   {
     const auto problem = make_attention_problem({1, 300, 8, 8, 64, 16, 2}, seed++);

@@ -120,6 +120,18 @@ int main() {
     }
   }
 
+  // An unallocated page (-1) is never dereferenced: its V rows count as zeros, in every version.
+  for (int version = 1; version <= kAttentionVersions; ++version)
+    for (DType kv : {DType::F32, DType::F16})
+      for (const AttentionShape& shape : {AttentionShape{1, 100, 8, 4, 64, 16, 2}, AttentionShape{70, 30, 8, 4, 64, 16, 2}}) {
+        auto problem = make_attention_problem(shape, seed++, kv);
+        drop_value_page(problem, 2);
+        const float scale = 0.125f;
+        suite.check_close(relative_error(run_attention(*gpu, problem, scale, AttentionRun{version, 0}), attention_ref(problem, scale)),
+                          attention_tolerance(shape, kv, version),
+                          "v" + std::to_string(version) + " skips an unallocated page, " + dtype_name(kv) + " cache, " + shape.name());
+      }
+
   for (auto [t0, heads, kv, hd] : {std::array<int, 4>{1, 1, 1, 8}, {5, 8, 4, 8}, {5, 32, 32, 128}, {7, 6, 2, 16}}) {
     const auto q = random_nonzero(size_t(t0) * heads * hd, seed++), k = random_nonzero(size_t(t0) * kv * hd, seed++);
     suite.check_close(relative_error(run_head_features(*gpu, q, k, t0, heads, kv, hd), run_head_features(*cpu, q, k, t0, heads, kv, hd)), 1e-5,
