@@ -264,10 +264,11 @@ void attention_prefill(const AttentionParams& p, cudaStream_t stream) {
                "prefill attention: no tensor-core kernel for this head size and cache type");
   CHAI_REQUIRE(p.n_seqs <= 65535 && size_t(p.max_clusters) * p.max_members <= 65535, ErrorCode::Unsupported,
                "CUDA attention takes at most 65535 sequences and cluster slices per call");
-  // Full attention (clusters of one head) takes one head per block; CHAI clusters two heads per
-  // block, so each tile of a representative's scores serves two heads.
+  // Full attention (clusters of one head) takes one head per block; CHAI clusters as many heads
+  // per block as registers hold accumulators for (two of 128 dimensions, four of 64), so each
+  // tile of a representative's scores serves that many heads.
   const bool clustered = p.max_members > 1;
-  if (p.head_dim == 64) return clustered ? launch_prefill<64, 2>(p, stream) : launch_prefill<64, 1>(p, stream);
+  if (p.head_dim == 64) return clustered ? launch_prefill<64, 4>(p, stream) : launch_prefill<64, 1>(p, stream);
   return clustered ? launch_prefill<128, 2>(p, stream) : launch_prefill<128, 1>(p, stream);
 }
 
