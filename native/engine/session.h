@@ -5,9 +5,8 @@
 #include <exception>
 #include <memory>
 #include <optional>
-#include <vector>
-
 #include <shared_mutex>
+#include <vector>
 
 #include "attention_planner.h"
 #include "chai/clustering.h"
