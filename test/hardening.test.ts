@@ -214,11 +214,11 @@ describe('9. the command line', () => {
     const model = path.join(cwd, 'model.gguf'); // no model.chai.json beside it
     fs.copyFileSync(mha, model);
     const evaluated = run(['eval', '--model', model, '--data', data, '--plan', 'auto', '--windows', '1', '--window-tokens', '16', '--json'], cwd);
-    expect(evaluated.stderr).toMatch(/--plan auto: no plan at .*model\.chai\.json, using the default plan/);
+    expect(evaluated.stderr).toMatch(/no cluster plan at .*model\.chai\.json: --plan auto uses the default plan/);
     expect(evaluated.status).toBe(0);
     expect(JSON.parse(evaluated.stdout).windows).toBe(1);
     const bench = run(['bench', '--model', model, '--plan', 'auto', '--sessions', '1', '--json'], cwd);
-    expect(bench.stderr).toMatch(/using the default plan/);
+    expect(bench.stderr).toMatch(/--plan auto uses the default plan/);
     expect(bench.status).toBe(0);
     expect(JSON.parse(bench.stdout).rows.map((r: { attention: string }) => r.attention)).toEqual(['full attention', 'CHAI plan']);
   });

@@ -87,6 +87,6 @@ export async function withFlags(flags: Record<string, string>, work: () => Promi
 export function planFlag(value: string, model: Model): ClusterPlan | 'auto' {
   if (value !== 'auto') return ClusterPlan.load(value);
   const beside = planPathFor(model.path);
-  if (!fs.existsSync(beside)) note(`--plan auto: no plan at ${beside}, using the default plan (make one with 'chai-attn calibrate')`);
+  if (!fs.existsSync(beside)) note(`no cluster plan at ${beside}: --plan auto uses the default plan (make one with 'chai-attn calibrate')`);
   return 'auto';
 }
