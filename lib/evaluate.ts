@@ -62,7 +62,7 @@ export function evaluationWindows(model: Model, text: string, windowTokens: numb
   const paragraphs = text.split(/\n\s*\n/).map((p) => p.trim()).filter(Boolean);
   const candidates = paragraphs.map((p) => model.tokenizer.encode(p).slice(0, windowTokens)).filter((t) => t.length === windowTokens);
   if (candidates.length === 0) {
-    throw new ChaiError('E_INVALID_ARGUMENT', `the evaluation text has no paragraph of ${windowTokens} tokens or more: lower windowTokens`);
+    throw new ChaiError('E_INVALID_ARGUMENT', `the evaluation text has no paragraph of ${windowTokens} tokens or more: lower windowTokens`, { option: 'windowTokens' });
   }
   if (candidates.length <= count) return candidates;
   return Array.from({ length: count }, (_, i) => candidates[Math.floor((i * candidates.length) / count)]);

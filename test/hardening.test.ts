@@ -229,6 +229,8 @@ describe('9. the command line', () => {
     [['generate', '--model', STORIES, '--prompt', 'a', '--top-p', '2'], /E_INVALID_ARGUMENT: --top-p must be in \(0, 1\]/],
     [['generate', '--model', STORIES, '--prompt', 'a', '--context', '99999'], /E_INVALID_ARGUMENT: --context must be an integer in 1\.\.2048/],
     [['generate', '--model', STORIES, '--prompt', 'a', '--seed', '4294967297'], /E_INVALID_ARGUMENT: --seed must be an integer in \[0, 2\*\*32\)/],
+    [['generate', '--model', STORIES, '--prompt', 'a', '--device', 'tpu'], /E_INVALID_ARGUMENT: unknown --device 'tpu'/],
+    [['eval', '--model', STORIES, '--data', data, '--window-tokens', '100000'], /lower --window-tokens/],
     [['calibrate', '--model', STORIES, '--data', data, '--out', '/dev/null', '--t0', '99'], /E_INVALID_ARGUMENT: --t0 must be/],
   ])('errors name the flag typed: %j', (args, message) => {
     const r = run(args);

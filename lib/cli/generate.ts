@@ -13,6 +13,7 @@ const FLAGS = {
   topP: '--top-p',
   seed: '--seed',
   kvCacheType: '--kv-cache',
+  device: '--device',
   chai: '--plan',
 };
 
