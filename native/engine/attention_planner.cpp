@@ -41,8 +41,9 @@ void AttentionPlanner::reserve_partials() {
 }
 
 void AttentionPlanner::replan(int layer) {
-  describe(layer);
-  const size_t bytes = size_t(plan_.n_seqs) * sizeof(SequenceAttention);
+  // The later layers too: a page table that grew lives in a new buffer.
+  for (int l = layer; l < plan_.n_layers; ++l) describe(l);
+  const size_t bytes = size_t(plan_.n_layers - layer) * plan_.n_seqs * sizeof(SequenceAttention);
   backend_.upload(device_ + size_t(layer) * plan_.n_seqs, plan_.layer(layer), bytes);
   reserve_partials();
 }

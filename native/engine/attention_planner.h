@@ -1,6 +1,7 @@
 // The attention planner: turns a batch of sessions into the step's AttentionPlan (page tables,
 // clusters and the split-KV chunking of every layer), uploaded in one copy per step instead of
-// one per layer; a layer whose clusters are chosen during the step is planned again alone.
+// one per layer; when a layer's clusters are chosen during the step, it and the layers after it
+// are planned again.
 #pragma once
 #include <vector>
 
@@ -26,7 +27,8 @@ class AttentionPlanner {
   AttentionPlanner(Backend& backend, Workspace& workspace, size_t plan_slot, size_t partials_slot, int n_layers,
                    const AttentionParams& shape, std::vector<StepSequence> seqs);
 
-  // Describes `layer` again (its clusters or pages changed during the step) and uploads it.
+  // Describes `layer` and the layers after it again (its clusters or pages changed during the
+  // step) and uploads them.
   void replan(int layer);
   // The call of one layer over the batch's rows of q and out.
   AttentionParams call(int layer, const float* q, float* out, const void* pool) const;
