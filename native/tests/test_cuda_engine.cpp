@@ -1,7 +1,6 @@
 // The whole engine on the GPU against the CPU: stories260K greedy tokens (full attention and
 // CHAI) and clusters. Exits 77 (ctest: skipped) with the reason when no device.
 #include <algorithm>
-#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -38,9 +37,7 @@ int main() {
     return 77;
   }
   Suite suite("cuda_engine");
-  // CHAI_MODELS names the models folder where ../shared is absent (a lent GPU machine).
-  const char* models_env = std::getenv("CHAI_MODELS");
-  const std::string models = models_env && *models_env ? std::string(models_env) + "/" : std::string(CHAI_SHARED_DIR) + "/models/";
+  const std::string models = models_dir(CHAI_SHARED_DIR);
   auto cpu = make_cpu_backend(0);
   auto gpu = make_cuda_backend(0);
   const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 432, 383, 286};

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "matmul_bounds.h"
 #include "op_runner.h"
 #include "testing.h"
 
@@ -15,20 +16,6 @@ using namespace chai;
 using namespace chai::testing;
 
 namespace {
-
-// Relative error the CPU twin (f32 arithmetic on the decoded weights) allows each path:
-// - f32 arithmetic in another summation order: rounding only.
-// - f16 tiles (version 2 from 16 rows): x is rounded to f16 (relative 2^-11 at most) and so is
-//   d * q for Q8_0 (F16 and BF16 weights convert exactly): about 4e-4 on random inputs.
-// - int8 activations (version 2 GEMV, Q8_0 weights, k % 64 == 0): x rounded to a step of
-//   max|x| / 127 per block of 32: about 4e-3 on uniform inputs.
-constexpr double kF32Bound = 1e-5, kF16TileBound = 1e-3, kInt8Bound = 1e-2;
-
-double bound_for(int version, DType dt, const MatmulShape& s) {
-  if (version == 1 || dt == DType::F32) return kF32Bound;
-  if (s.n >= 16) return kF16TileBound;
-  return dt == DType::Q8_0 && s.k % 64 == 0 ? kInt8Bound : kF32Bound;
-}
 
 const std::vector<MatmulShape> kShapes = {
     {1, 1, 1},      {1, 7, 13},     {1, 300, 1000}, {1, 129, 4104}, {2, 65, 264},   {3, 17, 33},   {5, 300, 512},
@@ -67,7 +54,7 @@ int main(int argc, char** argv) {
       const HostWeights w(random_nonzero(size_t(s.m) * s.k, seed++), dt);
       const auto want = run_matmul(*cpu, x, w, s.n, s.m, s.k);
       const auto got = run_matmul(*gpu, x, w, s.n, s.m, s.k);
-      suite.check_close(relative_error(got, want), bound_for(version, dt, s),
+      suite.check_close(relative_error(got, want), matmul_error_bound(version, dt, s.n, s.k),
                         "v" + version_arg + " matmul " + dtype_name(dt) + " n=" + std::to_string(s.n) +
                             " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k));
     }
