@@ -259,7 +259,11 @@ for bench in ops attention; do
     json="$work/$bench-v$version.json"
     if run_logged "$work/bench_$bench-v$version.log" timeout "$bench_timeout" "$build/native/bench/bench_$bench" "${quick_arg[@]}" \
          --version "$version" --out "$json"; then
-      record "bench_$bench v$version" pass "$(since "$t")" "${json#"$root"/}"
+      if python3 -c 'import json,sys; sys.exit(not any(not str(r.get("backend", "cuda")).startswith("cpu") for r in json.load(open(sys.argv[1]))["rows"]))' "$json"; then
+        record "bench_$bench v$version" pass "$(since "$t")" "${json#"$root"/}"
+      else
+        record "bench_$bench v$version" fail "$(since "$t")" "no CUDA rows: $(grep -m1 'not benchmarked' "$work/bench_$bench-v$version.log" || true)"
+      fi
     else
       record "bench_$bench v$version" fail "$(since "$t")" "exit status non-zero: $(tail -2 "$work/bench_$bench-v$version.log" | tr '\n' ' ')"
     fi

@@ -37,30 +37,27 @@ struct Chunk<float> {
     f[0] = __uint_as_float(raw.x), f[1] = __uint_as_float(raw.y), f[2] = __uint_as_float(raw.z), f[3] = __uint_as_float(raw.w);
   }
 };
-template <>
-struct Chunk<__half> {
+
+__device__ __forceinline__ float2 to_float2(__half2 v) { return __half22float2(v); }
+__device__ __forceinline__ float2 to_float2(__nv_bfloat162 v) { return __bfloat1622float2(v); }
+
+// 16-bit types: eight values, read as four pairs.
+template <typename Pair>
+struct Chunk16 {
   static constexpr int kValues = 8;
   static __device__ __forceinline__ void decode(const uint4& raw, float (&f)[kValues]) {
     const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const float2 pair = __half22float2(*reinterpret_cast<const __half2*>(&words[i]));
+      const float2 pair = to_float2(*reinterpret_cast<const Pair*>(&words[i]));
       f[2 * i] = pair.x, f[2 * i + 1] = pair.y;
     }
   }
 };
 template <>
-struct Chunk<__nv_bfloat16> {
-  static constexpr int kValues = 8;
-  static __device__ __forceinline__ void decode(const uint4& raw, float (&f)[kValues]) {
-    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 pair = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&words[i]));
-      f[2 * i] = pair.x, f[2 * i + 1] = pair.y;
-    }
-  }
-};
+struct Chunk<__half> : Chunk16<__half2> {};
+template <>
+struct Chunk<__nv_bfloat16> : Chunk16<__nv_bfloat162> {};
 
 // Sums each accumulator over the warp; lane 0 writes those inside y.
 template <int kTok>
