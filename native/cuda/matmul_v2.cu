@@ -31,10 +31,8 @@ int matmul_version_from_env() {
 }
 
 void matmul_v2(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream) {
-  const bool f16_tiles = w.dtype == DType::F16 || w.dtype == DType::BF16 || w.dtype == DType::Q8_0;
-  if (x.rows >= kGemmMinRows && f16_tiles) return gemm_f16(x, w, y, stream);
-  if (x.rows < kGemmMinRows && gemv(x, w, y, scratch, stream)) return;
-  matmul(x, w, y, stream);  // version 1 (f32 weights keep f32 arithmetic in prefill)
+  const bool done = x.rows >= kGemmMinRows ? gemm_f16(x, w, y, stream) : gemv(x, w, y, scratch, stream);
+  if (!done) matmul(x, w, y, stream);  // version 1
 }
 
 }  // namespace chai::cuda

@@ -32,13 +32,14 @@ class DeviceScratch {
   size_t bytes_ = 0;
 };
 
-// Version 2: the GEMM from kGemmMinRows rows, the GEMV below; shapes and types that neither
-// covers (f32 weights from kGemmMinRows rows, unaligned rows in the GEMV) run version 1.
+// Version 2: the GEMM from kGemmMinRows rows, the GEMV below; what neither takes (f32 weights
+// from kGemmMinRows rows, rows the GEMV cannot load 16 bytes at a time) runs version 1.
 void matmul_v2(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
 
-// The pieces, for matmul_v2. gemm_f16 takes F16, BF16 and Q8_0 weights, any n, m, k.
-void gemm_f16(const TensorView& x, const TensorView& w, const TensorView& y, cudaStream_t stream);
-// Returns false, launching nothing, when w's type or the alignment of x, w or k does not suit it.
+// The pieces, for matmul_v2; each returns false, launching nothing, when it does not take w's
+// type. gemm_f16 takes F16, BF16 and Q8_0 weights (one SegmentLoader each), any n, m, k.
+bool gemm_f16(const TensorView& x, const TensorView& w, const TensorView& y, cudaStream_t stream);
+// gemv also returns false when the alignment of x, w or k does not suit its loads.
 bool gemv(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
 
 }  // namespace chai::cuda
