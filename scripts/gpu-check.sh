@@ -42,6 +42,15 @@ failures=()
 summary=()
 start_all=$(date +%s)
 
+# A time budget (--quick: 8 minutes, inside a 10-minute device call; else 1 hour): stages after the
+# build get what is left, so the results JSON is always written; a stage cut short fails.
+budget=$([ $quick -eq 1 ] && echo 480 || echo 3600)
+# stage_timeout MAX: seconds a stage may take now (MAX at most; 30 s stay for the results).
+stage_timeout() {
+  local left=$(( start_all + budget - 30 - $(date +%s) ))
+  [ "$left" -ge 1 ] || left=1  # timeout 0 would mean no limit at all
+  [ "$left" -lt "$1" ] && echo "$left" || echo "$1"
+}
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 log() { echo "== [$(date -u +%H:%M:%S) +$(( $(date +%s) - start_all ))s] $*"; }
@@ -189,7 +198,7 @@ else
 fi
 t=$(now)
 ctest_rc=0
-ctest --test-dir "$build" --output-on-failure --timeout 300 "${exclude[@]}" > "$work/ctest.log" 2>&1 || ctest_rc=$?
+timeout "$(stage_timeout 300)" ctest --test-dir "$build" --output-on-failure --timeout 240 "${exclude[@]}" > "$work/ctest.log" 2>&1 || ctest_rc=$?
 ctest_line="$(grep -E 'tests passed|tests failed' "$work/ctest.log" | tail -1 || true)"
 skipped="$(grep -E '\*\*\*Skipped|Not Run' "$work/ctest.log" | sed -E 's/.*Test +#[0-9]+: ([^ ]+).*/\1/' | sort -u | tr '\n' ' ' || true)"
 if [ -n "$skipped" ]; then
@@ -225,13 +234,19 @@ EOF
       slog="$work/sanitizer-$tool-$name.log"
       rc=0
       IFS=$'\t' read -r -a argv <<< "$cmd"
-      timeout 300 "$sanitizer" --tool "$tool" --report-api-errors no --error-exitcode 99 "${argv[@]}" < /dev/null > "$slog" 2>&1 || rc=$?
+      limit=$(stage_timeout "$([ $quick -eq 1 ] && echo 120 || echo 600)")
+      if [ "$limit" -lt 10 ]; then
+        printf '%s\t%s\t%s\t%s\n' "$tool" "$name" fail "not run: the time budget is spent" >> "$work/sanitizers.tsv"
+        sanitizer_failures=$((sanitizer_failures + 1))
+        continue
+      fi
+      timeout "$limit" "$sanitizer" --tool "$tool" --report-api-errors no --error-exitcode 99 "${argv[@]}" < /dev/null > "$slog" 2>&1 || rc=$?
       if grep -qiE "device not supported|unable to (initialize|find)|not supported on this (device|platform)" "$slog"; then
         refused="$(grep -m1 -iE "device not supported|unable to|not supported" "$slog")"
         break
       fi
       if [ $rc -eq 0 ]; then status=clean
-      elif [ $rc -eq 124 ]; then status="timed out (300 s)"
+      elif [ $rc -eq 124 ]; then status="timed out ($limit s)"
       elif [ $rc -eq 99 ]; then status="errors: $(grep -m1 'ERROR SUMMARY' "$slog" || true)"
       else status="exit $rc: $(grep -m1 -E 'FAIL|Error' "$slog" || tail -1 "$slog")"; fi
       printf '%s\t%s\t%s\t%s\n' "$tool" "$name" "$([ $rc -eq 0 ] && echo pass || echo fail)" "$status" >> "$work/sanitizers.tsv"
@@ -251,21 +266,24 @@ fi
 
 # ---- 5. benchmarks, each kernel version (each checks itself against the CPU twin first).
 quick_arg=()
-bench_timeout=600
-[ $quick -eq 0 ] || { quick_arg=(--quick); bench_timeout=150; }
+bench_max=600
+[ $quick -eq 0 ] || { quick_arg=(--quick); bench_max=120; }
 for bench in ops attention; do
   for version in 1 2; do
     t=$(now)
     json="$work/$bench-v$version.json"
-    if run_logged "$work/bench_$bench-v$version.log" timeout "$bench_timeout" "$build/native/bench/bench_$bench" "${quick_arg[@]}" \
-         --version "$version" --out "$json"; then
-      if python3 -c 'import json,sys; sys.exit(not any(not str(r.get("backend", "cuda")).startswith("cpu") for r in json.load(open(sys.argv[1]))["rows"]))' "$json"; then
-        record "bench_$bench v$version" pass "$(since "$t")" "${json#"$root"/}"
-      else
-        record "bench_$bench v$version" fail "$(since "$t")" "no CUDA rows: $(grep -m1 'not benchmarked' "$work/bench_$bench-v$version.log" || true)"
-      fi
+    blog="$work/bench_$bench-v$version.log"
+    limit=$(stage_timeout $bench_max)
+    rc=0
+    run_logged "$blog" timeout "$limit" "$build/native/bench/bench_$bench" "${quick_arg[@]}" --version "$version" --out "$json" || rc=$?
+    if [ $rc -eq 124 ]; then
+      record "bench_$bench v$version" fail "$(since "$t")" "timed out after $limit s"
+    elif [ $rc -ne 0 ]; then
+      record "bench_$bench v$version" fail "$(since "$t")" "exit status $rc: $(tail -2 "$blog" | tr '\n' ' ')"
+    elif python3 -c 'import json,sys; sys.exit(not any(not str(r.get("backend", "cuda")).startswith("cpu") for r in json.load(open(sys.argv[1]))["rows"]))' "$json"; then
+      record "bench_$bench v$version" pass "$(since "$t")" "${json#"$root"/}"
     else
-      record "bench_$bench v$version" fail "$(since "$t")" "exit status non-zero: $(tail -2 "$work/bench_$bench-v$version.log" | tr '\n' ' ')"
+      record "bench_$bench v$version" fail "$(since "$t")" "no CUDA rows: $(grep -m1 'not benchmarked' "$blog" || true)"
     fi
   done
 done
@@ -274,7 +292,7 @@ done
 # torch.matmul 4096^3 f16.
 t=$(now)
 if python3 -c "import torch; assert torch.cuda.is_available()" > /dev/null 2>&1; then
-  if run_logged "$work/torch.log" timeout 300 python3 "$root/scripts/sdpa_compare.py" --out "$work/torch.json" \
+  if run_logged "$work/torch.log" timeout "$(stage_timeout 180)" python3 "$root/scripts/sdpa_compare.py" --out "$work/torch.json" \
        --batch 1 --heads 32 --head-dim 128 --context 4096 --dtype f16 --matmul 4096; then
     record torch pass "$(since "$t")" "$(tr '\n' ';' < "$work/torch.log")"
   else
