@@ -1,17 +1,19 @@
 // Matmul version 2 for prefill (kGemmMinRows token rows or more) on tensor cores:
 // y[n, m] = x[n, k] · w[m, k]ᵀ with f16 operands and f32 accumulation.
 //
-// A block computes a 128 × 128 tile of y (128 tokens × 128 weight rows), walking k in steps
-// of 32. Its 8 warps each own 64 × 32 of the tile as 4 × 2 wmma 16×16×16 fragments. Each
-// thread stages one segment of 16 values of the x tile and one of the w tile: loaded from
-// global memory into registers one k step ahead, then converted (f32 -> f16) or dequantized
-// (BF16, Q8_0 -> f16) into the other of two shared-memory buffers. cp.async cannot convert on
-// the way, so the double buffering is register-staged. Values outside the matrix are zero, so
-// any n, m and k work. A new weight type is one more SegmentLoader.
+// x is first converted to f16 once (into the matmul scratch), so that its tiles are plain
+// copies. A block computes a 128 × 128 tile of y (128 tokens × 128 weight rows), walking k in
+// steps of 32 through two shared-memory buffers: while the warps multiply one, the next k step
+// is loaded into the other. Its 8 warps each own 64 × 32 of the tile as 4 × 2 wmma 16×16×16
+// fragments. Each thread loads one segment of 16 values of the x tile and one of the w tile:
+// f16 segments by cp.async straight into shared memory; BF16 and Q8_0 segments through
+// registers, converted or dequantized to f16 on the way (cp.async cannot). Values outside the
+// matrix are zero, so any n, m and k work. A new weight type is one more SegmentLoader.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <mma.h>
 
+#include <algorithm>
 #include <string>
 
 #include "../core/error.h"
@@ -48,12 +50,14 @@ __device__ __forceinline__ void store_halves(__half* dst, const float (&v)[kSegm
   out[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
 }
 
-// Loads values [c0, c0 + 16) of row `row` of a rows × k matrix (zeros outside it) and stores
-// them as f16. The generic loader works for any k and alignment, value by value.
+// Loads values [c0, c0 + 16) of row `row` of a rows × k matrix (zeros outside it) for the
+// shared-memory segment dst: load() starts it, store() completes it once the buffer is free
+// (the kernel waits for cp.async before its barrier). The generic loader works for any k and
+// alignment, value by value through registers.
 template <typename W, bool kVector>
 struct SegmentLoader {
   float v[kSegment];
-  __device__ __forceinline__ void load(const W* base, int row, int rows, int c0, int k) {
+  __device__ __forceinline__ void load(const W* base, int row, int rows, int c0, int k, __half*) {
     const W* r = base + size_t(row) * row_stride<W>(k);
 #pragma unroll
     for (int i = 0; i < kSegment; ++i) v[i] = (row < rows && c0 + i < k) ? weight_at(r, c0 + i) : 0.0f;
@@ -62,48 +66,35 @@ struct SegmentLoader {
 };
 
 // The vector loaders need k % 8 == 0 and 16-byte aligned rows: each group of 8 values is then
-// wholly inside or outside the matrix and one or two 16-byte loads.
+// wholly inside or outside the matrix and one 16-byte load.
+// f16 (x, and F16 weights): two 16-byte cp.async, the source size 0 (zero fill) outside.
 template <>
-struct SegmentLoader<float, true> {
-  float4 v[kSegment / 4];
-  __device__ __forceinline__ void load(const float* base, int row, int rows, int c0, int k) {
-    const float4* r = reinterpret_cast<const float4*>(base + size_t(row) * k + c0);
+struct SegmentLoader<__half, true> {
+  __device__ __forceinline__ void load(const __half* base, int row, int rows, int c0, int k, __half* dst) {
+    const __half* src = base + size_t(row) * k + c0;
+    const uint32_t to = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
 #pragma unroll
     for (int g = 0; g < 2; ++g) {
       const bool inside = row < rows && c0 + 8 * g < k;
-      v[2 * g] = inside ? __ldg(r + 2 * g) : make_float4(0, 0, 0, 0);
-      v[2 * g + 1] = inside ? __ldg(r + 2 * g + 1) : make_float4(0, 0, 0, 0);
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to + 16 * g),
+                   "l"(inside ? src + 8 * g : base), "r"(inside ? 16 : 0)
+                   : "memory");
     }
   }
-  __device__ __forceinline__ void store(__half* dst) const {
-    const float f[kSegment] = {v[0].x, v[0].y, v[0].z, v[0].w, v[1].x, v[1].y, v[1].z, v[1].w,
-                               v[2].x, v[2].y, v[2].z, v[2].w, v[3].x, v[3].y, v[3].z, v[3].w};
-    store_halves(dst, f);
-  }
+  __device__ __forceinline__ void store(__half*) const {}
 };
 
-// 16-bit weights: two 16-byte loads of 8 values.
-template <typename H>
-struct SegmentLoader16 {
+__device__ __forceinline__ void wait_async_copies() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
+// BF16: two 16-byte loads of 8 values, converted to f16 in store().
+template <>
+struct SegmentLoader<__nv_bfloat16, true> {
   uint4 v[2];
-  __device__ __forceinline__ void load(const H* base, int row, int rows, int c0, int k) {
+  __device__ __forceinline__ void load(const __nv_bfloat16* base, int row, int rows, int c0, int k, __half*) {
     const uint4* r = reinterpret_cast<const uint4*>(base + size_t(row) * k + c0);
 #pragma unroll
     for (int g = 0; g < 2; ++g) v[g] = (row < rows && c0 + 8 * g < k) ? __ldg(r + g) : make_uint4(0, 0, 0, 0);
   }
-};
-
-template <>
-struct SegmentLoader<__half, true> : SegmentLoader16<__half> {
-  __device__ __forceinline__ void store(__half* dst) const {
-    uint4* out = reinterpret_cast<uint4*>(dst);
-    out[0] = v[0];
-    out[1] = v[1];
-  }
-};
-
-template <>
-struct SegmentLoader<__nv_bfloat16, true> : SegmentLoader16<__nv_bfloat16> {
   __device__ __forceinline__ void store(__half* dst) const {
     float f[kSegment];
 #pragma unroll
@@ -125,7 +116,7 @@ template <bool kVector>
 struct SegmentLoader<BlockQ8_0, kVector> {
   uint16_t d;
   uint16_t q[kSegment / 2];
-  __device__ __forceinline__ void load(const BlockQ8_0* base, int row, int rows, int c0, int k) {
+  __device__ __forceinline__ void load(const BlockQ8_0* base, int row, int rows, int c0, int k, __half*) {
     const bool inside = row < rows && c0 < k;
     const BlockQ8_0* block = base + size_t(row) * (k / kQ8Block) + c0 / kQ8Block;
     const uint16_t* src = reinterpret_cast<const uint16_t*>(block->q + c0 % kQ8Block);
@@ -146,7 +137,7 @@ struct SegmentLoader<BlockQ8_0, kVector> {
 };
 
 template <typename W, bool kVector>
-__global__ void __launch_bounds__(kThreads, 1) gemm_f16_tiles(const float* __restrict__ x, const W* __restrict__ w,
+__global__ void __launch_bounds__(kThreads, 1) gemm_f16_tiles(const __half* __restrict__ x, const W* __restrict__ w,
                                                            float* __restrict__ y, int n, int m, int k) {
   // Two buffers, each the x tile then the w tile; reused as per-warp output staging at the end.
   __shared__ __align__(128) __half smem[2 * (kTileM + kTileN) * kLd];
@@ -157,12 +148,13 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_f16_tiles(const float* __res
   auto tile_x = [&](int buf) { return smem + buf * (kTileM + kTileN) * kLd; };
   auto tile_w = [&](int buf) { return smem + buf * (kTileM + kTileN) * kLd + kTileM * kLd; };
 
-  SegmentLoader<float, kVector> xs;
+  SegmentLoader<__half, kVector> xs;
   SegmentLoader<W, kVector> ws;
-  xs.load(x, row0 + seg_row, n, seg_col, k);
-  ws.load(w, col0 + seg_row, m, seg_col, k);
+  xs.load(x, row0 + seg_row, n, seg_col, k, tile_x(0) + seg_row * kLd + seg_col);
+  ws.load(w, col0 + seg_row, m, seg_col, k, tile_w(0) + seg_row * kLd + seg_col);
   xs.store(tile_x(0) + seg_row * kLd + seg_col);
   ws.store(tile_w(0) + seg_row * kLd + seg_col);
+  wait_async_copies();
   __syncthreads();
 
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kFragM][kFragN];
@@ -175,9 +167,11 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_f16_tiles(const float* __res
   for (int s = 0; s < steps; ++s) {
     const int cur = s & 1;
     const bool more = s + 1 < steps;
-    if (more) {  // issued before the math so that the loads are in flight during it
-      xs.load(x, row0 + seg_row, n, (s + 1) * kTileK + seg_col, k);
-      ws.load(w, col0 + seg_row, m, (s + 1) * kTileK + seg_col, k);
+    // Issued before the math so that the loads are in flight during it; cp.async may write the
+    // other buffer at once: it was last read before the previous barrier.
+    if (more) {
+      xs.load(x, row0 + seg_row, n, (s + 1) * kTileK + seg_col, k, tile_x(cur ^ 1) + seg_row * kLd + seg_col);
+      ws.load(w, col0 + seg_row, m, (s + 1) * kTileK + seg_col, k, tile_w(cur ^ 1) + seg_row * kLd + seg_col);
     }
     const __half* xt = tile_x(cur);
     const __half* wt = tile_w(cur);
@@ -195,10 +189,11 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_f16_tiles(const float* __res
         for (int j = 0; j < kFragN; ++j) wmma::mma_sync(acc[i][j], a, b[j], acc[i][j]);
       }
     }
-    if (more) {  // the other buffer was last read before the previous barrier
+    if (more) {
       xs.store(tile_x(cur ^ 1) + seg_row * kLd + seg_col);
       ws.store(tile_w(cur ^ 1) + seg_row * kLd + seg_col);
     }
+    wait_async_copies();
     __syncthreads();
   }
 
@@ -221,28 +216,38 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_f16_tiles(const float* __res
     }
 }
 
+__global__ void to_f16(const float* __restrict__ x, __half* __restrict__ out, size_t count) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x)
+    out[i] = __float2half_rn(x[i]);
+}
+
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename W>
-void launch(const TensorView& x, const TensorView& w, const TensorView& y, cudaStream_t stream) {
+void launch(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream) {
   const int n = int(x.rows), m = int(w.rows), k = int(x.cols);
   const dim3 grid((m + kTileN - 1) / kTileN, (n + kTileM - 1) / kTileM);
   CHAI_REQUIRE(grid.y <= 65535u, ErrorCode::Unsupported, "gemm: too many rows for one launch (" + std::to_string(n) + ")");
-  const bool vector = k % 8 == 0 && aligned16(x.data) && aligned16(w.data);
+  const size_t count = size_t(n) * size_t(k);
+  __half* xh = static_cast<__half*>(scratch.reserve(count * sizeof(__half)));
+  const int blocks = int(std::min<size_t>((count + 255) / 256, 4096));
+  to_f16<<<blocks, 256, 0, stream>>>(x.as<float>(), xh, count);
+  cuda_check(cudaGetLastError(), "to_f16 kernel launch");
+  const bool vector = k % 8 == 0 && aligned16(w.data);  // the scratch is 256-byte aligned
   if (vector)
-    gemm_f16_tiles<W, true><<<grid, kThreads, 0, stream>>>(x.as<float>(), w.as<W>(), y.as<float>(), n, m, k);
+    gemm_f16_tiles<W, true><<<grid, kThreads, 0, stream>>>(xh, w.as<W>(), y.as<float>(), n, m, k);
   else
-    gemm_f16_tiles<W, false><<<grid, kThreads, 0, stream>>>(x.as<float>(), w.as<W>(), y.as<float>(), n, m, k);
+    gemm_f16_tiles<W, false><<<grid, kThreads, 0, stream>>>(xh, w.as<W>(), y.as<float>(), n, m, k);
   cuda_check(cudaGetLastError(), "gemm kernel launch");
 }
 
 }  // namespace
 
-bool gemm_f16(const TensorView& x, const TensorView& w, const TensorView& y, cudaStream_t stream) {
+bool gemm_f16(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream) {
   switch (w.dtype) {
-    case DType::F16: launch<__half>(x, w, y, stream); return true;
-    case DType::BF16: launch<__nv_bfloat16>(x, w, y, stream); return true;
-    case DType::Q8_0: launch<BlockQ8_0>(x, w, y, stream); return true;
+    case DType::F16: launch<__half>(x, w, y, scratch, stream); return true;
+    case DType::BF16: launch<__nv_bfloat16>(x, w, y, scratch, stream); return true;
+    case DType::Q8_0: launch<BlockQ8_0>(x, w, y, scratch, stream); return true;
     default: return false;  // no SegmentLoader for this type (f32 weights keep f32 arithmetic)
   }
 }
