@@ -2,13 +2,14 @@ import { Command, Option } from 'commander';
 import { measureThroughput } from '../bench';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
-import { planPathFor } from '../session';
 import { number, readText } from './format';
+import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
 
 interface BenchFlags {
   model: string;
   data?: string;
   plan?: string;
+  calibrationData?: string;
   threads: number;
   sessions: string;
   kvCache: 'f32' | 'f16';
@@ -24,7 +25,8 @@ async function benchCommand(flags: BenchFlags): Promise<void> {
       ? model.tokenizer.encode(readText(flags.data))
       : Array.from({ length: model.info.vocabSize }, (_, i) => i);
     const sides: [string, 'off' | ClusterPlan][] = [['full attention', 'off']];
-    if (flags.plan) sides.push(['CHAI plan', flags.plan === 'auto' ? ClusterPlan.load(planPathFor(model.path)) : ClusterPlan.load(flags.plan)]);
+    const plan = flags.plan ? await planFromFlag(model, flags.plan, flags.calibrationData, Boolean(flags.json)) : 'off';
+    if (plan !== 'off') sides.push(['CHAI plan', plan]);
     const rows = [];
     for (const [name, chai] of sides) {
       for (const sessions of counts) rows.push({ attention: name, ...(await measureThroughput(model, tokens, { sessions, chai })) });
@@ -52,7 +54,8 @@ export function registerBenchCommand(program: Command): void {
     .description('prefill and decode tokens/s of a model on the CPU, full attention and a CHAI plan, 1 or more sessions at once')
     .requiredOption('--model <file>', 'a .gguf model file')
     .option('--data <file>', 'text to take the tokens from (default: token ids in turn)')
-    .option('--plan <file>', "also measure this cluster plan (or 'auto': the plan beside the model)")
+    .option('--plan <file|auto>', `also measure a CHAI plan (${PLAN_FLAG_HELP})`)
+    .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
     .option('--threads <n>', 'CPU threads (0 = all)', number('int'), 0)
     .option('--sessions <list>', 'comma-separated session counts', '1,4')
     .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))

@@ -2,12 +2,14 @@ import { Command } from 'commander';
 import { evaluateChai } from '../evaluate';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
-import { kib, number, pct, readText, withProgress } from './format';
+import { kib, number, planLine, qualityLines, readText, withProgress } from './format';
+import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
 
 interface EvalFlags {
   model: string;
   data: string;
-  plan?: string;
+  plan: string;
+  calibrationData?: string;
   windows: number;
   windowTokens: number;
   json?: boolean;
@@ -16,7 +18,8 @@ interface EvalFlags {
 async function evalCommand(flags: EvalFlags): Promise<void> {
   const model = await loadModel(flags.model, { device: 'cpu' });
   try {
-    const plan = flags.plan ? ClusterPlan.load(flags.plan) : 'auto';
+    const chosen = await planFromFlag(model, flags.plan, flags.calibrationData, Boolean(flags.json));
+    const plan = chosen === 'off' ? ClusterPlan.create(model.info, new Array<number>(model.info.layers).fill(model.info.heads)) : chosen;
     const report = await withProgress('evaluating', Boolean(flags.json), (tick) =>
       evaluateChai(model, readText(flags.data), { plan, windows: flags.windows, windowTokens: flags.windowTokens, onProgress: (p) => tick(p.window, p.windows) }),
     );
@@ -24,17 +27,15 @@ async function evalCommand(flags: EvalFlags): Promise<void> {
       process.stdout.write(`${JSON.stringify(report)}\n`);
       return;
     }
-    process.stdout.write(
-      [
-        `plan: clusters ${report.plan.layers.map((l) => l.clusters).join(' ')} (${report.plan.method}, ${report.plan.representative}, t0 ${report.plan.t0})`,
-        `${report.windows} windows, ${report.tokens} scored tokens`,
-        `perplexity: full ${report.perplexityFull.toFixed(3)}, CHAI ${report.perplexityChai.toFixed(3)}`,
-        `KL(full || CHAI): ${report.klMean.toFixed(5)} nats/token; top-1 agreement ${pct(report.top1Agreement)}`,
-        `cache per window: K ${kib(report.kBytesFull)} -> ${kib(report.kBytesChai)}, V ${kib(report.vBytesFull)} -> ${kib(report.vBytesChai)} ` +
-          `(K+V saved ${pct(1 - report.kvBytesChai / report.kvBytesFull)})`,
-        `decode: full ${report.decodeTokensPerSecondFull.toFixed(0)} tok/s, CHAI ${report.decodeTokensPerSecondChai.toFixed(0)} tok/s`,
-      ].join('\n') + '\n',
+    const lines = [planLine(plan)];
+    if (plan.calibration) lines.push(`  measured at calibration: ${qualityLines(plan.calibration.measured).join('; ')}`);
+    lines.push(
+      `on ${flags.data}: ${report.windows} windows, ${report.tokens} scored tokens`,
+      ...qualityLines(report),
+      `cache per window: K ${kib(report.kBytesFull)} -> ${kib(report.kBytesChai)}, V ${kib(report.vBytesFull)} -> ${kib(report.vBytesChai)}`,
+      `decode: full ${report.decodeTokensPerSecondFull!.toFixed(0)} tok/s, CHAI ${report.decodeTokensPerSecondChai!.toFixed(0)} tok/s`,
     );
+    process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
     model.dispose();
   }
@@ -46,7 +47,8 @@ export function registerEvalCommand(program: Command): void {
     .description('compare CHAI with full attention on text: perplexity, KL, top-1 agreement, cache bytes, decode speed')
     .requiredOption('--model <file>', 'a .gguf model file')
     .requiredOption('--data <file>', 'evaluation text (paragraphs separated by blank lines)')
-    .option('--plan <file>', "cluster plan (default: 'auto', the plan beside the model or the default plan)")
+    .option('--plan <file|auto|off>', PLAN_FLAG_HELP, 'auto')
+    .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
     .option('--windows <n>', 'paragraphs to score', number('int'), 32)
     .option('--window-tokens <n>', 'tokens per paragraph window', number('int'), 128)
     .option('--json', 'print one JSON object')

@@ -3,6 +3,7 @@ import { SingleBar } from 'cli-progress';
 import { InvalidArgumentError } from 'commander';
 import { ChaiError } from '../errors';
 import { Model } from '../model';
+import type { ClusterPlan, PlanQuality } from '../plan';
 
 export function gib(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
@@ -41,6 +42,7 @@ export async function withProgress<T>(label: string, quiet: boolean, work: (tick
     return await work((done, total) => {
       if (!bar) return;
       if (!started) bar.start(total, 0);
+      else if (total !== bar.getTotal()) bar.setTotal(total);
       started = true;
       bar.update(done);
     });
@@ -55,4 +57,23 @@ export function readText(file: string): string {
   } catch (e) {
     throw new ChaiError('E_INVALID_ARGUMENT', `cannot read '${file}': ${(e as Error).message}`);
   }
+}
+
+/** The quality figures calibrate records and eval measures, in the same words for both. */
+export function qualityLines(q: PlanQuality): string[] {
+  const change = q.perplexityChai / q.perplexityFull - 1;
+  return [
+    `KL(full || CHAI): ${q.klMean.toFixed(5)} nats/token; top-1 agreement ${pct(q.top1Agreement)}`,
+    `perplexity: full ${q.perplexityFull.toFixed(3)}, CHAI ${q.perplexityChai.toFixed(3)} (${change >= 0 ? '+' : ''}${pct(change)})`,
+    `K+V cache bytes saved: ${pct(q.bytesSavedFraction)}`,
+  ];
+}
+
+/** One line on how a plan was chosen: its clusters, and the rule, budget and text of its calibration. */
+export function planLine(plan: ClusterPlan): string {
+  const j = plan.toJSON();
+  const c = plan.calibration;
+  const budget = c ? Object.entries(c.budget).map(([k, v]) => `${k} ${v}`).join(', ') : '';
+  const how = c ? `; calibrated by ${c.rule}${budget ? ` (${budget})` : ''} on text sha256 ${c.textSha256.slice(0, 12)}…, ${c.windows} windows` : '; not calibrated';
+  return `plan: clusters ${plan.clusters.join(' ')} of ${j.model.heads} heads (${j.method}, ${j.representative}, t0 ${j.t0})${how}`;
 }

@@ -1,9 +1,9 @@
 import { Command, Option } from 'commander';
 import { DeviceRequest } from '../device';
 import { loadModel } from '../model';
-import { ClusterPlan } from '../plan';
 import { GenerationResult } from '../session';
 import { number } from './format';
+import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
 
 interface GenerateFlags {
   model: string;
@@ -16,13 +16,15 @@ interface GenerateFlags {
   json?: boolean;
   device: DeviceRequest;
   context?: number;
-  plan?: string;
+  plan: string;
+  calibrationData?: string;
   kvCache: 'f32' | 'f16';
 }
 
 async function generate(flags: GenerateFlags): Promise<void> {
   const model = await loadModel(flags.model, { device: flags.device, kvCacheType: flags.kvCache });
-  const session = model.createSession({ maxTokens: flags.context, chai: flags.plan ? (flags.plan === 'auto' ? 'auto' : ClusterPlan.load(flags.plan)) : 'off' });
+  const chai = await planFromFlag(model, flags.plan, flags.calibrationData, Boolean(flags.json));
+  const session = model.createSession({ maxTokens: flags.context, chai });
   const controller = new AbortController();
   const onSigint = (): void => controller.abort();
   process.once('SIGINT', onSigint);
@@ -80,7 +82,8 @@ export function registerGenerateCommand(program: Command): void {
     .option('--seed <s>', 'sampler seed (default: random)', number('int'))
     .option('--context <n>', 'session size in tokens (default: min(model context, 4096))', number('int'))
     .addOption(new Option('--device <device>', "'auto', 'cpu' or 'cuda:N'").default('auto'))
-    .option('--plan <file>', "CHAI cluster plan (JSON), or 'auto' (the plan beside the model, else the default plan)")
+    .option('--plan <file|auto|off>', PLAN_FLAG_HELP, 'off')
+    .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
     .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
     .option('--json', 'print one JSON object with token ids, text, speed and cache stats')
     .action((opts: GenerateFlags) => generate(opts));
