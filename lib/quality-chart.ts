@@ -33,18 +33,25 @@ interface Panel {
   yFormat: (v: number) => string;
   /** A horizontal budget line, when the budget is on this axis. */
   limit?: { value: number; label: string };
+  /** A log scale from the power of ten below the smallest positive value (0 sits on the bottom edge). */
+  log?: boolean;
 }
 
 function panelSvg(ox: number, panel: Panel, series: Series[], chosen: { x: number; y: number }): string {
   const xs = series.flatMap((s) => s.points.map((p) => p.x)).concat(chosen.x, 0);
   const ys = series.flatMap((s) => s.points.map((p) => p.y)).concat(chosen.y, panel.limit ? [panel.limit.value] : []);
   const xMax = Math.max(...xs) * 1.05 || 1;
-  const yMin = Math.min(0, ...ys);
-  const yMax = Math.max(...ys) * 1.05 || 1;
+  const positive = ys.filter((v) => v > 0);
+  const log = Boolean(panel.log) && positive.length > 0;
+  const yMin = log ? 10 ** Math.floor(Math.log10(Math.min(...positive))) : Math.min(0, ...ys);
+  const yMax = log ? 10 ** Math.ceil(Math.log10(Math.max(...positive))) : Math.max(...ys) * 1.05 || 1;
   const plotW = PANEL_W - MARGIN.left - MARGIN.right;
   const plotH = PANEL_H - MARGIN.top - MARGIN.bottom;
   const X = (v: number): number => ox + MARGIN.left + (v / xMax) * plotW;
-  const Y = (v: number): number => MARGIN.top + plotH - ((v - yMin) / (yMax - yMin)) * plotH;
+  const Y = (v: number): number =>
+    log
+      ? MARGIN.top + plotH - (v <= yMin ? 0 : (Math.log10(v / yMin) / Math.log10(yMax / yMin)) * plotH)
+      : MARGIN.top + plotH - ((v - yMin) / (yMax - yMin)) * plotH;
   const out: string[] = [];
   out.push(`<text x="${ox + MARGIN.left}" y="${MARGIN.top - 22}" font-size="13" font-weight="bold">${escapeXml(panel.title)}</text>`);
   out.push(`<rect x="${ox + MARGIN.left}" y="${MARGIN.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#888"/>`);
@@ -54,7 +61,10 @@ function panelSvg(ox: number, panel: Panel, series: Series[], chosen: { x: numbe
     out.push(`<text x="${X(v).toFixed(1)}" y="${MARGIN.top + plotH + 16}" font-size="10" text-anchor="middle">${(100 * v).toFixed(xStep < 0.01 ? 1 : 0)}%</text>`);
   }
   const yStep = niceStep(yMax - yMin, 5);
-  for (let v = Math.ceil(yMin / yStep) * yStep; v <= yMax + 1e-12; v += yStep) {
+  const yTicks: number[] = [];
+  if (log) for (let v = yMin; v <= yMax * 1.0001; v *= 10) yTicks.push(v);
+  else for (let v = Math.ceil(yMin / yStep) * yStep; v <= yMax + 1e-12; v += yStep) yTicks.push(v);
+  for (const v of yTicks) {
     out.push(`<line x1="${ox + MARGIN.left}" y1="${Y(v).toFixed(1)}" x2="${ox + MARGIN.left + plotW}" y2="${Y(v).toFixed(1)}" stroke="#eee"/>`);
     out.push(`<text x="${ox + MARGIN.left - 6}" y="${(Y(v) + 3).toFixed(1)}" font-size="10" text-anchor="end">${panel.yFormat(v)}</text>`);
   }
@@ -121,9 +131,10 @@ export function calibrationChartSvg(plan: ClusterPlan): string {
   ];
   const kl: Panel = {
     title: 'KL divergence from full attention',
-    yLabel: 'mean KL(full ‖ CHAI), nats per token',
+    yLabel: 'mean KL(full ‖ CHAI), nats per token (log)',
     y: (q) => q.klMean,
-    yFormat: (v) => v.toFixed(v !== 0 && Math.abs(v) < 0.1 ? 3 : 2),
+    yFormat: (v) => String(+v.toPrecision(1)),
+    log: true,
     ...(cal.budget.maxKl !== undefined ? { limit: { value: cal.budget.maxKl, label: `budget: KL ≤ ${cal.budget.maxKl}` } } : {}),
   };
   const top1: Panel = {
@@ -134,16 +145,19 @@ export function calibrationChartSvg(plan: ClusterPlan): string {
     ...(cal.budget.minTop1 !== undefined ? { limit: { value: cal.budget.minTop1, label: `budget: top-1 ≥ ${cal.budget.minTop1}` } } : {}),
   };
   const width = 2 * PANEL_W;
-  const height = PANEL_H + 70;
+  const height = PANEL_H + 84;
   const budget = Object.entries(cal.budget).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
   const title = `CHAI calibration (${cal.rule}, budget ${budget}): chosen ${plan.clusters.join(' ')} saves ${(100 * m.bytesSavedFraction).toFixed(1)}% at KL ${m.klMean.toFixed(4)}, top-1 ${(100 * m.top1Agreement).toFixed(1)}%`;
-  const note = `${cal.windows} windows of ${cal.windowTokens} tokens of calibration text (sha256 ${cal.textSha256.slice(0, 12)}…). Blue: every layer at k clusters; orange: budget search at other budgets; red ring: the chosen plan.`;
+  const notes = [
+    `Measured on ${cal.windows} windows of ${cal.windowTokens} tokens of the calibration text (sha256 ${cal.textSha256.slice(0, 12)}…).`,
+    'Blue: every layer at k clusters (k=8 of 8: full attention, KL 0 on the bottom edge); orange: the budget search at other budgets; red ring: the chosen plan.',
+  ];
   return (
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">` +
     `<rect width="100%" height="100%" fill="white"/>` +
     `<text x="10" y="20" font-size="13">${escapeXml(title)}</text>` +
     `<g transform="translate(0,20)">${panelSvg(0, kl, build(kl.y), { x: m.bytesSavedFraction, y: m.klMean })}${panelSvg(PANEL_W, top1, build(top1.y), { x: m.bytesSavedFraction, y: m.top1Agreement })}</g>` +
-    `<text x="10" y="${height - 10}" font-size="10" fill="#555">${escapeXml(note)}</text>` +
+    notes.map((n, i) => `<text x="10" y="${height - 24 + 14 * i}" font-size="10" fill="#555">${escapeXml(n)}</text>`).join('') +
     `</svg>\n`
   );
 }
