@@ -1,10 +1,11 @@
 import { measureThroughput } from './bench';
 import type { Model } from './model';
 import { ClusterPlan, ClusterPlanJson, PlanQuality } from './plan';
+import { loadCachedPlan } from './plan-cache';
 import { measurePlans, paragraphWindows } from './quality';
 
 export interface EvaluateOptions {
-  /** The CHAI side: a plan, or 'auto' (as createSession: the cached plan, else full attention). */
+  /** The CHAI side: a plan, or 'auto' (the plan cached for the model file; full attention when none, see autoPlan()). */
   plan: ClusterPlan | 'auto';
   /** Tokens per window (each window is one request: BOS and the start of a paragraph). Default 128. */
   windowTokens?: number;
@@ -48,9 +49,9 @@ export function evaluationWindows(model: Model, text: string, windowTokens: numb
 export async function evaluateChai(model: Model, text: string, options: EvaluateOptions): Promise<EvaluationReport> {
   const windowTokens = options.windowTokens ?? 128;
   const windows = paragraphWindows(model, text, windowTokens, options.windows ?? 32);
-  const probe = model.createSession({ maxTokens: 1, chai: options.plan });
-  const plan = probe.plan ?? ClusterPlan.create(model.info, new Array<number>(model.info.layers).fill(model.info.heads));
-  await probe.dispose();
+  const chosen = options.plan === 'auto' ? loadCachedPlan(model.path) : options.plan;
+  chosen?.checkFits(model.info);
+  const plan = chosen ?? ClusterPlan.create(model.info, new Array<number>(model.info.layers).fill(model.info.heads));
   const { qualities, bytes } = await measurePlans(model, windows, [plan], (done, total) => options.onProgress?.({ window: done, windows: total }));
   const b = bytes[0];
   const repeats = options.decodeRepeats ?? 3;
