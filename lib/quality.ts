@@ -99,12 +99,7 @@ export async function measurePlans(
       const fullTop = fullLog.map(argmax);
       for (let g = 0; g < plans.length; g += groupSize) {
         const group = sessions.slice(g, g + groupSize);
-        const outputs = await Promise.all(
-          group.map(async (s) => {
-            await s.reset();
-            return s.evaluate(tokens, { allLogits: true });
-          }),
-        );
+        const outputs = await Promise.all(group.map((s) => s.evaluate(tokens, { allLogits: true })));
         outputs.forEach((logits, j) => {
           const p = g + j;
           const t = tallies[p];
@@ -131,6 +126,8 @@ export async function measurePlans(
           b.vBytesChai += s.vBytes / windows.length;
           onProgress?.(++done, total);
         });
+        // Free the group's cache pages before the next group takes its own.
+        await Promise.all(group.map((s) => s.reset()));
       }
     }
     return { qualities: tallies.map((t) => t.quality()), bytes };
