@@ -10,7 +10,7 @@ import { measurePlans, paragraphWindows } from './quality';
 export const DEFAULT_MAX_KL = 0.02;
 
 export interface CalibrateProgress {
-  /** 'layers': each layer clustered alone; 'uniform': every layer at one k; 'budgets': plans the search picks; 'verify': checking a backed-off plan; 'elbow': inertia curves. */
+  /** 'layers': each layer clustered alone and every layer at one k; 'budgets': plans the search picks; 'verify': checking a backed-off plan; 'elbow': inertia curves; 'uniform': the elbow plan and every layer at one k. */
   stage: 'layers' | 'uniform' | 'budgets' | 'verify' | 'elbow';
   /** Window evaluations done and planned so far (the total grows when a plan must be backed off). */
   done: number;
@@ -185,7 +185,7 @@ function sha256(text: string): string {
  * budget, measure that combined plan, and back off (tighten the budget) until the measured plan
  * holds. Rule 'elbow': the paper's knee of the inertia curves. Either way the plan records the
  * rule, the budget, a hash of the text and its measured quality, with every plan measured on the
- * way (for ClusterPlan.qualitySvg via qualityChartSvg).
+ * way (drawn by calibrationChartSvg).
  */
 export async function calibrate(model: Model, texts: string | readonly string[], options: CalibrateOptions = {}): Promise<ClusterPlan> {
   const started = performance.now();
@@ -214,10 +214,15 @@ export async function calibrate(model: Model, texts: string | readonly string[],
 
   let done = 0;
   let total = 0;
+  // Measures each distinct plan once (full attention runs once per window for all of them).
   const measure = async (stage: CalibrateProgress['stage'], plans: number[][]): Promise<PlanQuality[]> => {
-    total += plans.length * windows.length;
-    const { qualities } = await measurePlans(model, windows, plans.map(planOf), () => options.onProgress?.({ stage, done: ++done, total }));
-    return qualities;
+    const keys = plans.map((c) => c.join(' '));
+    const distinct = [...new Set(keys)];
+    total += distinct.length * windows.length;
+    const { qualities } = await measurePlans(model, windows, distinct.map((key) => planOf(key.split(' ').map(Number))), () =>
+      options.onProgress?.({ stage, done: ++done, total }),
+    );
+    return keys.map((key) => qualities[distinct.indexOf(key)]);
   };
   const candidates: MeasuredPlan[] = [];
   const record = (kind: MeasuredPlan['kind'], clusters: number[][], qualities: PlanQuality[], budgets?: number[]): void => {
@@ -251,14 +256,15 @@ export async function calibrate(model: Model, texts: string | readonly string[],
     const single: { l: number; k: number; clusters: number[] }[] = [];
     for (let l = keepFirstLayers; l < layers; l++) for (const k of levels) single.push({ l, k, clusters: whole().map((h, i) => (i === l ? k : h)) });
     const uniform = levels.map((k) => new Array<number>(layers).fill(k));
-    const alone = await measure('layers', single.map((s) => s.clusters));
+    const all = await measure('layers', [...single.map((s) => s.clusters), ...uniform]);
+    const alone = all.slice(0, single.length);
     record('layer', single.map((s) => s.clusters), alone);
-    record('uniform', uniform, await measure('uniform', uniform));
+    record('uniform', uniform, all.slice(single.length));
 
     const costOf = (q: PlanQuality): number => (budget.minTop1 !== undefined ? 1 - q.top1Agreement : q.klMean);
-    const options_: LayerOption[][] = Array.from({ length: layers }, () => [{ k: heads, cost: 0, gain: 0 }]);
-    single.forEach((s, i) => options_[s.l].push({ k: s.k, cost: costOf(alone[i]), gain: alone[i].bytesSavedFraction }));
-    const search = new LayerSearch(options_);
+    const choices: LayerOption[][] = Array.from({ length: layers }, () => [{ k: heads, cost: 0, gain: 0 }]);
+    single.forEach((s, i) => choices[s.l].push({ k: s.k, cost: costOf(alone[i]), gain: alone[i].bytesSavedFraction }));
+    const search = new LayerSearch(choices);
 
     // The plans the search picks at a range of budgets (the chosen budget among them).
     const limit = budget.maxKl ?? (budget.minTop1 !== undefined ? 1 - budget.minTop1 : budget.targetSavings!);
