@@ -93,7 +93,7 @@ function defaultLevels(heads: number): number[] {
 }
 
 /** One choice for one layer: keep k clusters at this cost (KL or top-1 loss) for this gain (fraction of K+V bytes saved). */
-interface LayerOption {
+export interface LayerOption {
   k: number;
   cost: number;
   gain: number;
@@ -103,10 +103,11 @@ interface LayerOption {
 const GAIN_STEPS = 10000;
 
 /**
- * The least total cost for each total gain over all per-layer choices (a multiple-choice
- * knapsack, solved exactly by dynamic programming over gains): costs and gains of layers add up.
+ * @internal The least total cost for each total gain over all per-layer choices (a
+ * multiple-choice knapsack, solved exactly by dynamic programming over gains counted in steps of
+ * 0.01%): costs and gains of layers add up.
  */
-class LayerSearch {
+export class LayerSearch {
   private readonly minCost: Float64Array;
   private readonly choice: Int16Array[];
   private readonly units: number[][];

@@ -4,6 +4,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { LayerOption, LayerSearch } from '../lib/calibrate';
 import { autoPlan, BUILTIN_CALIBRATION_TEXT, calibrate, calibrationChartSvg, cachedPlanPath, ClusterPlan, loadModel, Model, modelFileHash, planCacheDir, writeSyntheticLlama } from '../lib';
 
 // Heads in groups with identical Q and K rows; sharp attention and confident logits make any merge
@@ -159,5 +160,43 @@ describe("chai: 'auto' is the plan cached for the model file", () => {
     expect(after.plan!.toJSON()).toEqual(plan!.toJSON());
     await after.dispose();
     expect((await autoPlan(model, { calibrate: true }))!.toJSON()).toEqual(plan!.toJSON()); // cached: not calibrated again
+  });
+});
+
+describe('the per-layer search', () => {
+  // Every combination, for small random instances: the most gain within the cost, then the least cost.
+  const brute = (choices: LayerOption[][], fits: (cost: number, gain: number) => boolean, better: (a: [number, number], b: [number, number]) => boolean): number[] => {
+    let best: { ks: number[]; cost: number; gain: number } | null = null;
+    const walk = (l: number, ks: number[], cost: number, gain: number): void => {
+      if (l === choices.length) {
+        if (fits(cost, gain) && (!best || better([cost, gain], [best.cost, best.gain]))) best = { ks, cost, gain };
+        return;
+      }
+      for (const o of choices[l]) walk(l + 1, [...ks, o.k], cost + o.cost, gain + o.gain);
+    };
+    walk(0, [], 0, 0);
+    return best!.ks;
+  };
+  const round = (g: number): number => Math.round(g * 10000);
+  test('is exact against trying every combination', () => {
+    let seed = 7;
+    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let trial = 0; trial < 40; trial++) {
+      const choices: LayerOption[][] = Array.from({ length: 4 }, () => [
+        { k: 4, cost: 0, gain: 0 },
+        ...[3, 2, 1].map((k) => ({ k, cost: rnd() * 0.05, gain: round(rnd() * 0.1) / 10000 })),
+      ]);
+      const search = new LayerSearch(choices);
+      const budget = rnd() * 0.1;
+      const within = search.withinCost(budget);
+      const expected = brute(choices, (c) => c <= budget + 1e-12, ([c, g], [bc, bg]) => round(g) > round(bg) || (round(g) === round(bg) && c < bc));
+      const sum = (ks: number[], f: 'cost' | 'gain'): number => ks.reduce((t, k, l) => t + choices[l].find((o) => o.k === k)![f], 0);
+      expect(round(sum(within, 'gain'))).toBe(round(sum(expected, 'gain')));
+      expect(sum(within, 'cost')).toBeCloseTo(sum(expected, 'cost'), 12);
+      const target = rnd() * choices.reduce((t, layer) => t + Math.max(...layer.map((o) => o.gain)), 0); // reachable
+      const least = search.leastCostFor(target);
+      const cheapest = brute(choices, (_c, g) => round(g) >= Math.ceil(target * 10000 - 1e-9), ([c], [bc]) => c < bc);
+      expect(sum(least, 'cost')).toBeCloseTo(sum(cheapest, 'cost'), 12);
+    }
   });
 });
