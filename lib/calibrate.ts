@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { BUILTIN_CALIBRATION_TEXT } from './calibration-text';
-import { ChaiError } from './errors';
+import { ChaiError, invalidOption, optionsArgument } from './errors';
 import type { Model } from './model';
 import { CalibrationRecord, CalibrationRule, ClusterMethod, ClusterPlan, kneeOf, MeasuredPlan, PlanQuality, QualityBudget, RepresentativeRule } from './plan';
 import { loadCachedPlan, saveCachedPlan } from './plan-cache';
@@ -69,19 +69,19 @@ export function calibrationWindows(model: Model, texts: readonly string[], t0: n
 }
 
 function fraction(v: number | undefined, name: string): void {
-  if (v !== undefined && !(typeof v === 'number' && v >= 0 && v <= 1)) throw new ChaiError('E_INVALID_ARGUMENT', `${name} must be a number in 0..1, got ${v}`);
+  if (v !== undefined && !(typeof v === 'number' && v >= 0 && v <= 1)) throw invalidOption(name, `must be a number in 0..1, got ${String(v)}`);
 }
 
 /** The one budget calibrate() holds, from the options (maxKl 0.02 when none is given). */
 function budgetOf(options: CalibrateOptions): QualityBudget {
   const { maxKl, minTop1, targetSavings } = options;
   if (maxKl !== undefined && !(typeof maxKl === 'number' && maxKl >= 0 && Number.isFinite(maxKl))) {
-    throw new ChaiError('E_INVALID_ARGUMENT', `maxKl must be a number >= 0 (nats per token), got ${maxKl}`);
+    throw invalidOption('maxKl', `must be a number >= 0 (nats per token), got ${String(maxKl)}`);
   }
   fraction(minTop1, 'minTop1');
   fraction(targetSavings, 'targetSavings');
   const given = [maxKl, minTop1, targetSavings].filter((v) => v !== undefined).length;
-  if (given > 1) throw new ChaiError('E_INVALID_ARGUMENT', 'give one budget: maxKl, minTop1 or targetSavings');
+  if (given > 1) throw new ChaiError('E_INVALID_ARGUMENT', 'give one budget: maxKl, minTop1 or targetSavings', { option: minTop1 !== undefined ? 'minTop1' : 'targetSavings' });
   if (minTop1 !== undefined) return { minTop1 };
   if (targetSavings !== undefined) return { targetSavings };
   return { maxKl: maxKl ?? DEFAULT_MAX_KL };
@@ -190,8 +190,12 @@ function sha256(text: string): string {
  */
 export async function calibrate(model: Model, texts: string | readonly string[], options: CalibrateOptions = {}): Promise<ClusterPlan> {
   const started = performance.now();
+  optionsArgument(options, 'calibrate');
+  if (typeof texts !== 'string' && !(Array.isArray(texts) && texts.every((t) => typeof t === 'string'))) {
+    throw new ChaiError('E_INVALID_ARGUMENT', 'calibrate needs calibration text: a string or an array of strings');
+  }
   const rule = options.rule ?? 'kl-budget';
-  if (rule !== 'kl-budget' && rule !== 'elbow') throw new ChaiError('E_INVALID_ARGUMENT', `rule must be 'kl-budget' or 'elbow', got ${JSON.stringify(rule)}`);
+  if (rule !== 'kl-budget' && rule !== 'elbow') throw invalidOption('rule', `must be 'kl-budget' or 'elbow', got ${JSON.stringify(rule)}`);
   const budget = rule === 'elbow' ? {} : budgetOf(options);
   const t0 = options.t0 ?? 5;
   const count = options.windows ?? 32;
@@ -199,12 +203,12 @@ export async function calibrate(model: Model, texts: string | readonly string[],
   const keepFirstLayers = options.keepFirstLayers ?? 0;
   const seed = options.seed ?? 0;
   const restarts = options.restarts ?? 10;
-  if (!Number.isInteger(t0) || t0 < 2 || t0 > 32) throw new ChaiError('E_INVALID_ARGUMENT', `t0 must be in 2..32, got ${options.t0}`);
-  if (!Number.isInteger(keepFirstLayers) || keepFirstLayers < 0) throw new ChaiError('E_INVALID_ARGUMENT', `keepFirstLayers must be an integer >= 0, got ${options.keepFirstLayers}`);
+  if (!Number.isInteger(t0) || t0 < 2 || t0 > 32) throw invalidOption('t0', `must be an integer in 2..32, got ${String(options.t0)}`);
+  if (!Number.isInteger(keepFirstLayers) || keepFirstLayers < 0) throw invalidOption('keepFirstLayers', `must be an integer >= 0, got ${String(options.keepFirstLayers)}`);
   const { layers, heads } = model.info;
   const levels = options.levels ?? defaultLevels(heads);
   if (!Array.isArray(levels) || levels.some((k) => !Number.isInteger(k) || k < 1 || k >= heads)) {
-    throw new ChaiError('E_INVALID_ARGUMENT', `levels must be cluster counts in 1..${heads - 1}, got ${JSON.stringify(options.levels)}`);
+    throw invalidOption('levels', `must be cluster counts in 1..${heads - 1}, got ${JSON.stringify(options.levels)}`);
   }
   const textList = typeof texts === 'string' ? [texts] : [...texts];
   const text = textList.join('\n\n');

@@ -1,4 +1,5 @@
 import { measureThroughput } from './bench';
+import { ChaiError, invalidOption } from './errors';
 import type { Model } from './model';
 import { ClusterPlan, ClusterPlanJson, PlanQuality } from './plan';
 import { loadCachedPlan } from './plan-cache';
@@ -47,8 +48,11 @@ export function evaluationWindows(model: Model, text: string, windowTokens: numb
  * top-1 agreement of their next-token distributions, cache bytes of each, and decode speed.
  */
 export async function evaluateChai(model: Model, text: string, options: EvaluateOptions): Promise<EvaluationReport> {
+  if (typeof options !== 'object' || options === null) throw new ChaiError('E_INVALID_ARGUMENT', "evaluateChai needs options with a plan ({ plan: ClusterPlan | 'auto' })");
+  if (typeof text !== 'string') throw new ChaiError('E_INVALID_ARGUMENT', 'evaluateChai needs the evaluation text as a string');
   const windowTokens = options.windowTokens ?? 128;
   const windows = paragraphWindows(model, text, windowTokens, options.windows ?? 32);
+  if (options.plan !== 'auto' && !(options.plan instanceof ClusterPlan)) throw invalidOption('plan', "must be a ClusterPlan or 'auto'");
   const chosen = options.plan === 'auto' ? loadCachedPlan(model.path) : options.plan;
   chosen?.checkFits(model.info);
   const plan = chosen ?? ClusterPlan.create(model.info, new Array<number>(model.info.layers).fill(model.info.heads));

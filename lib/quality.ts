@@ -1,18 +1,19 @@
 // CHAI against full attention on the same windows of text: the measurement that calibration
 // optimises and that evaluation reports.
-import { ChaiError } from './errors';
+import { ChaiError, invalidOption } from './errors';
 import type { Model } from './model';
 import { ClusterPlan, PlanQuality } from './plan';
 import type { Session } from './session';
 
 /** Paragraph openings of `windowTokens` tokens (BOS first when the model uses one), `count` spread over the text. */
 export function paragraphWindows(model: Model, text: string, windowTokens: number, count: number): number[][] {
-  if (!Number.isInteger(windowTokens) || windowTokens < 2) throw new ChaiError('E_INVALID_ARGUMENT', `windowTokens must be an integer >= 2, got ${windowTokens}`);
-  if (!Number.isInteger(count) || count < 1) throw new ChaiError('E_INVALID_ARGUMENT', `windows must be an integer >= 1, got ${count}`);
+  // Two tokens at least: a window scores the prediction of each token after the first.
+  if (!Number.isInteger(windowTokens) || windowTokens < 2) throw invalidOption('windowTokens', `must be an integer >= 2, got ${String(windowTokens)}`);
+  if (!Number.isInteger(count) || count < 1) throw invalidOption('windows', `must be an integer >= 1, got ${String(count)}`);
   const paragraphs = text.split(/\n\s*\n/).map((p) => p.trim()).filter(Boolean);
   const candidates = paragraphs.map((p) => model.tokenizer.encode(p).slice(0, windowTokens)).filter((t) => t.length === windowTokens);
   if (candidates.length === 0) {
-    throw new ChaiError('E_INVALID_ARGUMENT', `the text has no paragraph of ${windowTokens} tokens or more: lower windowTokens`);
+    throw new ChaiError('E_INVALID_ARGUMENT', `the text has no paragraph of ${windowTokens} tokens or more: lower windowTokens`, { option: 'windowTokens' });
   }
   if (candidates.length <= count) return candidates;
   return Array.from({ length: count }, (_, i) => candidates[Math.floor((i * candidates.length) / count)]);

@@ -21,6 +21,8 @@ export interface SyntheticLlamaConfig {
   attentionScale?: number;
   /** Multiplies the output projection (more confident next-token distributions). Default 1. */
   logitScale?: number;
+  /** Metadata entries added to (or replacing) the generated ones, e.g. to write a malformed file. */
+  metadata?: Record<string, GgufWriteValue>;
 }
 
 function random(seed: number): () => number {
@@ -102,5 +104,5 @@ export function writeSyntheticLlama(file: string, c: SyntheticLlamaConfig): void
     'tokenizer.ggml.bos_token_id': { type: 'u32', value: 1 },
     'tokenizer.ggml.eos_token_id': { type: 'u32', value: 2 },
   };
-  writeGguf(file, metadata, tensors);
+  writeGguf(file, { ...metadata, ...c.metadata }, tensors);
 }

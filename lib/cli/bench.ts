@@ -2,8 +2,10 @@ import { Command, Option } from 'commander';
 import { measureThroughput } from '../bench';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
-import { number, readText } from './format';
+import { interrupted, number, readText, withFlags } from './format';
 import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
+
+const FLAGS = { threads: '--threads', kvCacheType: '--kv-cache', sessions: '--sessions', chai: '--plan' };
 
 interface BenchFlags {
   model: string;
@@ -29,7 +31,10 @@ async function benchCommand(flags: BenchFlags): Promise<void> {
     if (plan !== 'off') sides.push(['CHAI plan', plan]);
     const rows = [];
     for (const [name, chai] of sides) {
-      for (const sessions of counts) rows.push({ attention: name, ...(await measureThroughput(model, tokens, { sessions, chai })) });
+      for (const sessions of counts) {
+        interrupted.signal.throwIfAborted();
+        rows.push({ attention: name, ...(await measureThroughput(model, tokens, { sessions, chai })) });
+      }
     }
     if (flags.json) {
       process.stdout.write(`${JSON.stringify({ model: model.path, threads: flags.threads, kvCacheType: flags.kvCache, rows })}\n`);
@@ -60,5 +65,5 @@ export function registerBenchCommand(program: Command): void {
     .option('--sessions <list>', 'comma-separated session counts', '1,4')
     .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
     .option('--json', 'print one JSON object')
-    .action((opts: BenchFlags) => benchCommand(opts));
+    .action((opts: BenchFlags) => withFlags(FLAGS, () => benchCommand(opts)));
 }

@@ -5,7 +5,19 @@ import { BUILTIN_CALIBRATION_TEXT } from '../calibration-text';
 import { loadModel } from '../model';
 import { saveCachedPlan } from '../plan-cache';
 import { calibrationChartSvg } from '../quality-chart';
-import { number, planLine, qualityLines, readText, withProgress } from './format';
+import { note, number, planLine, qualityLines, readText, withFlags, withProgress } from './format';
+
+const FLAGS = {
+  t0: '--t0',
+  windows: '--windows',
+  windowTokens: '--window-tokens',
+  keepFirstLayers: '--keep-first-layers',
+  seed: '--seed',
+  rule: '--rule',
+  maxKl: '--max-kl',
+  minTop1: '--min-top1',
+  targetSavings: '--target-savings',
+};
 
 interface CalibrateFlags {
   model: string;
@@ -46,6 +58,8 @@ async function calibrateCommand(flags: CalibrateFlags): Promise<void> {
         onProgress: (p) => tick(p.done, p.total),
       }),
     );
+    const used = plan.calibration!.windows;
+    if (flags.data && used < flags.windows) note(`--windows ${flags.windows}: the text has only ${used} paragraphs of --window-tokens ${flags.windowTokens} tokens; calibrated on ${used}`);
     const written: string[] = [];
     if (flags.out) {
       plan.save(flags.out);
@@ -90,5 +104,5 @@ export function registerCalibrateCommand(program: Command): void {
     .addOption(new Option('--method <m>', 'online clustering written into the plan').choices(['kmeans', 'agglomerative']).default('kmeans'))
     .addOption(new Option('--representative <r>', 'representative rule written into the plan').choices(['medoid', 'first']).default('medoid'))
     .option('--json', 'print the plan as JSON')
-    .action((opts: CalibrateFlags) => calibrateCommand(opts));
+    .action((opts: CalibrateFlags) => withFlags(FLAGS, () => calibrateCommand(opts)));
 }

@@ -2,8 +2,11 @@ import { Command } from 'commander';
 import { evaluateChai } from '../evaluate';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
-import { kib, number, planLine, qualityLines, readText, withProgress } from './format';
+import { paragraphWindows } from '../quality';
+import { kib, note, number, planLine, qualityLines, readText, withFlags, withProgress } from './format';
 import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
+
+const FLAGS = { windows: '--windows', windowTokens: '--window-tokens', maxTokens: '--window-tokens', chai: '--plan', plan: '--plan' };
 
 interface EvalFlags {
   model: string;
@@ -18,11 +21,17 @@ interface EvalFlags {
 async function evalCommand(flags: EvalFlags): Promise<void> {
   const model = await loadModel(flags.model, { device: 'cpu' });
   try {
+    const text = readText(flags.data);
+    // Bad --windows / --window-tokens fail now, not after a calibration that --plan auto may run.
+    paragraphWindows(model, text, flags.windowTokens, flags.windows);
     const chosen = await planFromFlag(model, flags.plan, flags.calibrationData, Boolean(flags.json));
     const plan = chosen === 'off' ? ClusterPlan.create(model.info, new Array<number>(model.info.layers).fill(model.info.heads)) : chosen;
     const report = await withProgress('evaluating', Boolean(flags.json), (tick) =>
-      evaluateChai(model, readText(flags.data), { plan, windows: flags.windows, windowTokens: flags.windowTokens, onProgress: (p) => tick(p.window, p.windows) }),
+      evaluateChai(model, text, { plan, windows: flags.windows, windowTokens: flags.windowTokens, onProgress: (p) => tick(p.window, p.windows) }),
     );
+    if (report.windows < flags.windows) {
+      note(`--windows ${flags.windows}: the text has only ${report.windows} paragraphs of --window-tokens ${flags.windowTokens} tokens; scored ${report.windows}`);
+    }
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
       return;
@@ -52,5 +61,5 @@ export function registerEvalCommand(program: Command): void {
     .option('--windows <n>', 'paragraphs to score', number('int'), 32)
     .option('--window-tokens <n>', 'tokens per paragraph window', number('int'), 128)
     .option('--json', 'print one JSON object')
-    .action((opts: EvalFlags) => evalCommand(opts));
+    .action((opts: EvalFlags) => withFlags(FLAGS, () => evalCommand(opts)));
 }

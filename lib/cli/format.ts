@@ -5,6 +5,9 @@ import { ChaiError } from '../errors';
 import { Model } from '../model';
 import type { ClusterPlan, PlanQuality } from '../plan';
 
+/** Aborted by the first Ctrl-C: commands stop at their next step and chai-attn exits with 130. */
+export const interrupted = new AbortController();
+
 export function gib(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
 }
@@ -40,6 +43,7 @@ export async function withProgress<T>(label: string, quiet: boolean, work: (tick
   let started = false;
   try {
     return await work((done, total) => {
+      interrupted.signal.throwIfAborted();
       if (!bar) return;
       if (!started) bar.start(total, 0);
       else if (total !== bar.getTotal()) bar.setTotal(total);
@@ -76,4 +80,24 @@ export function planLine(plan: ClusterPlan): string {
   const budget = c ? Object.entries(c.budget).map(([k, v]) => `${k} ${v}`).join(', ') : '';
   const how = c ? `; calibrated by ${c.rule}${budget ? ` (${budget})` : ''} on text sha256 ${c.textSha256.slice(0, 12)}…, ${c.windows} windows` : '; not calibrated';
   return `plan: clusters ${plan.clusters.join(' ')} of ${j.model.heads} heads (${j.method}, ${j.representative}, t0 ${j.t0})${how}`;
+}
+
+/** A note on stderr, e.g. that a value was lowered. */
+export function note(message: string): void {
+  process.stderr.write(`chai-attn: ${message}\n`);
+}
+
+/**
+ * Runs a command whose API errors about an option (ChaiError.option) are rewritten to name the
+ * command-line flag the user typed instead: `flags` maps API option names to flags.
+ */
+export async function withFlags(flags: Record<string, string>, work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (error) {
+    const flag = error instanceof ChaiError && error.option !== undefined ? flags[error.option] : undefined;
+    if (flag === undefined) throw error;
+    const e = error as ChaiError;
+    throw new ChaiError(e.code, e.message.replace(e.option!, flag), { cause: e, option: flag });
+  }
 }
