@@ -241,7 +241,8 @@ int main(int argc, char** argv) {
         << ",\"rows\":[";
       for (size_t i = 0; i < rows.size(); ++i) {
         const Row& r = rows[i];
-        f << (i ? "," : "") << "{\"name\":\"" << r.name << "\",\"version\":" << opt.version << ",\"shape\":{\"context\":" << r.context
+        f << (i ? "," : "") << "{\"name\":\"" << r.name << "\",\"backend\":\"" << be->name() << "\",\"version\":" << opt.version
+          << ",\"shape\":{\"context\":" << r.context
           << ",\"queries\":" << r.n_q << ",\"batch\":" << r.batch << ",\"heads\":" << kHeads << ",\"clusters\":" << r.clusters
           << ",\"headDim\":" << kHeadDim << ",\"causal\":true},\"ms\":" << r.ms << ",\"bytes\":" << r.bytes
           << ",\"gb_per_s\":" << r.gb_per_s << ",\"tflops\":" << r.tflops << ",\"percent_of_copy\":" << r.percent_of_copy
