@@ -11,6 +11,13 @@
 
 #include "dtype.h"
 
+// The scale helpers below also run inside CUDA kernels.
+#ifdef __CUDACC__
+#define CHAI_HOST_DEVICE __host__ __device__
+#else
+#define CHAI_HOST_DEVICE
+#endif
+
 namespace chai {
 
 constexpr int kSuperBlock = 256;  // values per K-quant / IQ4_XS block
@@ -100,7 +107,7 @@ template <> inline constexpr int kBlockValues<BlockIQ4_NL> = 32;
 inline constexpr int8_t kIq4nlValues[16] = {CHAI_IQ4NL_VALUES};
 
 // Q4_K / Q5_K: 6-bit scale and min of sub-block s (0..7) from the 12 packed bytes.
-inline void k_scale_min(const uint8_t* packed, int s, uint8_t* scale, uint8_t* min) {
+CHAI_HOST_DEVICE inline void k_scale_min(const uint8_t* packed, int s, uint8_t* scale, uint8_t* min) {
   if (s < 4) {
     *scale = packed[s] & 63;
     *min = packed[s + 4] & 63;
@@ -111,14 +118,14 @@ inline void k_scale_min(const uint8_t* packed, int s, uint8_t* scale, uint8_t* m
 }
 
 // Q3_K: 6-bit scale of group g (0..15), minus 32.
-inline int q3k_scale(const uint8_t* packed, int g) {
+CHAI_HOST_DEVICE inline int q3k_scale(const uint8_t* packed, int g) {
   const int low = g < 8 ? packed[g] & 0xF : packed[g - 8] >> 4;
   const int high = (packed[8 + g % 4] >> (2 * (g / 4))) & 3;
   return (low | high << 4) - 32;
 }
 
 // IQ4_XS: 6-bit scale of sub-block s (0..7), minus 32.
-inline int iq4xs_scale(const BlockIQ4_XS& b, int s) {
+CHAI_HOST_DEVICE inline int iq4xs_scale(const BlockIQ4_XS& b, int s) {
   return (((b.scales_l[s / 2] >> (4 * (s % 2))) & 0xF) | (((b.scales_h >> (2 * s)) & 3) << 4)) - 32;
 }
 
