@@ -20,7 +20,7 @@ const PREFILL = 128;
 const DECODE = 64;
 const REPEATS = 5;
 const FILES = ['synth-kq-q4_k_m.gguf', 'synth-kq-q6_k.gguf'];
-const THREADS = [1, 2];
+const THREADS = (process.env.BENCH_THREADS ?? '1,2').split(',').map(Number);
 
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 const seconds = (start) => Number(process.hrtime.bigint() - start) / 1e9;

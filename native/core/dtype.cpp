@@ -41,7 +41,11 @@ void dequantize_blocks(const void* src, float* dst, int64_t cols) {
   for (int64_t b = 0; b < cols / per_block; ++b) {
     decode_scales(blocks[b], d);
     decode_quants(blocks[b], d.q);
-    for (int64_t j = 0; j < per_block; ++j) dst[b * per_block + j] = d.scale[j / kGroup] * float(d.q[j]) + d.offset[j / kGroup];
+    for (int64_t j = 0; j < per_block; ++j) {
+      const int g = int(j / kGroup);
+      const float scaled = d.d * float(d.scale[g] * d.q[j]);
+      dst[b * per_block + j] = kHasMin<Block> ? scaled + d.dmin * float(d.min[g]) : scaled;
+    }
   }
 }
 

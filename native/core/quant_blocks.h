@@ -3,9 +3,11 @@
 // (native/cuda/quant.cuh) read the same layouts.
 //
 // The common form every type decodes to ("groups of 16"): a block of V values (32 or 256) is
-//   value[i] = scale[i / 16] * q[i] + offset[i / 16],   q an int8.
-// Types with one scale per 32 values repeat it for both groups of 16. The CPU dot products
-// (native/cpu/quant_dot.cpp) work on this form: Σ x·w per group is Σ q_x·q_w in integers.
+//   value[i] = d · scale[g] · q[i] + dmin · min[g],   g = i / 16,
+// with q an int8 and scale, min small integers (types with one scale per 32 values repeat it for
+// both groups; 32-value types have scale 1; types without a min have dmin 0). The CPU dot products
+// (native/cpu/quant_dot.cpp) work on this form: Σ x·w per block is then integer sums and two
+// float products. Every product here is exact in float, so decoding rounds exactly as ggml's.
 #pragma once
 #include <cstdint>
 
@@ -129,32 +131,42 @@ CHAI_HOST_DEVICE inline int iq4xs_scale(const BlockIQ4_XS& b, int s) {
   return (((b.scales_l[s / 2] >> (4 * (s % 2))) & 0xF) | (((b.scales_h >> (2 * s)) & 3) << 4)) - 32;
 }
 
-// One block in the decoded form (see the top of this file); offset[] is zero for types without
-// a min. `q` gets the block's 32 or 256 values, scale/offset its 2 or 16 groups.
+// One block in the decoded form (see the top of this file). `q` gets the block's 32 or 256
+// values, scale/min its 2 or 16 groups.
 struct DecodedBlock {
   int8_t q[kSuperBlock];
-  float scale[kSuperBlock / kGroup];
-  float offset[kSuperBlock / kGroup];
+  int16_t scale[kSuperBlock / kGroup];
+  int16_t min[kSuperBlock / kGroup];
+  float d, dmin;
 };
 
+// Types whose values have a min term (dmin · min[g]); the others skip it.
+template <typename Block>
+inline constexpr bool kHasMin = false;
+template <> inline constexpr bool kHasMin<BlockQ4_1> = true;
+template <> inline constexpr bool kHasMin<BlockQ5_1> = true;
+template <> inline constexpr bool kHasMin<BlockQ2_K> = true;
+template <> inline constexpr bool kHasMin<BlockQ4_K> = true;
+template <> inline constexpr bool kHasMin<BlockQ5_K> = true;
 
-// Scalar decoders, one overload per block type: decode_scales fills scale/offset of every group,
-// decode_quants the int8 values. The SIMD kernels replace decode_quants with vector code and keep
-// these for the scales (a few per 256 values).
-inline void decode_scales(const BlockQ4_0& b, DecodedBlock& o) {
-  o.scale[0] = o.scale[1] = f16_to_f32(b.d);
-  o.offset[0] = o.offset[1] = 0;
+// Scalar decoders, one overload per block type: decode_scales fills d, dmin and every group's
+// scale and min, decode_quants the int8 values. The SIMD kernels replace decode_quants with vector
+// code and keep these for the scales (a few per 256 values).
+// 32-value blocks: scale 1 and min 1 for both groups; d (and the min m, as dmin) from the block.
+inline void decode_unit_scales(float d, float m, DecodedBlock& o) {
+  o.scale[0] = o.scale[1] = 1;
+  o.min[0] = o.min[1] = 1;
+  o.d = d;
+  o.dmin = m;
 }
+inline void decode_scales(const BlockQ4_0& b, DecodedBlock& o) { decode_unit_scales(f16_to_f32(b.d), 0, o); }
 inline void decode_quants(const BlockQ4_0& b, int8_t* q) {
   for (int j = 0; j < 16; ++j) {
     q[j] = int8_t((b.qs[j] & 0xF) - 8);
     q[j + 16] = int8_t((b.qs[j] >> 4) - 8);
   }
 }
-inline void decode_scales(const BlockQ4_1& b, DecodedBlock& o) {
-  o.scale[0] = o.scale[1] = f16_to_f32(b.d);
-  o.offset[0] = o.offset[1] = f16_to_f32(b.m);
-}
+inline void decode_scales(const BlockQ4_1& b, DecodedBlock& o) { decode_unit_scales(f16_to_f32(b.d), f16_to_f32(b.m), o); }
 inline void decode_quants(const BlockQ4_1& b, int8_t* q) {
   for (int j = 0; j < 16; ++j) {
     q[j] = int8_t(b.qs[j] & 0xF);
@@ -171,20 +183,11 @@ inline void decode_q5_values(const uint8_t* qs, const uint8_t* qh, int bias, int
     q[j + 16] = int8_t(((qs[j] >> 4) | ((high >> (j + 16)) & 1) << 4) - bias);
   }
 }
-inline void decode_scales(const BlockQ5_0& b, DecodedBlock& o) {
-  o.scale[0] = o.scale[1] = f16_to_f32(b.d);
-  o.offset[0] = o.offset[1] = 0;
-}
+inline void decode_scales(const BlockQ5_0& b, DecodedBlock& o) { decode_unit_scales(f16_to_f32(b.d), 0, o); }
 inline void decode_quants(const BlockQ5_0& b, int8_t* q) { decode_q5_values(b.qs, b.qh, 16, q); }
-inline void decode_scales(const BlockQ5_1& b, DecodedBlock& o) {
-  o.scale[0] = o.scale[1] = f16_to_f32(b.d);
-  o.offset[0] = o.offset[1] = f16_to_f32(b.m);
-}
+inline void decode_scales(const BlockQ5_1& b, DecodedBlock& o) { decode_unit_scales(f16_to_f32(b.d), f16_to_f32(b.m), o); }
 inline void decode_quants(const BlockQ5_1& b, int8_t* q) { decode_q5_values(b.qs, b.qh, 0, q); }
-inline void decode_scales(const BlockIQ4_NL& b, DecodedBlock& o) {
-  o.scale[0] = o.scale[1] = f16_to_f32(b.d);
-  o.offset[0] = o.offset[1] = 0;
-}
+inline void decode_scales(const BlockIQ4_NL& b, DecodedBlock& o) { decode_unit_scales(f16_to_f32(b.d), 0, o); }
 inline void decode_iq4_values(const uint8_t* qs, int8_t* q) {
   for (int j = 0; j < 16; ++j) {
     q[j] = kIq4nlValues[qs[j] & 0xF];
@@ -194,11 +197,11 @@ inline void decode_iq4_values(const uint8_t* qs, int8_t* q) {
 inline void decode_quants(const BlockIQ4_NL& b, int8_t* q) { decode_iq4_values(b.qs, q); }
 
 inline void decode_scales(const BlockQ2_K& b, DecodedBlock& o) {
-  const float d = f16_to_f32(b.d), dmin = f16_to_f32(b.dmin);
-  // Group order: half h, shift s, then bytes 0..15 / 16..31 of the half's 32 bytes.
+  o.d = f16_to_f32(b.d);
+  o.dmin = -f16_to_f32(b.dmin);
   for (int g = 0; g < 16; ++g) {
-    o.scale[g] = d * float(b.scales[g] & 0xF);
-    o.offset[g] = -dmin * float(b.scales[g] >> 4);
+    o.scale[g] = int16_t(b.scales[g] & 0xF);
+    o.min[g] = int16_t(b.scales[g] >> 4);
   }
 }
 // Q2_K and Q3_K low bits: value 128h + 32s + l sits in byte 32h + l, bits 2s..2s+1.
@@ -209,10 +212,11 @@ inline void decode_2bit(const uint8_t* qs, int8_t* q) {
 }
 inline void decode_quants(const BlockQ2_K& b, int8_t* q) { decode_2bit(b.qs, q); }
 inline void decode_scales(const BlockQ3_K& b, DecodedBlock& o) {
-  const float d = f16_to_f32(b.d);
+  o.d = f16_to_f32(b.d);
+  o.dmin = 0;
   for (int g = 0; g < 16; ++g) {
-    o.scale[g] = d * float(q3k_scale(b.scales, g));
-    o.offset[g] = 0;
+    o.scale[g] = int16_t(q3k_scale(b.scales, g));
+    o.min[g] = 0;
   }
 }
 inline void decode_quants(const BlockQ3_K& b, int8_t* q) {
@@ -222,12 +226,13 @@ inline void decode_quants(const BlockQ3_K& b, int8_t* q) {
     if (!((b.hmask[i % 32] >> (i / 32)) & 1)) q[i] = int8_t(q[i] - 4);
 }
 inline void decode_k_scales(uint16_t d_bits, uint16_t dmin_bits, const uint8_t* packed, DecodedBlock& o) {
-  const float d = f16_to_f32(d_bits), dmin = f16_to_f32(dmin_bits);
+  o.d = f16_to_f32(d_bits);
+  o.dmin = -f16_to_f32(dmin_bits);
   for (int s = 0; s < 8; ++s) {
     uint8_t sc, mn;
     k_scale_min(packed, s, &sc, &mn);
-    o.scale[2 * s] = o.scale[2 * s + 1] = d * float(sc);
-    o.offset[2 * s] = o.offset[2 * s + 1] = -dmin * float(mn);
+    o.scale[2 * s] = o.scale[2 * s + 1] = int16_t(sc);
+    o.min[2 * s] = o.min[2 * s + 1] = int16_t(mn);
   }
 }
 inline void decode_scales(const BlockQ4_K& b, DecodedBlock& o) { decode_k_scales(b.d, b.dmin, b.scales, o); }
@@ -248,10 +253,11 @@ inline void decode_quants(const BlockQ5_K& b, int8_t* q) {
     }
 }
 inline void decode_scales(const BlockQ6_K& b, DecodedBlock& o) {
-  const float d = f16_to_f32(b.d);
+  o.d = f16_to_f32(b.d);
+  o.dmin = 0;
   for (int g = 0; g < 16; ++g) {
-    o.scale[g] = d * float(b.scales[g]);
-    o.offset[g] = 0;
+    o.scale[g] = b.scales[g];
+    o.min[g] = 0;
   }
 }
 inline void decode_quants(const BlockQ6_K& b, int8_t* q) {
@@ -268,10 +274,11 @@ inline void decode_quants(const BlockQ6_K& b, int8_t* q) {
   }
 }
 inline void decode_scales(const BlockIQ4_XS& b, DecodedBlock& o) {
-  const float d = f16_to_f32(b.d);
+  o.d = f16_to_f32(b.d);
+  o.dmin = 0;
   for (int s = 0; s < 8; ++s) {
-    o.scale[2 * s] = o.scale[2 * s + 1] = d * float(iq4xs_scale(b, s));
-    o.offset[2 * s] = o.offset[2 * s + 1] = 0;
+    o.scale[2 * s] = o.scale[2 * s + 1] = int16_t(iq4xs_scale(b, s));
+    o.min[2 * s] = o.min[2 * s + 1] = 0;
   }
 }
 // IQ4_XS nibbles go per 32 values as Q4_0's do (16 bytes: low nibbles first, high nibbles next).

@@ -40,16 +40,10 @@ void quantize_blocks(const float* x, void* out, int64_t k) {
   }
 }
 
-// The min (offset) part of a block: Σ_g offset[g] · Σ q_x over group g.
-template <int V>
-inline float offset_term(const DecodedBlock& w, const ActivationBlock<V>& a) {
-  float s = 0;
-  for (int g = 0; g < V / kGroup; ++g) s += w.offset[g] * float(a.sums[g]);
-  return s;
-}
-
-// R activation rows against one weight row: every block decoded once, then per row and group
-// the integer sum Σ q_w·q_x, scaled. Each row's arithmetic is the same whatever R is.
+// R activation rows against one weight row: every block decoded once, then per row the integer
+// sums Σ scale[g] · Σ q_w·q_x and Σ min[g] · Σ q_x, scaled once per block. Each row's arithmetic
+// is the same whatever R is. (Sums fit int32: 16 groups of 16 products of at most 127 · 128,
+// times scales of at most 128.)
 template <typename Block, int R>
 void dot_rows_scalar(const void* x, int64_t x_stride, const void* w, int64_t k, float* out) {
   constexpr int V = kBlockValues<Block>;
@@ -61,13 +55,19 @@ void dot_rows_scalar(const void* x, int64_t x_stride, const void* w, int64_t k, 
     decode_quants(wb[b], d.q);
     for (int r = 0; r < R; ++r) {
       const auto& a = reinterpret_cast<const ActivationFor<Block>*>(static_cast<const uint8_t*>(x) + r * x_stride)[b];
-      float s = 0;
+      int32_t scaled = 0;
       for (int g = 0; g < V / kGroup; ++g) {
-        int isum = 0;
-        for (int j = g * kGroup; j < (g + 1) * kGroup; ++j) isum += int(d.q[j]) * int(a.q[j]);
-        s += d.scale[g] * float(isum);
+        int32_t group = 0;
+        for (int j = g * kGroup; j < (g + 1) * kGroup; ++j) group += int32_t(d.q[j]) * int32_t(a.q[j]);
+        scaled += int32_t(d.scale[g]) * group;
       }
-      acc[r] += a.d * (s + offset_term<V>(d, a));
+      float s = d.d * float(scaled);
+      if constexpr (kHasMin<Block>) {
+        int32_t mins = 0;
+        for (int g = 0; g < V / kGroup; ++g) mins += int32_t(d.min[g]) * int32_t(a.sums[g]);
+        s += d.dmin * float(mins);
+      }
+      acc[r] += a.d * s;
     }
   }
   for (int r = 0; r < R; ++r) out[r] = acc[r];
@@ -179,36 +179,40 @@ CHAI_AVX2 inline void decode_quants_avx2(const BlockIQ4_XS& b, int8_t* q) {
   for (int s = 0; s < 8; ++s) store32(q + 32 * s, iq4_lookup(nibbles16(b.qs + 16 * s)));
 }
 
-// The AVX2 twin of dot_rows_scalar: per 32 values, maddubs on |w| and sign-adjusted x gives
-// eight int32 lanes, the first four summing group 2c and the last four group 2c + 1.
+// The AVX2 twin of dot_rows_scalar: per 32 values, maddubs on |w| and sign-adjusted x gives 16
+// int16 pair sums (the first 8 of group 2c, the last 8 of group 2c + 1), madd with the groups'
+// scales gives int32 lanes; one float multiply-add per block and row.
 template <typename Block, int R>
 CHAI_AVX2 void dot_rows_avx2(const void* x, int64_t x_stride, const void* w, int64_t k, float* out) {
   constexpr int V = kBlockValues<Block>;
   const auto* wb = static_cast<const Block*>(w);
   __m256 acc[R];
-  float offsets[R] = {};
+  float small_mins[R] = {};  // 32-value types' min terms
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-  const __m256i ones = _mm256_set1_epi16(1);
   alignas(32) DecodedBlock d;
   for (int64_t b = 0; b < k / V; ++b) {
     decode_scales(wb[b], d);
     decode_quants_avx2(wb[b], d.q);
-    __m256 scales[V / 32];
-    for (int c = 0; c < V / 32; ++c)
-      scales[c] = _mm256_set_m128(_mm_set1_ps(d.scale[2 * c + 1]), _mm_set1_ps(d.scale[2 * c]));
+    __m256i scales[V / 32];
+    for (int c = 0; c < V / 32; ++c) scales[c] = _mm256_set_m128i(_mm_set1_epi16(d.scale[2 * c + 1]), _mm_set1_epi16(d.scale[2 * c]));
     for (int r = 0; r < R; ++r) {
       const auto& a = reinterpret_cast<const ActivationFor<Block>*>(static_cast<const uint8_t*>(x) + r * x_stride)[b];
-      __m256 block = _mm256_setzero_ps();
+      __m256i sum = _mm256_setzero_si256();
       for (int c = 0; c < V / 32; ++c) {
         const __m256i wq = load32(d.q + 32 * c), xq = load32(a.q + 32 * c);
         const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
-        block = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)), scales[c], block);
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, scales[c]));
       }
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a.d), block, acc[r]);
-      offsets[r] += a.d * offset_term<V>(d, a);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(a.d * d.d), acc[r]);
+      if constexpr (kHasMin<Block> && V == kSuperBlock) {
+        const __m256i mins = _mm256_madd_epi16(load32(a.sums), load32(d.min));
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * d.dmin), acc[r]);
+      } else if constexpr (kHasMin<Block>) {
+        small_mins[r] += a.d * (d.dmin * float(int32_t(d.min[0]) * a.sums[0] + int32_t(d.min[1]) * a.sums[1]));
+      }
     }
   }
-  for (int r = 0; r < R; ++r) out[r] = hsum256(acc[r]) + offsets[r];
+  for (int r = 0; r < R; ++r) out[r] = hsum256(acc[r]) + small_mins[r];
 }
 
 template <typename Block>
