@@ -225,6 +225,85 @@ template <typename Block>
 CHAI_AVX2 void dot4x_avx2(const void* x, int64_t x_stride, const void* w, int64_t k, float* out) {
   dot_rows_avx2<Block, 4>(x, x_stride, w, k, out);
 }
+
+#define CHAI_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+// GCC 12's AVX-512 headers trip -Wuninitialized on their own undefined-vector temporaries (GCC
+// bug 105593), here and wherever these functions are inlined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// The AVX-512 twin of dot_rows_avx2 for 256-value blocks: 64 values per step; x's signs are flipped
+// where w is negative (masked subtract), maddubs gives 32 int16 pair sums (8 per group of 16) and
+// VNNI's dpwssd multiplies them by the groups' scales into int32 lanes. 32-value blocks run the
+// 256-bit form of the same steps.
+template <typename Block, int R>
+CHAI_AVX512 void dot_rows_avx512(const void* x, int64_t x_stride, const void* w, int64_t k, float* out) {
+  constexpr int V = kBlockValues<Block>;
+  const auto* wb = static_cast<const Block*>(w);
+  __m512 acc[R];
+  __m256 acc_small[R];  // 32-value blocks and the K-quants' min terms
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm512_setzero_ps();
+    acc_small[r] = _mm256_setzero_ps();
+  }
+  float small_mins[R] = {};
+  alignas(64) DecodedBlock d;
+  for (int64_t b = 0; b < k / V; ++b) {
+    decode_scales(wb[b], d);
+    decode_quants_avx2(wb[b], d.q);
+    if constexpr (V == kSuperBlock) {
+      // Lanes 8g..8g+7 of step c get the scale of group 4c + g.
+      // Lanes 8g..8g+7 of step c get the scale of group 4c + g, broadcast from the scalars that
+      // decode_scales just stored (a vector load of them would miss store forwarding).
+      __m512i scales[4];
+      for (int c = 0; c < 4; ++c) {
+        const __m256i low = _mm256_set_m128i(_mm_set1_epi16(d.scale[4 * c + 1]), _mm_set1_epi16(d.scale[4 * c]));
+        const __m256i high = _mm256_set_m128i(_mm_set1_epi16(d.scale[4 * c + 3]), _mm_set1_epi16(d.scale[4 * c + 2]));
+        scales[c] = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
+      }
+      for (int r = 0; r < R; ++r) {
+        const auto& a = reinterpret_cast<const ActivationFor<Block>*>(static_cast<const uint8_t*>(x) + r * x_stride)[b];
+        __m512i sum = _mm512_setzero_si512();
+        for (int c = 0; c < 4; ++c) {
+          // Two 32-byte loads: the decoder just stored these halves, and a 64-byte load of two
+          // 32-byte stores would miss store forwarding.
+          const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(load32(d.q + 64 * c)), load32(d.q + 64 * c + 32), 1);
+          const __m512i xq = _mm512_loadu_si512(a.q + 64 * c);
+          const __m512i xs = _mm512_mask_sub_epi8(xq, _mm512_movepi8_mask(wq), _mm512_setzero_si512(), xq);
+          sum = _mm512_dpwssd_epi32(sum, _mm512_maddubs_epi16(_mm512_abs_epi8(wq), xs), scales[c]);
+        }
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(a.d * d.d), acc[r]);
+        if constexpr (kHasMin<Block>) {
+          const __m256i mins = _mm256_madd_epi16(load32(a.sums), load32(d.min));
+          acc_small[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * d.dmin), acc_small[r]);
+        }
+      }
+    } else {
+      const __m256i wq = load32(d.q), wabs = _mm256_abs_epi8(wq);
+      for (int r = 0; r < R; ++r) {
+        const auto& a = reinterpret_cast<const ActivationFor<Block>*>(static_cast<const uint8_t*>(x) + r * x_stride)[b];
+        const __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wabs, _mm256_sign_epi8(load32(a.q), wq));
+        acc_small[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(a.d * d.d), acc_small[r]);
+        if constexpr (kHasMin<Block>)
+          small_mins[r] += a.d * (d.dmin * float(int32_t(d.min[0]) * a.sums[0] + int32_t(d.min[1]) * a.sums[1]));
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]) + hsum256(acc_small[r]) + small_mins[r];
+}
+
+template <typename Block>
+CHAI_AVX512 float dot_avx512(const void* x, const void* w, int64_t k) {
+  float out;
+  dot_rows_avx512<Block, 1>(x, 0, w, k, &out);
+  return out;
+}
+template <typename Block>
+CHAI_AVX512 void dot4x_avx512(const void* x, int64_t x_stride, const void* w, int64_t k, float* out) {
+  dot_rows_avx512<Block, 4>(x, x_stride, w, k, out);
+}
+#pragma GCC diagnostic pop
 #endif
 
 template <typename Block>
@@ -232,6 +311,8 @@ const QuantDotKernels& kernels_for(SimdLevel level) {
   static const QuantDotKernels scalar{dot_scalar<Block>, dot4x_scalar<Block>};
 #if CHAI_X86
   static const QuantDotKernels avx2{dot_avx2<Block>, dot4x_avx2<Block>};
+  static const QuantDotKernels avx512{dot_avx512<Block>, dot4x_avx512<Block>};
+  if (level == SimdLevel::Avx512) return avx512;
   if (level == SimdLevel::Avx2) return avx2;
 #endif
   (void)level;

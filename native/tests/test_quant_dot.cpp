@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/backend.h"
 #include "core/quant_blocks.h"
@@ -129,7 +130,10 @@ int main() {
       suite.check_close(relative_error(x_decoded, x), 1e-2, name + " activation quantization error");
       const auto want = matmul_ref(x_decoded, w.decoded, xs, rows, k);
       const size_t w_row = dtype_row_bytes(type, k);
-      for (SimdLevel level : {SimdLevel::Scalar, simd_level()}) {
+      std::vector<SimdLevel> levels = {SimdLevel::Scalar};
+      if (simd_level() >= SimdLevel::Avx2) levels.push_back(SimdLevel::Avx2);
+      if (simd_level() >= SimdLevel::Avx512) levels.push_back(SimdLevel::Avx512);
+      for (SimdLevel level : levels) {
         const QuantDotKernels& kern = quant_dot_kernels(type, level);
         std::vector<float> got(size_t(xs) * rows);
         bool same = true;
