@@ -46,10 +46,14 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   for (auto& be : backends) {
     const double ceiling = bench::copy_ceiling_gbps(*be);
-    for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    std::vector<DType> types = {DType::F32, DType::F16, DType::BF16, DType::Q8_0};
+    types.insert(types.end(), quant_types().begin(), quant_types().end());
+    for (DType dt : types) {
       for (const auto& s : shapes) {
         const auto x = random_nonzero(size_t(s.n) * s.k, 1);
-        const HostWeights w(random_nonzero(size_t(s.m) * s.k, 2), dt);
+        const int64_t count = int64_t(s.m) * s.k;
+        const HostWeights w = dtype_uses_quant_dot(dt) ? HostWeights(dt, random_quant_blocks(dt, count, 2), count)
+                                                       : HostWeights(random_nonzero(size_t(count), 2), dt);
         DeviceBuffer dx(*be, x.size() * 4), dw(*be, w.bytes()), dy(*be, size_t(s.n) * s.m * 4);
         be->upload(dx.get(), x.data(), dx.bytes());
         be->upload(dw.get(), w.data(), dw.bytes());
@@ -66,10 +70,10 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("\n%-8s %-7s %-5s %6s %6s %6s %10s %9s %9s %11s\n", "backend", "op", "dtype", "n", "m", "k", "time(us)",
+  std::printf("\n%-8s %-7s %-6s %6s %6s %6s %10s %9s %9s %11s\n", "backend", "op", "dtype", "n", "m", "k", "time(us)",
               "GB/s", "GFLOP/s", "%copy-bw");
   for (const auto& r : rows)
-    std::printf("%-8s %-7s %-5s %6d %6d %6d %10.1f %9.2f %9.2f %10s\n", r.backend.c_str(), r.op.c_str(), r.dtype.c_str(),
+    std::printf("%-8s %-7s %-6s %6d %6d %6d %10.1f %9.2f %9.2f %10s\n", r.backend.c_str(), r.op.c_str(), r.dtype.c_str(),
                 r.n, r.m, r.k, r.seconds * 1e6, r.gbps, r.gflops, (std::to_string(int(100 * r.gbps / r.ceiling_gbps)) + "%").c_str());
   if (!out_path.empty()) {
     std::ofstream f(out_path);
