@@ -32,7 +32,9 @@ void quantize_blocks(const float* x, void* out, int64_t k) {
     for (int g = 0; g < V / kGroup; ++g) {
       int sum = 0;
       for (int j = g * kGroup; j < (g + 1) * kGroup; ++j) {
-        a.q[j] = int8_t(std::lround(std::min(127.0f, std::max(-127.0f, xb[j] * inv))));
+        // |v| <= 127 by the choice of d; rounds half away from zero, as lround (a libm call) would.
+        const float v = xb[j] * inv;
+        a.q[j] = int8_t(std::min(127, v >= 0 ? int(v + 0.5f) : -int(0.5f - v)));
         sum += a.q[j];
       }
       a.sums[g] = int16_t(sum);
