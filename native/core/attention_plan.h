@@ -12,17 +12,18 @@
 
 #include "dtype.h"
 
-#if defined(__CUDACC__)
-#define CHAI_HOST_DEVICE __host__ __device__ __forceinline__
+// The accessors below also run inside CUDA kernels (the same definition as core/quant_blocks.h).
+#ifdef __CUDACC__
+#define CHAI_HOST_DEVICE __host__ __device__
 #else
-#define CHAI_HOST_DEVICE inline
+#define CHAI_HOST_DEVICE
 #endif
 
 namespace chai {
 
 // Row of the pool holding token `token` of KV head `kv_head`, whose pages are listed in
 // table[kv_head * max_pages ..]; -1 when that page is not allocated.
-CHAI_HOST_DEVICE int64_t kv_slot(const int32_t* table, int max_pages, int page_tokens, int kv_head, int token) {
+CHAI_HOST_DEVICE inline int64_t kv_slot(const int32_t* table, int max_pages, int page_tokens, int kv_head, int token) {
   const int32_t page = table[int64_t(kv_head) * max_pages + token / page_tokens];
   return page < 0 ? -1 : int64_t(page) * page_tokens + token % page_tokens;
 }
@@ -37,7 +38,7 @@ int attention_version_from_env();
 // Version 2 runs prompts (sequences of several queries) on tensor cores for f16 caches with head
 // size 64 or 128 (version 1 otherwise). Q and P are rounded to f16 there, so its results differ
 // from the f32 CPU twin by f16 rounding (relative error about 1e-3).
-CHAI_HOST_DEVICE bool tensor_core_prefill(int head_dim, DType kv_dtype) {
+CHAI_HOST_DEVICE inline bool tensor_core_prefill(int head_dim, DType kv_dtype) {
   return kv_dtype == DType::F16 && (head_dim == 64 || head_dim == 128);
 }
 
@@ -147,7 +148,7 @@ struct AttentionParams {
 };
 
 // Floats of the partials buffer a call with `slots` partial slots needs.
-CHAI_HOST_DEVICE size_t partial_floats(int slots, int n_heads, int head_dim) { return size_t(slots) * n_heads * (head_dim + 2); }
+CHAI_HOST_DEVICE inline size_t partial_floats(int slots, int n_heads, int head_dim) { return size_t(slots) * n_heads * (head_dim + 2); }
 
 // Fills the split-KV fields of one call's sequence descriptors (host copies: seqs[s].tasks etc.
 // already point into backend memory) and its bounds in `params`: for version 2, sequences of one
