@@ -8,6 +8,9 @@ const ERROR_CODES = [
   'E_CUDA',
   'E_UNSUPPORTED',
   'E_NATIVE_LOAD',
+  'E_MODEL_NOT_FOUND',
+  'E_DOWNLOAD',
+  'E_INTEGRITY',
   'E_INTERNAL',
 ] as const;
 

@@ -3,7 +3,7 @@ import { measureThroughput } from '../bench';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
 import { planPathFor } from '../session';
-import { number, readText } from './format';
+import { number, readText, MODEL_HELP } from './format';
 
 interface BenchFlags {
   model: string;
@@ -50,7 +50,7 @@ export function registerBenchCommand(program: Command): void {
   program
     .command('bench')
     .description('prefill and decode tokens/s of a model on the CPU, full attention and a CHAI plan, 1 or more sessions at once')
-    .requiredOption('--model <file>', 'a .gguf model file')
+    .requiredOption('--model <model>', MODEL_HELP)
     .option('--data <file>', 'text to take the tokens from (default: token ids in turn)')
     .option('--plan <file>', "also measure this cluster plan (or 'auto': the plan beside the model)")
     .option('--threads <n>', 'CPU threads (0 = all)', number('int'), 0)

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { calibrate } from '../calibrate';
 import { loadModel } from '../model';
-import { number, readText, withProgress } from './format';
+import { number, readText, withProgress, MODEL_HELP } from './format';
 
 interface CalibrateFlags {
   model: string;
@@ -48,7 +48,7 @@ export function registerCalibrateCommand(program: Command): void {
   program
     .command('calibrate')
     .description('choose the number of head clusters per layer from calibration text (writes a cluster plan)')
-    .requiredOption('--model <file>', 'a .gguf model file')
+    .requiredOption('--model <model>', MODEL_HELP)
     .requiredOption('--data <file>', 'calibration text')
     .requiredOption('--out <file>', 'where to write the plan (JSON)')
     .option('--plot <file>', 'also write the elbow curves (SVG)')

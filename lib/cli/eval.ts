@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { evaluateChai } from '../evaluate';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
-import { kib, number, pct, readText, withProgress } from './format';
+import { kib, number, pct, readText, withProgress, MODEL_HELP } from './format';
 
 interface EvalFlags {
   model: string;
@@ -44,7 +44,7 @@ export function registerEvalCommand(program: Command): void {
   program
     .command('eval')
     .description('compare CHAI with full attention on text: perplexity, KL, top-1 agreement, cache bytes, decode speed')
-    .requiredOption('--model <file>', 'a .gguf model file')
+    .requiredOption('--model <model>', MODEL_HELP)
     .requiredOption('--data <file>', 'evaluation text (paragraphs separated by blank lines)')
     .option('--plan <file>', "cluster plan (default: 'auto', the plan beside the model or the default plan)")
     .option('--windows <n>', 'paragraphs to score', number('int'), 32)

@@ -56,3 +56,6 @@ export function readText(file: string): string {
     throw new ChaiError('E_INVALID_ARGUMENT', `cannot read '${file}': ${(e as Error).message}`);
   }
 }
+
+/** The help of every --model flag. */
+export const MODEL_HELP = 'a .gguf file, a Hugging Face folder, or a name fetched by `chai-attn pull` (hf:owner/repo/file.gguf, URL)';

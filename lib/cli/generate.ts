@@ -3,7 +3,7 @@ import { DeviceRequest } from '../device';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
 import { GenerationResult } from '../session';
-import { number } from './format';
+import { number, MODEL_HELP } from './format';
 
 interface GenerateFlags {
   model: string;
@@ -71,7 +71,7 @@ export function registerGenerateCommand(program: Command): void {
   program
     .command('generate')
     .description('stream a continuation of a prompt')
-    .requiredOption('--model <file>', 'a .gguf model file')
+    .requiredOption('--model <model>', MODEL_HELP)
     .requiredOption('--prompt <text>', 'the text to continue')
     .option('--max-tokens <n>', 'most new tokens', number('int'), 128)
     .option('--temperature <t>', '0 = greedy', number('float'), 0.8)
