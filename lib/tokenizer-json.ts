@@ -74,13 +74,27 @@ function tokenText(value: unknown): string | undefined {
   return undefined;
 }
 
-/** A special token id: config.json's `<name>_token_id` (first of a list), else tokenizer_config's text. */
+/**
+ * A special token id, looked up as llama.cpp's converter does: tokenizer_config.json's token text
+ * first, then config.json's `<name>_token_id` (the first of a list).
+ */
 function specialId(name: 'bos' | 'eos', context: TokenizerJsonContext, ids: Map<string, number>): number | undefined {
+  const text = tokenText(context.tokenizerConfig?.[`${name}_token`]);
+  if (text !== undefined && ids.has(text)) return ids.get(text);
   const fromConfig = context.config?.[`${name}_token_id`];
   const id = Array.isArray(fromConfig) ? fromConfig[0] : fromConfig;
-  if (typeof id === 'number' && Number.isInteger(id) && id >= 0) return id;
-  const text = tokenText(context.tokenizerConfig?.[`${name}_token`]);
-  return text === undefined ? undefined : ids.get(text);
+  return typeof id === 'number' && Number.isInteger(id) && id >= 0 ? id : undefined;
+}
+
+/** tokenizer_config.json's chat template: a string, or the 'default' of a list of named ones. */
+function chatTemplate(tokenizerConfig: Record<string, unknown> | undefined): string | undefined {
+  const template = tokenizerConfig?.chat_template;
+  if (typeof template === 'string') return template;
+  if (Array.isArray(template)) {
+    const named = template.find((t: { name?: unknown }) => t?.name === 'default') as { template?: unknown } | undefined;
+    if (typeof named?.template === 'string') return named.template;
+  }
+  return undefined;
 }
 
 /**
@@ -178,5 +192,7 @@ export function metadataFromTokenizerJson(json: TokenizerJson, context: Tokenize
     const template = steps(json.post_processor).find((s) => s.type === 'TemplateProcessing');
     if (template) metadata['tokenizer.ggml.add_bos_token'] = (template.single ?? []).some((p) => p.SpecialToken?.id === tokens[bos]);
   }
+  const template = chatTemplate(context.tokenizerConfig);
+  if (template !== undefined) metadata['tokenizer.chat_template'] = template;
   return metadata;
 }

@@ -89,6 +89,69 @@ export function spmTokenizerJson(metadata: Metadata): Record<string, unknown> {
   };
 }
 
+/** The pre-tokenizer split of Llama 3's tokenizer.json (llama.cpp's 'llama-bpe'). */
+const LLAMA3_SPLIT =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/** tokenizer.json for a byte-level BPE ('gpt2' / llama-bpe) GGUF vocabulary, as Llama 3 ships it. */
+export function llama3TokenizerJson(metadata: Metadata): Record<string, unknown> {
+  const tokens = metadata['tokenizer.ggml.tokens'] as string[];
+  const types = metadata['tokenizer.ggml.token_type'] as ArrayLike<number>;
+  const vocab: Record<string, number> = {};
+  const added: Record<string, unknown>[] = [];
+  tokens.forEach((t, id) => {
+    if (types[id] === 3) added.push({ id, content: t, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    else vocab[t] = id;
+  });
+  const bos = tokens[metadata['tokenizer.ggml.bos_token_id'] as number];
+  return {
+    version: '1.0',
+    added_tokens: added,
+    normalizer: null,
+    pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: LLAMA3_SPLIT }, behavior: 'Isolated', invert: false }, { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false }] },
+    post_processor: { type: 'Sequence', processors: [{ type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true }, { type: 'TemplateProcessing', single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }] }] },
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: { type: 'BPE', dropout: null, unk_token: null, fuse_unk: false, byte_fallback: false, ignore_merges: true, vocab, merges: metadata['tokenizer.ggml.merges'] },
+  };
+}
+
+/** The metadata of a GGUF file, read in TypeScript (no model is loaded). */
+export function readGgufMetadata(file: string): Metadata {
+  const layout = readLayout(file);
+  const b = layout.bytes;
+  const metadata: Metadata = {};
+  for (const kv of layout.kvs) {
+    let at = kv.valueAt;
+    const str = (): string => {
+      const n = Number(b.readBigUInt64LE(at));
+      at += 8;
+      return b.subarray(at, (at += n)).toString('utf8');
+    };
+    const scalar = (type: number): number | boolean | string => {
+      const readers: Record<number, () => number | boolean | string> = {
+        0: () => b.readUInt8(at), 1: () => b.readInt8(at), 2: () => b.readUInt16LE(at), 3: () => b.readInt16LE(at),
+        4: () => b.readUInt32LE(at), 5: () => b.readInt32LE(at), 6: () => b.readFloatLE(at), 7: () => b.readUInt8(at) === 1,
+        10: () => Number(b.readBigUInt64LE(at)), 11: () => Number(b.readBigInt64LE(at)), 12: () => b.readDoubleLE(at),
+      };
+      if (type === 8) return str();
+      const v = readers[type]();
+      at += { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 }[type]!;
+      return v;
+    };
+    const type = b.readUInt32LE(kv.typeAt);
+    if (type !== 9) {
+      metadata[kv.key] = scalar(type);
+      continue;
+    }
+    const inner = b.readUInt32LE(at);
+    const n = Number(b.readBigUInt64LE(at + 4));
+    at += 12;
+    const items = Array.from({ length: n }, () => scalar(inner));
+    metadata[kv.key] = inner === 8 ? (items as string[]) : Float64Array.from(items as number[]);
+  }
+  return metadata;
+}
+
 /** Writes `dir` as the Hugging Face folder of the llama GGUF `ggufPath` (F32/F16/BF16 tensors). */
 export async function writeHfFolderFromGguf(ggufPath: string, dir: string, options: HfFolderOptions = {}): Promise<void> {
   const model = await loadModel(ggufPath, { device: 'cpu' });
