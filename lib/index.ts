@@ -11,3 +11,6 @@ export { ClusterPlan, ClusterPlanJson, CalibrationRecord, ClusterMethod, Represe
 export { calibrate, CalibrateOptions, calibrationWindows } from './calibrate';
 export { evaluateChai, EvaluateOptions, EvaluationReport, evaluationWindows } from './evaluate';
 export { measureThroughput, ThroughputOptions, Throughput } from './bench';
+export { pullModel, PullOptions, PullProgress, PullResult } from './models/pull';
+export { modelsCacheDir, parseModelName, resolveModelPath, RemoteModel } from './models/cache';
+export { writeSafetensors, SafetensorsWriteTensor, SafetensorsDType } from './safetensors-writer';

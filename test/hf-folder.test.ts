@@ -84,6 +84,35 @@ describe.each(['single', 'sharded'])('a %s-file Hugging Face folder of stories26
   });
 });
 
+describe('half-precision folders', () => {
+  test('F16 matrices map in place and compute what the F16 GGUF computes', async () => {
+    const folderPath = path.join(dir, 'f16');
+    await writeHfFolderFromGguf(path.join(SHARED, 'models', 'stories260K-f16.gguf'), folderPath);
+    const [folder, reference] = await Promise.all([loadModel(folderPath, { device: 'cpu' }), loadModel(path.join(SHARED, 'models', 'stories260K-f16.gguf'), { device: 'cpu' })]);
+    expect(folder.info.tensorTypes).toEqual(reference.info.tensorTypes);
+    const [ours, theirs] = [await greedy(folder, prompts[0], 32), await greedy(reference, prompts[0], 32)];
+    expect(ours.tokens).toEqual(theirs.tokens);
+    expect(relativeError(ours.lastLogits, theirs.lastLogits)).toBeLessThan(1e-5);
+    folder.dispose();
+    reference.dispose();
+  });
+
+  test('BF16 norm weights are widened to F32 exactly', async () => {
+    const bf16 = path.join(SHARED, 'models', 'stories260K-bf16.gguf');
+    await writeHfFolderFromGguf(bf16, path.join(dir, 'bf16-norms'), { norms: { dtype: 'BF16' } });
+    await writeHfFolderFromGguf(bf16, path.join(dir, 'bf16-norms-widened'), { norms: { dtype: 'BF16', widened: true } });
+    const half = await loadModel(path.join(dir, 'bf16-norms'), { device: 'cpu' });
+    const widened = await loadModel(path.join(dir, 'bf16-norms-widened'), { device: 'cpu' });
+    expect(half.tensors.find((t) => t.name === 'output_norm.weight')).toMatchObject({ type: 'F32', bytes: 64 * 4 });
+    expect(half.info.tensorTypes).toEqual({ F32: 11, BF16: 37 });
+    const [a, b] = [await greedy(half, prompts[1], 32), await greedy(widened, prompts[1], 32)];
+    expect(a.tokens).toEqual(b.tokens);
+    expect(relativeError(a.lastLogits, b.lastLogits)).toBe(0);
+    half.dispose();
+    widened.dispose();
+  });
+});
+
 describe('bad Hugging Face folders are typed errors', () => {
   /** A copy of the single-file folder, changed by `edit`. */
   function variant(name: string, edit: (folder: string) => void): string {

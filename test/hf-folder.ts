@@ -3,13 +3,25 @@
 // llama.cpp's convert_hf_to_gguf.py would read it, so tests can compare the two loaders.
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadModel, Metadata } from '../lib';
+import { fromHalf, loadModel, Metadata, toHalf } from '../lib';
 import { SafetensorsDType, SafetensorsWriteTensor, writeSafetensors } from '../lib/safetensors-writer';
 import { readLayout } from './gguf-layout';
 
 export interface HfFolderOptions {
   /** Split the weights over this many files with a model.safetensors.index.json (default 1). */
   shards?: number;
+  /**
+   * Round the (F32) norm weights to this half type, as half-precision checkpoints store them;
+   * `widened` writes the rounded values back as F32.
+   */
+  norms?: { dtype: 'F16' | 'BF16'; widened?: boolean };
+}
+
+function roundNorm(data: Uint8Array, norms: NonNullable<HfFolderOptions['norms']>): { dtype: SafetensorsDType; data: Uint8Array } {
+  const bytesOf = (v: ArrayBufferView): Uint8Array => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  const type = norms.dtype === 'F16' ? 'f16' : 'bf16';
+  const half = toHalf(new Float32Array(new Uint8Array(data).buffer), type); // a copy: aligned, and not the whole file
+  return norms.widened ? { dtype: 'F32', data: bytesOf(fromHalf(half, type)) } : { dtype: norms.dtype, data: bytesOf(half) };
 }
 
 const GGUF_DTYPES: Record<number, SafetensorsDType> = { 0: 'F32', 1: 'F16', 30: 'BF16' };
@@ -168,6 +180,7 @@ export async function writeHfFolderFromGguf(ggufPath: string, dir: string, optio
     let data: Uint8Array = layout.bytes.subarray(start, start + count * (dtype === 'F32' ? 4 : 2));
     if (record.name.endsWith('attn_q.weight')) data = unpermuteRopeRows(data, dims[1], info.heads);
     if (record.name.endsWith('attn_k.weight')) data = unpermuteRopeRows(data, dims[1], info.kvHeads);
+    if (dims.length === 1 && options.norms) return { name: hfName(record.name), shape: dims, ...roundNorm(data, options.norms) };
     return { name: hfName(record.name), dtype, shape: [...dims].reverse(), data };
   });
 
