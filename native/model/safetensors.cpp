@@ -229,7 +229,8 @@ std::vector<RawTensor> read_safetensors(const MappedFile& file) {
 std::vector<fs::path> weight_files(const fs::path& dir, std::map<std::string, std::string>* promised) {
   std::vector<fs::path> files;
   const fs::path index = dir / "model.safetensors.index.json";
-  if (fs::exists(index)) {
+  std::error_code ec;
+  if (fs::exists(index, ec)) {
     const JsonValue json = read_json_file(index);
     const JsonValue* map = json.find("weight_map");
     if (!map || !map->is_object() || map->members.empty()) bad("'" + index.string() + "' lacks a weight_map");
@@ -240,11 +241,12 @@ std::vector<fs::path> weight_files(const fs::path& dir, std::map<std::string, st
       if (std::find(files.begin(), files.end(), dir / shard.s) == files.end()) files.push_back(dir / shard.s);
     }
     for (const auto& f : files)
-      if (!fs::exists(f)) bad("shard '" + f.filename().string() + "' listed in model.safetensors.index.json is missing");
+      if (!fs::exists(f, ec)) bad("shard '" + f.filename().string() + "' listed in model.safetensors.index.json is missing");
     return files;
   }
-  for (const auto& entry : fs::directory_iterator(dir))
+  for (const auto& entry : fs::directory_iterator(dir, ec))
     if (entry.path().extension() == ".safetensors") files.push_back(entry.path());
+  if (ec) bad("cannot list '" + dir.string() + "': " + ec.message());
   if (files.empty()) bad("'" + dir.string() + "' has no *.safetensors weights");
   std::sort(files.begin(), files.end());
   if (files.size() > 1) bad("'" + dir.string() + "' has several *.safetensors files but no model.safetensors.index.json");
@@ -281,7 +283,7 @@ bool map_name(const std::string& hf, const HfHyperparameters& h, Mapping* m) {
     m->gguf_name = it->second;
     return true;
   }
-  static const std::regex layer_name(R"(model\.layers\.(\d+)\.(.+))");
+  static const std::regex layer_name(R"(model\.layers\.(\d{1,9})\.(.+))");
   std::smatch match;
   if (!std::regex_match(hf, match, layer_name)) return false;
   const int64_t layer = std::stoll(match[1].str());
@@ -333,7 +335,8 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 
 std::shared_ptr<GgufFile> open_hf_folder(const std::string& dir_name) {
   const fs::path dir(dir_name);
-  if (!fs::exists(dir / "config.json")) bad("'" + dir_name + "' has no config.json");
+  std::error_code ec;
+  if (!fs::exists(dir / "config.json", ec)) bad("'" + dir_name + "' has no config.json");
   std::map<std::string, GgufValue> meta;
   const HfHyperparameters h = read_hyperparameters(Config(read_json_file(dir / "config.json")), meta);
   meta["general.name"] = string_value(dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string());
