@@ -19,11 +19,14 @@ const sha256 = createHash('sha256').update(bytes).digest('hex');
 const cli = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
 
 /** What the server saw: path and Range header of every request. */
-let requests: { url: string; range: string | undefined }[] = [];
+let requests: { url: string; range: string | undefined; authorization?: string }[] = [];
 /** Paths whose next answer is cut after this many body bytes (once each). */
 const cutOnce = new Map<string, number>();
 let server: http.Server;
 let base: string;
+/** The same handler on another port: another host (a CDN), as far as the client can tell. */
+let cdn: http.Server;
+let otherHost: string;
 let cache: string;
 let env: NodeJS.ProcessEnv;
 
@@ -48,13 +51,17 @@ function serveFile(req: http.IncomingMessage, res: http.ServerResponse, honourRa
 }
 
 beforeAll(async () => {
-  server = http.createServer((req, res) => {
-    requests.push({ url: req.url!, range: req.headers.range });
+  const handler: http.RequestListener = (req, res) => {
+    requests.push({ url: req.url!, range: req.headers.range, authorization: req.headers.authorization });
     const url = req.url!;
     // Hugging Face: /owner/repo/resolve/main/file answers 302 to its CDN with the LFS sha256 and size.
     const hf = /^\/([\w-]+)\/([\w-]+)\/resolve\/main\/(.+)$/.exec(url);
     if (hf) {
       if (hf[3] === 'missing.gguf') return void res.writeHead(404).end('Entry not found');
+      if (hf[1] === 'gated') {
+        if (req.headers.authorization !== 'Bearer secret') return void res.writeHead(401).end('Access restricted');
+        return void res.writeHead(302, { Location: `${otherHost}/cdn/${hf[3]}` }).end();
+      }
       const etag = hf[1] === 'liar' ? '0'.repeat(64) : sha256;
       res.writeHead(302, { Location: `/cdn/${hf[3]}`, 'X-Linked-Etag': `"${etag}"`, 'X-Linked-Size': String(bytes.length) }).end();
       return;
@@ -62,14 +69,19 @@ beforeAll(async () => {
     if (url.startsWith('/cdn/') || url.startsWith('/files/')) return serveFile(req, res);
     if (url.startsWith('/no-ranges/')) return serveFile(req, res, false);
     res.writeHead(404).end();
-  });
+  };
+  server = http.createServer(handler);
+  cdn = http.createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => cdn.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  otherHost = `http://127.0.0.1:${(cdn.address() as AddressInfo).port}`;
   cache = fs.mkdtempSync(path.join(os.tmpdir(), 'chai-pull-'));
   env = { ...process.env, CHAI_CACHE_DIR: cache, HF_ENDPOINT: base };
 });
 afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
+  await new Promise((resolve) => cdn.close(resolve));
   fs.rmSync(cache, { recursive: true, force: true });
 });
 beforeEach(() => {
@@ -135,7 +147,7 @@ describe('pullModel', () => {
 
     requests = [];
     const result = await pullModel(name, { env, sha256 });
-    expect(requests).toEqual([{ url: '/files/cut.gguf', range: `bytes=${kept}-` }]);
+    expect(requests).toEqual([{ url: '/files/cut.gguf', range: `bytes=${kept}-`, authorization: undefined }]);
     expect(result).toMatchObject({ resumedFromBytes: kept, bytes: bytes.length, sha256 });
     expect(fs.readFileSync(result.path).equals(bytes)).toBe(true);
   });
@@ -177,6 +189,18 @@ describe('pullModel', () => {
     await expect(pullModel(name, { env })).rejects.toMatchObject({ code: 'E_MODEL_NOT_FOUND', message: expect.stringMatching(/404/) });
     const target = parseModelName(name, env)!.cachePath;
     expect(fs.existsSync(target) || fs.existsSync(`${target}.part`)).toBe(false);
+  });
+
+  test('a gated repository needs HF_TOKEN, which goes to the Hugging Face host only', async () => {
+    const name = 'hf:gated/repo/model.gguf';
+    await expect(pullModel(name, { env })).rejects.toMatchObject({ code: 'E_DOWNLOAD', message: expect.stringMatching(/HTTP 401.*HF_TOKEN/) });
+    requests = [];
+    const result = await pullModel(name, { env: { ...env, HF_TOKEN: 'secret' } });
+    expect(result.sha256).toBe(sha256);
+    expect(requests.map((r) => [r.url, r.authorization])).toEqual([
+      ['/gated/repo/resolve/main/model.gguf', 'Bearer secret'],
+      ['/cdn/model.gguf', undefined],
+    ]);
   });
 
   test('a malformed --sha256 is E_INVALID_ARGUMENT', async () => {

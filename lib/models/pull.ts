@@ -70,17 +70,19 @@ function readClaims(headers: Headers, claims: Claims): void {
   if (etag && SHA256.test(etag)) claims.sha256 = etag;
 }
 
-/** GET with redirects followed by hand, so the first hop's x-linked-* headers are seen. */
-async function request(url: string, from: number, claims: Claims, signal?: AbortSignal): Promise<Response> {
+/**
+ * GET with redirects followed by hand, so the first hop's x-linked-* headers are seen. `token`
+ * (HF_TOKEN, for gated repositories) goes to the first host only, never to where it redirects.
+ */
+async function request(url: string, from: number, claims: Claims, token: string | undefined, signal?: AbortSignal): Promise<Response> {
   let current = url;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    const headers: Record<string, string> = {};
+    if (from > 0) headers.Range = `bytes=${from}-`;
+    if (token && new URL(current).host === new URL(url).host) headers.Authorization = `Bearer ${token}`;
     let response: Response;
     try {
-      response = await fetch(current, {
-        redirect: 'manual',
-        signal,
-        headers: from > 0 ? { Range: `bytes=${from}-` } : {},
-      });
+      response = await fetch(current, { redirect: 'manual', signal, headers });
     } catch (error) {
       if (signal?.aborted) throw downloadError('the download was cancelled', error);
       throw downloadError(`cannot reach ${new URL(current).host}: ${(error as Error).message}`, error);
@@ -105,17 +107,24 @@ async function hashExisting(file: string, hash: Hash): Promise<void> {
 /** One attempt: appends to `part` from its current length. Returns when the body has ended. */
 async function attempt(remote: RemoteModel, part: string, claims: Claims, options: PullOptions): Promise<{ hash: Hash; bytes: number }> {
   let from = fs.existsSync(part) ? fs.statSync(part).size : 0;
-  let response = await request(remote.url, from, claims, options.signal);
+  const token = remote.name.startsWith('hf:') ? (options.env ?? process.env).HF_TOKEN : undefined;
+  let response = await request(remote.url, from, claims, token, options.signal);
   if (response.status === 416 && from > 0) {
     // The range starts at or past the end: the .part is complete already, or stale. Start over.
     await response.body?.cancel();
     fs.rmSync(part, { force: true });
     from = 0;
-    response = await request(remote.url, 0, claims, options.signal);
+    response = await request(remote.url, 0, claims, token, options.signal);
   }
   if (response.status === 404) {
     await response.body?.cancel();
     throw new ChaiError('E_MODEL_NOT_FOUND', `${remote.url} does not exist (HTTP 404); check the name '${remote.name}'`);
+  }
+  if (response.status === 401 || response.status === 403) {
+    await response.body?.cancel();
+    throw downloadError(
+      `${remote.url} answered HTTP ${response.status}: the repository may be gated or private; accept its terms on the website and set HF_TOKEN to an access token`,
+    );
   }
   if (response.status !== 200 && response.status !== 206) {
     await response.body?.cancel();

@@ -247,7 +247,9 @@ std::vector<fs::path> weight_files(const fs::path& dir, std::map<std::string, st
   for (const auto& entry : fs::directory_iterator(dir, ec))
     if (entry.path().extension() == ".safetensors") files.push_back(entry.path());
   if (ec) bad("cannot list '" + dir.string() + "': " + ec.message());
-  if (files.empty()) bad("'" + dir.string() + "' has no *.safetensors weights");
+  if (files.empty())
+    bad("'" + dir.string() + "' has no *.safetensors weights (PyTorch .bin checkpoints are not read: convert them to "
+        "safetensors, or use a GGUF file)");
   std::sort(files.begin(), files.end());
   if (files.size() > 1) bad("'" + dir.string() + "' has several *.safetensors files but no model.safetensors.index.json");
   return files;
