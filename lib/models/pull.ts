@@ -2,7 +2,6 @@
 // (size and sha256, from the caller or from Hugging Face's x-linked-size / x-linked-etag headers)
 // before the file takes its final name.
 import { createHash, Hash } from 'node:crypto';
-import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ChaiError } from '../errors';
@@ -146,23 +145,33 @@ async function attempt(remote: RemoteModel, part: string, claims: Claims, option
 
   const hash = createHash('sha256');
   if (from > 0) await hashExisting(part, hash);
-  const out = fs.createWriteStream(part, { flags: from > 0 ? 'a' : 'w' });
+  const out = await fs.promises.open(part, from > 0 ? 'a' : 'w');
   let received = from;
   options.onProgress?.({ receivedBytes: received, totalBytes: claims.size });
   try {
     if (!response.body) throw downloadError(`${remote.url} sent no body`);
-    for await (const chunk of response.body) {
-      hash.update(chunk);
-      received += chunk.length;
-      if (!out.write(chunk)) await once(out, 'drain'); // rejects if the disk write fails
+    // Errors of the body are the network's (worth resuming); errors of the file are the disk's.
+    const chunks = response.body[Symbol.asyncIterator]();
+    for (;;) {
+      let next: IteratorResult<Uint8Array>;
+      try {
+        next = await chunks.next();
+      } catch (error) {
+        if (options.signal?.aborted) throw downloadError('the download was cancelled; run pull again to resume', error);
+        throw new ConnectionDropped(remote.url, received, error);
+      }
+      if (next.done) break;
+      try {
+        await out.write(next.value);
+      } catch (error) {
+        throw downloadError(`cannot write ${part}: ${(error as Error).message}`, error);
+      }
+      hash.update(next.value);
+      received += next.value.length;
       options.onProgress?.({ receivedBytes: received, totalBytes: claims.size });
     }
-  } catch (error) {
-    if (error instanceof ChaiError) throw error;
-    if (options.signal?.aborted) throw downloadError('the download was cancelled; run pull again to resume', error);
-    throw new ConnectionDropped(remote.url, received, error);
   } finally {
-    await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+    await out.close();
   }
   return { hash, bytes: received };
 }
