@@ -113,7 +113,7 @@ describe('half-precision folders', () => {
   });
 });
 
-describe('bad Hugging Face folders are typed errors', () => {
+describe('config.json options, and bad folders as typed errors', () => {
   /** A copy of the single-file folder, changed by `edit`. */
   function variant(name: string, edit: (folder: string) => void): string {
     const folder = path.join(dir, name);
@@ -142,6 +142,7 @@ describe('bad Hugging Face folders are typed errors', () => {
     ['no weights', 'E_MODEL_FORMAT', (f) => fs.rmSync(path.join(f, 'model.safetensors')), /safetensors/],
     ['an unknown model_type', 'E_UNSUPPORTED', (f) => editConfig(f, { model_type: 'gpt_neox' }), /gpt_neox/],
     ['a quantized checkpoint', 'E_UNSUPPORTED', (f) => editConfig(f, { quantization_config: { quant_method: 'gptq', bits: 4 } }), /quantiz/],
+    ['a Mistral sliding window', 'E_UNSUPPORTED', (f) => editConfig(f, { model_type: 'mistral', sliding_window: 4 }), /sliding/],
     ['RoPE scaling', 'E_UNSUPPORTED', (f) => editConfig(f, { rope_scaling: { rope_type: 'llama3', factor: 8 } }), /rope_scaling/],
     ['a config that disagrees with the shapes', 'E_MODEL_FORMAT', (f) => editConfig(f, { num_attention_heads: 4, num_key_value_heads: 4 }), /should be|rows/],
     ['a wrong vocab_size', 'E_MODEL_FORMAT', (f) => editConfig(f, { vocab_size: 600 }), /vocab_size/],
@@ -154,6 +155,16 @@ describe('bad Hugging Face folders are typed errors', () => {
   test.each(cases)('%s', async (name, code, edit, message) => {
     const folder = variant(name.replace(/\W+/g, '-'), edit);
     await expect(loadModel(folder, { device: 'cpu' })).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
+  });
+
+  test('mistral without a sliding window is llama; tied embeddings drop lm_head', async () => {
+    const mistral = await loadModel(variant('mistral', (f) => editConfig(f, { model_type: 'mistral', sliding_window: null })), { device: 'cpu' });
+    expect(mistral.info).toMatchObject({ architecture: 'llama', layers: 5, tiedOutput: false });
+    mistral.dispose();
+    const tied = await loadModel(variant('tied', (f) => editConfig(f, { tie_word_embeddings: true })), { device: 'cpu' });
+    expect(tied.info.tiedOutput).toBe(true);
+    expect(tied.tensors.map((t) => t.name)).not.toContain('output.weight');
+    tied.dispose();
   });
 
   test('an integer tensor is E_UNSUPPORTED', async () => {
