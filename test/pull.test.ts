@@ -203,6 +203,21 @@ describe('pullModel', () => {
     ]);
   });
 
+  test('a pull of a name another live process is pulling is refused; a dead one\'s lock is taken over', async () => {
+    const name = `${base}/files/locked.gguf`;
+    const lock = `${parseModelName(name, env)!.cachePath}.lock`;
+    fs.mkdirSync(path.dirname(lock), { recursive: true });
+    fs.writeFileSync(lock, String(process.pid));
+    await expect(pullModel(name, { env })).rejects.toMatchObject({ code: 'E_DOWNLOAD', message: expect.stringMatching(/another pull .* is running/) });
+    expect(requests).toHaveLength(0);
+
+    const child = await promisify(execFile)(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+    fs.writeFileSync(lock, child.stdout); // that process has exited
+    const result = await pullModel(name, { env, sha256 });
+    expect(result.bytes).toBe(bytes.length);
+    expect(fs.existsSync(lock)).toBe(false);
+  });
+
   test('a malformed --sha256 is E_INVALID_ARGUMENT', async () => {
     await expect(pullModel(`${base}/files/x.gguf`, { env, sha256: 'xyz' })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
   });

@@ -208,6 +208,41 @@ export async function pullModel(name: string, options: PullOptions = {}): Promis
   }
 
   fs.mkdirSync(path.dirname(remote.cachePath), { recursive: true });
+  const release = lockDownload(remote);
+  try {
+    return await download(remote, expected, retries, options);
+  } finally {
+    release();
+  }
+}
+
+/**
+ * Two pulls appending to one .part would corrupt it: the first takes a lock file holding its pid;
+ * a second is refused while that process lives, and takes the lock over from a dead one.
+ */
+function lockDownload(remote: RemoteModel): () => void {
+  const lock = `${remote.cachePath}.lock`;
+  for (;;) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      return () => fs.rmSync(lock, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw downloadError(`cannot create ${lock}: ${(error as Error).message}`, error);
+    }
+    const owner = Number(fs.readFileSync(lock, 'utf8'));
+    let alive = Number.isInteger(owner) && owner > 0;
+    try {
+      if (alive) process.kill(owner, 0);
+    } catch (error) {
+      alive = (error as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
+    }
+    if (alive) throw downloadError(`another pull of '${remote.name}' is running (process ${owner}); wait for it, or delete ${lock} if it is not`);
+    // A dead owner's lock: remove it unless someone took it over meanwhile, then race for it again.
+    if (fs.readFileSync(lock, { encoding: 'utf8', flag: 'r' }) === String(owner)) fs.rmSync(lock, { force: true });
+  }
+}
+
+async function download(remote: RemoteModel, expected: string | undefined, retries: number, options: PullOptions): Promise<PullResult> {
   const part = `${remote.cachePath}.part`;
   const resumedFromBytes = fs.existsSync(part) ? fs.statSync(part).size : 0;
   const claims: Claims = { size: null, sha256: null };
@@ -233,5 +268,5 @@ export async function pullModel(name: string, options: PullOptions = {}): Promis
     throw new ChaiError('E_INTEGRITY', `the download of ${remote.url} is corrupt (${problems.join('; ')}); it was deleted, pull again`);
   }
   fs.renameSync(part, remote.cachePath);
-  return { name, url: remote.url, path: remote.cachePath, bytes: result.bytes, sha256, cached: false, resumedFromBytes };
+  return { name: remote.name, url: remote.url, path: remote.cachePath, bytes: result.bytes, sha256, cached: false, resumedFromBytes };
 }
