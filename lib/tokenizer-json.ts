@@ -110,9 +110,14 @@ export function metadataFromTokenizerJson(json: TokenizerJson, context: Tokenize
   if (!vocab || typeof vocab !== 'object') formatError("'model.vocab' is missing");
 
   const added = json.added_tokens ?? [];
-  let size = context.vocabSize ?? 0;
+  let size = 0;
   for (const id of Object.values(vocab)) size = Math.max(size, id + 1);
   for (const t of added) size = Math.max(size, t.id + 1);
+  // Token ids index the embedding: the tokenizer may not reach past its rows (it may stop short).
+  if (context.vocabSize !== undefined) {
+    if (size > context.vocabSize) formatError(`token ids reach ${size - 1}, past config.json's vocab_size of ${context.vocabSize}`);
+    size = context.vocabSize;
+  }
   const tokens: (string | undefined)[] = new Array(size).fill(undefined);
   const types = new Float64Array(size).fill(TokenType.Normal);
   const place = (text: string, id: number): void => {

@@ -77,4 +77,8 @@ describe('tokenizer.json details', () => {
   ])('%s is a typed error', (_name, json, code, message) => {
     expect(() => metadataFromTokenizerJson(json as never)).toThrow(expect.objectContaining({ code, message: expect.stringMatching(message) }));
   });
+
+  test('token ids past config.json vocab_size are E_MODEL_FORMAT', () => {
+    expect(() => metadataFromTokenizerJson(spm, { vocabSize: 8 })).toThrow(expect.objectContaining({ code: 'E_MODEL_FORMAT', message: expect.stringMatching(/past config.json's vocab_size of 8/) }));
+  });
 });
