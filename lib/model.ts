@@ -5,31 +5,11 @@ import { resolveModelPath } from './models/cache';
 import { folderTokenizerMetadata, isModelFolder } from './models/hf-folder';
 import { native } from './native';
 import { Metadata, Tokenizer, tokenizerFromMetadata } from './tokenizer';
+import { ModelInfo, SessionHost } from './model-info';
 import { Session, SessionOptions } from './session';
 
-export interface ModelInfo {
-  architecture: string;
-  name: string | null;
-  /** The GGUF version of the file; 0 for a Hugging Face folder. */
-  ggufVersion: number;
-  layers: number;
-  embeddingLength: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  feedForwardLength: number;
-  vocabSize: number;
-  /** The context length the model was trained with (metadata). */
-  contextLength: number;
-  ropeFreqBase: number;
-  rmsEps: number;
-  /** The output projection reuses the token embedding. */
-  tiedOutput: boolean;
-  /** Bytes of tensor data memory-mapped from the file. */
-  weightBytes: number;
-  /** How many tensors of each storage type, e.g. { F32: 11, Q8_0: 36, F16: 5 }. */
-  tensorTypes: Record<string, number>;
-}
+export type { ModelInfo } from './model-info';
+
 
 export interface TensorInfo {
   name: string;
@@ -76,7 +56,7 @@ interface PendingEvaluation {
 }
 
 /** A LLaMA-family model loaded from a GGUF file or a Hugging Face folder. Weights are memory-mapped, not copied. */
-export class Model {
+export class Model implements SessionHost {
   readonly info: ModelInfo;
   readonly tokenizer: Tokenizer;
   readonly metadata: Readonly<Metadata>;

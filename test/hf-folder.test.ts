@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadModel, Model } from '../lib';
+import { loadModel, Model, modelFileHash } from '../lib';
 import { writeSafetensors } from '../lib/safetensors-writer';
 import { relativeError } from './helpers';
 import { unpermuteRopeRows, writeHfFolderFromGguf } from './hf-folder';
@@ -82,6 +82,13 @@ describe.each(['single', 'sharded'])('a %s-file Hugging Face folder of stories26
     expect(ours.tokens).toEqual(reference.tokens);
     expect(relativeError(ours.lastLogits, reference.lastLogits)).toBeLessThan(1e-5);
   });
+});
+
+test("a folder's content hash (which keys its cached CHAI plan) covers its config and weights", () => {
+  const single = modelFileHash(path.join(dir, 'single'));
+  expect(single).toMatch(/^[0-9a-f]{64}$/);
+  expect(modelFileHash(path.join(dir, 'single'))).toBe(single);
+  expect(modelFileHash(path.join(dir, 'sharded'))).not.toBe(single);
 });
 
 describe('half-precision folders', () => {

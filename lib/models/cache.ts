@@ -1,8 +1,8 @@
 // Model names (`hf:owner/repo/file.gguf`, http(s) URLs) and the local cache they download into.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { ChaiError } from '../errors';
+import { planCacheDir } from '../plan-cache';
 
 /** A model name that `chai-attn pull` can download, and where it lives once downloaded. */
 export interface RemoteModel {
@@ -15,12 +15,10 @@ export interface RemoteModel {
 
 /**
  * The models cache: $CHAI_CACHE_DIR/models, else $XDG_CACHE_HOME/chai-attention/models, else
- * ~/.cache/chai-attention/models.
+ * ~/.cache/chai-attention/models (the models/ folder of the cache that also holds the plans).
  */
 export function modelsCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.CHAI_CACHE_DIR) return path.join(env.CHAI_CACHE_DIR, 'models');
-  const base = env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(base, 'chai-attention', 'models');
+  return path.join(planCacheDir(env), 'models');
 }
 
 /** Where `hf:` names resolve (HF_ENDPOINT overrides it, as Hugging Face's own tools allow). */
