@@ -154,11 +154,11 @@ export class Model implements SessionHost {
 }
 
 /**
- * Loads a model: a GGUF file (F32, F16, BF16 or Q8_0 tensors), a Hugging Face folder
- * (config.json, *.safetensors in F32/F16/BF16, tokenizer.json), or a name pulled before with
- * `chai-attn pull` (hf:owner/repo/file.gguf or a URL; E_MODEL_NOT_FOUND if not pulled yet).
- * Everything is checked before use; a corrupt or truncated file rejects with E_MODEL_FORMAT and a
- * message naming the problem.
+ * Loads a model: a GGUF file (F32, F16, BF16, Q8_0 and the Q4_0 .. Q6_K, IQ4_NL, IQ4_XS quantized
+ * tensors), a Hugging Face folder (config.json, *.safetensors in F32/F16/BF16, tokenizer.json), or
+ * a name pulled before with `chai-attn pull` (hf:owner/repo/file.gguf or a URL; E_MODEL_NOT_FOUND
+ * if not pulled yet). Everything is checked before use; a corrupt or truncated file rejects with
+ * E_MODEL_FORMAT and a message naming the problem.
  */
 export async function loadModel(modelPath: string, options: LoadModelOptions = {}): Promise<Model> {
   if (typeof modelPath !== 'string' || modelPath.length === 0) {
