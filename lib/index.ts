@@ -16,3 +16,6 @@ export { measurePlans, paragraphWindows } from './quality';
 export { calibrationChartSvg } from './quality-chart';
 export { evaluateChai, EvaluateOptions, EvaluationReport, evaluationWindows } from './evaluate';
 export { measureThroughput, ThroughputOptions, Throughput } from './bench';
+export { pullModel, PullOptions, PullProgress, PullResult } from './models/pull';
+export { modelsCacheDir, parseModelName, resolveModelPath, RemoteModel } from './models/cache';
+export { writeSafetensors, SafetensorsWriteTensor, SafetensorsDType } from './safetensors-writer';
