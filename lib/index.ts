@@ -1,7 +1,7 @@
 export { ChaiError, ErrorCode } from './errors';
 export { devices, buildInfo, resolveDevice, Device, DeviceRequest, DeviceList, BuildInfo, CudaDevice } from './device';
 export { matmul, rmsnorm, softmax, toHalf, fromHalf, WeightMatrix, WeightDType, HalfDType, OpOptions } from './ops';
-export { loadModel, Model, ModelInfo, TensorInfo, LoadModelOptions, LoadProgress } from './model';
+export { loadModel, Model, ModelInfo, TensorInfo, LoadModelOptions, LoadProgress, KvPool, KvPoolStats } from './model';
 export { Session, SessionOptions, GenerateOptions, GeneratedToken, GenerationResult, FinishReason, CacheStats, Assignment, defaultPlan, planPathFor } from './session';
 export { Tokenizer, SentencePieceTokenizer, BytePairTokenizer, StreamingDecoder, Metadata, MetadataValue } from './tokenizer';
 export { SamplingOptions } from './sampling';
@@ -11,3 +11,6 @@ export { ClusterPlan, ClusterPlanJson, CalibrationRecord, ClusterMethod, Represe
 export { calibrate, CalibrateOptions, calibrationWindows } from './calibrate';
 export { evaluateChai, EvaluateOptions, EvaluationReport, evaluationWindows } from './evaluate';
 export { measureThroughput, ThroughputOptions, Throughput } from './bench';
+export { serveModel, ServeOptions, RunningServer } from './server/server';
+export { Scheduler, SchedulerOptions, SchedulerObserver, GenerationRequest, Generation, SchedulerError } from './server/scheduler';
+export { ChatFormat, ChatMessage, plainChatFormat } from './server/chat-format';

@@ -7,6 +7,7 @@ import { registerCalibrateCommand } from './calibrate';
 import { registerEvalCommand } from './eval';
 import { registerGenerateCommand } from './generate';
 import { registerInfoCommand } from './info';
+import { registerServeCommand } from './serve';
 
 async function main(argv: string[]): Promise<void> {
   const program = new Command();
@@ -16,6 +17,7 @@ async function main(argv: string[]): Promise<void> {
   registerBenchCommand(program);
   registerCalibrateCommand(program);
   registerEvalCommand(program);
+  registerServeCommand(program);
   await program.parseAsync(argv);
 }
 
