@@ -1,8 +1,9 @@
 // `chai-attn serve`: the OpenAI-compatible server, driven by the official openai client.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { ClusterPlan, loadModel, Model, plainChatFormat, RunningServer, serveModel, ServeOptions } from '../lib';
+import { ClusterPlan, loadModel, Model, plainChatFormat, RunningServer, Scheduler, serveModel, ServeOptions } from '../lib';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const parsePrometheus = require('parse-prometheus-text-format') as (text: string) => {
@@ -330,6 +331,28 @@ describe('chai-attn serve (OpenAI API over continuous batching)', () => {
     for await (const _chunk of stream) if (saved === 0) saved = value(await scrape(chaiServer), 'chai_kv_bytes_saved');
     expect(texts).toEqual(expected);
     expect(saved).toBeGreaterThan(0);
+  });
+
+  test('a long prompt is read in chunks between the other sequences’ decode steps; outputs are unchanged', async () => {
+    const steps: { sequences: number; tokens: number }[] = [];
+    const scheduler = new Scheduler(model, { prefillTokensPerStep: 32, observer: { step: (sequences, tokens) => steps.push({ sequences, tokens }) } });
+    const long = fs.readFileSync(path.join(__dirname, '..', '..', 'shared', 'data', 'stories-calib.txt'), 'utf8').slice(0, 400);
+    const longTokens = model.tokenizer.encode(long, { addBos: true });
+    expect(longTokens.length).toBeGreaterThan(100);
+    const greedy = { temperature: 0, topK: 0, topP: 1, seed: 1 };
+    const short = model.tokenizer.encode(PROMPTS[0], { addBos: true });
+    let started!: () => void;
+    const decoding = new Promise<void>((r) => (started = r));
+    const first = scheduler.submit({ prompt: short, maxNewTokens: 60, ...greedy, onText: () => started() });
+    await decoding;
+    const second = scheduler.submit({ prompt: longTokens, maxNewTokens: 10, ...greedy });
+    const [a, b] = await Promise.all([first, second]);
+    expect(a.text).toBe(await alone(PROMPTS[0], 60));
+    expect(b.text).toBe(await alone(long, 10));
+    // The long prompt went in 32-token chunks, each beside one decode token of the first request.
+    expect(Math.max(...steps.map((s) => s.tokens))).toBeLessThanOrEqual(33);
+    expect(steps.filter((s) => s.sequences === 2 && s.tokens === 33).length).toBe(Math.floor(longTokens.length / 32));
+    await scheduler.close();
   });
 
   test('SIGTERM: the CLI stops accepting, finishes the running request and exits 0', async () => {

@@ -5,7 +5,7 @@ import { ChaiError } from '../errors';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
 import { serveModel } from '../server/server';
-import { gib, number } from './format';
+import { mib, number } from './format';
 
 interface ServeFlags {
   model: string;
@@ -16,6 +16,7 @@ interface ServeFlags {
   modelName?: string;
   maxConcurrent: number;
   maxQueue: number;
+  prefillTokens: number;
   context?: number;
   kvMemory?: number;
   kvCache: 'f32' | 'f16';
@@ -44,6 +45,7 @@ async function serve(flags: ServeFlags): Promise<void> {
     modelId: flags.modelName,
     maxConcurrent: flags.maxConcurrent,
     maxQueue: flags.maxQueue,
+    prefillTokensPerStep: flags.prefillTokens,
     contextTokens: flags.context,
     chai,
   });
@@ -52,7 +54,7 @@ async function serve(flags: ServeFlags): Promise<void> {
   process.stderr.write(
     `chai-attn serve: ${server.modelId} (${plan ? `CHAI, clusters ${plan.clusters.join(' ')}` : 'full attention'}), ` +
       `up to ${server.scheduler.maxConcurrent} sequences of ${server.scheduler.contextTokens} tokens, queue ${server.scheduler.maxQueue}, ` +
-      `KV cache cap ${gib(kvCacheBytes)} (${pool.pagesTotal} pages of ${pool.pageBytes} bytes)\n`,
+      `KV cache cap ${mib(kvCacheBytes)} (${pool.pagesTotal} pages of ${pool.pageBytes} bytes)\n`,
   );
   if (model.metadata['tokenizer.chat_template'] !== undefined) {
     process.stderr.write('chai-attn serve: the model has a chat template; /v1/chat/completions uses the plain "User: / Assistant:" format\n');
@@ -82,6 +84,7 @@ export function registerServeCommand(program: Command): void {
     .option('--model-name <id>', "the model's id in the API (default: the file name without .gguf)")
     .option('--max-concurrent <n>', 'most sequences decoding together', number('int'), 16)
     .option('--max-queue <n>', 'most requests waiting for a place; more get 429', number('int'), 64)
+    .option('--prefill-tokens <n>', 'prompt tokens per step over all sequences (long prompts are read in chunks between decode steps)', number('int'), 256)
     .option('--context <n>', 'most tokens per sequence, prompt included (default: min(model context, 4096))', number('int'))
     .option('--kv-memory <GiB>', 'KV cache cap in GiB (default: half the free RAM, or half the GPU memory)', number('float'))
     .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))

@@ -37,11 +37,11 @@ function invalid(message: string, param: string | null = null, code: string | nu
   return new ApiError(400, message, 'invalid_request_error', code, param);
 }
 
-/** OpenAI options this server does not implement: accepted only at the value that means "off". */
-const unsupported = (what: string) =>
+/** OpenAI options this server does not implement: accepted only absent, null or at a value that means "off". */
+const unsupported = (what: string, ...off: unknown[]) =>
   z
     .unknown()
-    .refine((v) => v === undefined || v === null || v === false || v === 0 || v === 1 || (typeof v === 'object' && Object.keys(v as object).length === 0), {
+    .refine((v) => v === undefined || v === null || off.includes(v) || (typeof v === 'object' && Object.keys(v as object).length === 0), {
       message: `${what} is not supported by this server`,
     })
     .optional();
@@ -57,18 +57,18 @@ const samplingFields = {
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
   n: z.literal(1, { message: 'only n = 1 is supported' }).nullish(),
-  presence_penalty: unsupported('presence_penalty'),
-  frequency_penalty: unsupported('frequency_penalty'),
+  presence_penalty: unsupported('presence_penalty', 0),
+  frequency_penalty: unsupported('frequency_penalty', 0),
   logit_bias: unsupported('logit_bias'),
-  logprobs: unsupported('logprobs'),
+  logprobs: unsupported('logprobs', false, 0),
   user: z.string().nullish(),
 };
 
 const CompletionRequest = z.object({
   ...samplingFields,
   prompt: z.union([z.string(), z.array(z.string()).length(1, { message: 'one prompt per request' }), z.array(z.number().int().min(0)).min(1)]),
-  echo: unsupported('echo'),
-  best_of: unsupported('best_of'),
+  echo: unsupported('echo', false),
+  best_of: unsupported('best_of', 1),
   suffix: z.null().optional(),
 });
 
@@ -108,7 +108,7 @@ function toApiError(error: unknown): ApiError {
     return new ApiError(503, error.message, 'server_error', 'shutting_down');
   }
   if (error instanceof ChaiError) {
-    if (error.code === 'E_CONTEXT_OVERFLOW') return invalid(error.message, 'messages', 'context_length_exceeded');
+    if (error.code === 'E_CONTEXT_OVERFLOW') return invalid(error.message, null, 'context_length_exceeded');
     if (error.code === 'E_INVALID_ARGUMENT') return invalid(error.message);
   }
   return new ApiError(500, (error as Error)?.message ?? String(error), 'server_error', 'internal_error');
