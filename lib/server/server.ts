@@ -2,8 +2,6 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Model } from '../model';
 import { ChatFormat, plainChatFormat } from './chat-format';
-import { ServerMetrics } from './metrics';
-import { buildOpenAiApp } from './openai';
 import { Scheduler, SchedulerOptions } from './scheduler';
 
 export interface ServeOptions extends Omit<SchedulerOptions, 'observer'> {
@@ -35,6 +33,8 @@ export interface RunningServer {
 
 /** Serves `model` over the OpenAI API with continuous batching. The caller keeps owning the model. */
 export async function serveModel(model: Model, options: ServeOptions = {}): Promise<RunningServer> {
+  // Loaded here, not at the top: the HTTP stack costs about half a second to load, and only serving needs it.
+  const [{ ServerMetrics }, { buildOpenAiApp }] = await Promise.all([import('./metrics'), import('./openai')]);
   const metrics = new ServerMetrics();
   const scheduler = new Scheduler(model, { ...options, observer: metrics.observer });
   metrics.watch(scheduler, model);
