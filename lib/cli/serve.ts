@@ -35,6 +35,7 @@ function defaultKvBytes(request: DeviceRequest): number {
 }
 
 async function serve(flags: ServeFlags): Promise<void> {
+  if (flags.kvMemory !== undefined && !(flags.kvMemory > 0)) throw new ChaiError('E_INVALID_ARGUMENT', `--kv-memory must be a positive number of GiB, got ${flags.kvMemory}`);
   const kvCacheBytes = flags.kvMemory !== undefined ? Math.floor(flags.kvMemory * 2 ** 30) : defaultKvBytes(flags.device);
   const model = await loadModel(flags.model, { device: flags.device, kvCacheType: flags.kvCache, threads: flags.threads, kvCacheBytes });
   const chai = flags.plan === undefined ? 'off' : flags.plan === 'auto' ? 'auto' : ClusterPlan.load(flags.plan);

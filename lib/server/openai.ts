@@ -111,7 +111,10 @@ function toApiError(error: unknown): ApiError {
     if (error.code === 'E_CONTEXT_OVERFLOW') return invalid(error.message, null, 'context_length_exceeded');
     if (error.code === 'E_INVALID_ARGUMENT') return invalid(error.message);
   }
-  return new ApiError(500, (error as Error)?.message ?? String(error), 'server_error', 'internal_error');
+  // Fastify's own errors (bad JSON, wrong content type, body too large) keep their 4xx status.
+  const { statusCode, code, message } = (error ?? {}) as { statusCode?: number; code?: string; message?: string };
+  if (statusCode !== undefined && statusCode >= 400 && statusCode < 500) return new ApiError(statusCode, message ?? 'bad request', 'invalid_request_error', code ?? null);
+  return new ApiError(500, message ?? String(error), 'server_error', 'internal_error');
 }
 
 interface Usage {
@@ -172,9 +175,7 @@ export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: Serv
   });
 
   app.setErrorHandler((error, _request, reply) => {
-    const status = (error as { statusCode?: number }).statusCode;
-    // Fastify's own errors (bad JSON, wrong content type, body too large) keep their 4xx status.
-    const api = error instanceof ApiError ? error : status !== undefined && status >= 400 && status < 500 ? new ApiError(status, (error as Error).message, 'invalid_request_error', (error as { code?: string }).code ?? null) : toApiError(error);
+    const api = toApiError(error);
     void reply.status(api.status).send(api.body());
   });
 

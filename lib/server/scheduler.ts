@@ -1,7 +1,7 @@
 import { ChaiError } from '../errors';
 import type { Model } from '../model';
 import type { ClusterPlan } from '../plan';
-import { sample, seededRandom } from '../sampling';
+import { sample, seededRandom, validateSampling } from '../sampling';
 import type { Session } from '../session';
 import { StreamingDecoder } from '../tokenizer';
 
@@ -207,8 +207,12 @@ export class Scheduler {
   submit(request: GenerationRequest): Promise<Generation> {
     if (this.closing) throw new SchedulerError('shutting_down', 'the server is shutting down');
     if (request.prompt.length === 0) throw new ChaiError('E_INVALID_ARGUMENT', 'the prompt is empty');
+    if (!Number.isInteger(request.maxNewTokens) || request.maxNewTokens < 0) {
+      throw new ChaiError('E_INVALID_ARGUMENT', `maxNewTokens must be an integer >= 0, got ${request.maxNewTokens}`);
+    }
+    validateSampling(request);
     const maxTokens = Math.min(this.contextTokens, request.prompt.length + request.maxNewTokens);
-    if (request.prompt.length > maxTokens || request.prompt.length >= this.contextTokens) {
+    if (request.prompt.length >= this.contextTokens) {
       throw new ChaiError('E_CONTEXT_OVERFLOW', `the prompt has ${request.prompt.length} tokens; this server's context is ${this.contextTokens}`);
     }
     const pages = this.model.kvPool.pagesFor(maxTokens);
