@@ -7,6 +7,7 @@
 // ratio, measured in this run), time to first token p50/p99 and inter-token p50/p99 as the
 // clients see them, and the mean batch the server ran; checks every request completed; writes JSON
 // to bench/results/. Usage: node scripts/bench-serve.js [--clients 64] [--tokens 128] [--sequential 8]
+// [--threads N (the server's; default all)]
 'use strict';
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -24,6 +25,7 @@ function flag(name, fallback) {
 const CLIENTS = flag('clients', 64);
 const TOKENS = flag('tokens', 128);
 const SEQUENTIAL = flag('sequential', 8);
+const THREADS = flag('threads', 0); // the server's CPU threads; 0: its default (all)
 const PROMPTS = ['Once upon a time', 'The little dog', 'Tom and Lily went to the park', 'One day, a big red ball', 'The sun was', 'A girl named Sue', 'In the garden', 'Max had a toy'];
 
 function percentile(values, p) {
@@ -33,7 +35,7 @@ function percentile(values, p) {
 }
 
 function startServer(model) {
-  const child = spawn(process.execPath, [cli, 'serve', '--model', model, '--port', '0', '--max-concurrent', String(CLIENTS), '--max-queue', String(CLIENTS), '--kv-memory', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [cli, 'serve', '--model', model, '--port', '0', '--max-concurrent', String(CLIENTS), '--max-queue', String(CLIENTS), '--kv-memory', '2', ...(THREADS > 0 ? ['--threads', String(THREADS)] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
@@ -148,7 +150,7 @@ async function main() {
   }
 
   const ms = (s) => (s === null ? '-' : `${(s * 1000).toFixed(1)}`);
-  console.log(`\nchai-attn serve, ${CLIENTS} streaming clients x ${TOKENS} greedy tokens (${os.cpus()[0].model.trim()}, ${os.cpus().length} cores; clients in the same machine)`);
+  console.log(`\nchai-attn serve, ${CLIENTS} streaming clients x ${TOKENS} greedy tokens (${os.cpus()[0].model.trim()}, ${os.cpus().length} cores, load average ${os.loadavg()[0].toFixed(1)}; server threads ${THREADS || 'all'}; clients on the same machine)`);
   console.log('model                    mode              done   tok/s  ratio  TTFT p50/p99 ms   inter-token p50/p99 ms  mean batch');
   for (const r of rows) {
     const line = (mode, s, done, ratio, batch) =>
@@ -160,7 +162,7 @@ async function main() {
   const outDir = path.join(root, 'bench', 'results');
   fs.mkdirSync(outDir, { recursive: true });
   const out = path.join(outDir, `${new Date().toISOString().slice(0, 10)}-${os.hostname()}-serve.json`);
-  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cpu: os.cpus()[0].model.trim(), cores: os.cpus().length, clients: CLIENTS, tokens: TOKENS, sequential: SEQUENTIAL, syntheticConfig, rows }, null, 2));
+  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cpu: os.cpus()[0].model.trim(), cores: os.cpus().length, loadAverage: os.loadavg(), serverThreads: THREADS || 'all', clients: CLIENTS, tokens: TOKENS, sequential: SEQUENTIAL, syntheticConfig, rows }, null, 2));
   console.log(`wrote ${path.relative(root, out)}`);
   if (rows.some((r) => r.concurrent.completed !== CLIENTS)) process.exitCode = 1;
 }

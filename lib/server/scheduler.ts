@@ -311,7 +311,8 @@ export class Scheduler {
   private wake(): void {
     if (this.looping) return;
     this.looping = true;
-    void this.loop();
+    // After the current I/O phase, so that requests arriving together start in the same first step.
+    setImmediate(() => void this.loop());
   }
 
   private async loop(): Promise<void> {
