@@ -17,6 +17,8 @@ export interface SyntheticLlamaConfig {
    * kvHeads === heads (each head has its own keys).
    */
   plantedGroups?: number[][];
+  /** Metadata entries added to (or replacing) the generated ones, e.g. to write a malformed file. */
+  metadata?: Record<string, GgufWriteValue>;
 }
 
 function random(seed: number): () => number {
@@ -98,5 +100,5 @@ export function writeSyntheticLlama(file: string, c: SyntheticLlamaConfig): void
     'tokenizer.ggml.bos_token_id': { type: 'u32', value: 1 },
     'tokenizer.ggml.eos_token_id': { type: 'u32', value: 2 },
   };
-  writeGguf(file, metadata, tensors);
+  writeGguf(file, { ...metadata, ...c.metadata }, tensors);
 }

@@ -1,4 +1,4 @@
-import { ChaiError } from './errors';
+import { ChaiError, optionsArgument } from './errors';
 
 /** Token types as GGUF stores them (llama.cpp's llama_token_type). */
 export const enum TokenType {
@@ -93,13 +93,16 @@ abstract class BaseTokenizer implements Tokenizer {
     this.addBos = flag(metadata, 'tokenizer.ggml.add_bos_token', addBosDefault) && this.bos !== null;
   }
 
-  abstract encode(text: string, options?: { addBos?: boolean }): number[];
-  protected abstract pieceBytes(token: number): Uint8Array;
-
-  protected withBos(tokens: number[], options?: { addBos?: boolean }): number[] {
-    const add = options?.addBos ?? this.addBos;
+  encode(text: string, options?: { addBos?: boolean }): number[] {
+    if (typeof text !== 'string') throw new ChaiError('E_INVALID_ARGUMENT', `encode takes a string, got ${text === null ? 'null' : typeof text}`);
+    const add = optionsArgument(options, 'encode').addBos ?? this.addBos;
+    const tokens = this.encodeText(text);
     return add && this.bos !== null ? [this.bos, ...tokens] : tokens;
   }
+
+  /** The token ids of `text`, without BOS. */
+  protected abstract encodeText(text: string): number[];
+  protected abstract pieceBytes(token: number): Uint8Array;
 
   tokenBytes(token: number): Uint8Array {
     if (!Number.isInteger(token) || token < 0 || token >= this.vocabSize) {
@@ -114,7 +117,10 @@ abstract class BaseTokenizer implements Tokenizer {
   }
 
   decode(tokens: readonly number[]): string {
-    const parts = tokens.map((t) => this.tokenBytes(t));
+    if (!Array.isArray(tokens) && !ArrayBuffer.isView(tokens)) {
+      throw new ChaiError('E_INVALID_ARGUMENT', `decode takes an array of token ids, got ${tokens === null ? 'null' : typeof tokens}`);
+    }
+    const parts = Array.from(tokens, (t) => this.tokenBytes(t));
     const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
     let at = 0;
     for (const p of parts) {
@@ -202,8 +208,8 @@ export class SentencePieceTokenizer extends BaseTokenizer {
     }
   }
 
-  encode(text: string, options?: { addBos?: boolean }): number[] {
-    if (text.length === 0) return this.withBos([], options);
+  protected encodeText(text: string): number[] {
+    if (text.length === 0) return [];
     const normalized = (this.addSpacePrefix ? ' ' + text : text).replace(/ /g, SPACE);
     // Symbols start as single characters (code points) in a doubly linked list.
     const chars = Array.from(normalized);
@@ -256,7 +262,7 @@ export class SentencePieceTokenizer extends BaseTokenizer {
       resegment(texts[parts[1]]);
     };
     for (let i = 0; i >= 0 && i < chars.length; i = next[i]) resegment(texts[i]);
-    return this.withBos(out, options);
+    return out;
   }
 
   protected pieceBytes(token: number): Uint8Array {
@@ -350,13 +356,13 @@ export class BytePairTokenizer extends BaseTokenizer {
     return ids;
   }
 
-  encode(text: string, options?: { addBos?: boolean }): number[] {
+  protected encodeText(text: string): number[] {
     const out: number[] = [];
     for (const match of text.matchAll(this.pattern)) {
       const word = Array.from(utf8.encode(match[0]), (b) => this.maps.toChar[b]).join('');
       out.push(...this.bpe(word));
     }
-    return this.withBos(out, options);
+    return out;
   }
 
   protected pieceBytes(token: number): Uint8Array {

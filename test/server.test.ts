@@ -355,20 +355,26 @@ describe('chai-attn serve (OpenAI API over continuous batching)', () => {
     await scheduler.close();
   });
 
-  test('SIGTERM: the CLI stops accepting, finishes the running request and exits 0', async () => {
+  /** `chai-attn serve` in a child process, once it listens. */
+  async function spawnServe(): Promise<{ child: ReturnType<typeof spawn>; url: string; exited: Promise<number | null>; stderr: () => string }> {
     const child = spawn(process.execPath, [cli, 'serve', '--model', stories, '--port', '0', '--threads', '1', '--kv-memory', '0.01'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const url = await new Promise<string>((resolve, reject) => {
       let out = '';
-      child.stdout.on('data', (d: Buffer) => {
+      child.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
         const match = /listening on (http:\/\/\S+)/.exec(out);
         if (match) resolve(match[1]);
       });
       child.on('exit', () => reject(new Error(`the server exited early: ${stderr}`)));
     });
+    return { child, url, exited, stderr: () => stderr };
+  }
+
+  test('SIGTERM: the CLI stops accepting, finishes the running request and exits 0', async () => {
+    const { child, url, exited, stderr } = await spawnServe();
     const c = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
     const stream = await c.completions.create({ model: 'stories260K', prompt: PROMPTS[0], max_tokens: 1000, temperature: 0, stream: true });
     let text = '';
@@ -381,6 +387,13 @@ describe('chai-attn serve (OpenAI API over continuous batching)', () => {
     expect(finish).toBe('length');
     expect(text).toBe(await alone(PROMPTS[0], 1000));
     expect(await exited).toBe(0);
-    expect(stderr).toMatch(/SIGTERM/);
+    expect(stderr()).toMatch(/SIGTERM/);
+  });
+
+  test('Ctrl-C: the CLI closes the server the same way and exits with 130, as other commands do', async () => {
+    const { child, url, exited } = await spawnServe();
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
   });
 });

@@ -3,9 +3,21 @@ import { Command, Option } from 'commander';
 import { DeviceRequest, devices, resolveDevice } from '../device';
 import { ChaiError } from '../errors';
 import { loadModel } from '../model';
-import { ClusterPlan } from '../plan';
 import { serveModel } from '../server/server';
-import { mib, number } from './format';
+import { interrupted, mib, note, number, planFlag, withFlags } from './format';
+
+/** API option → the flag of this command that sets it (for error messages). */
+const FLAGS = {
+  kvCacheType: '--kv-cache',
+  kvCacheBytes: '--kv-memory',
+  device: '--device',
+  threads: '--threads',
+  chai: '--plan',
+  maxConcurrent: '--max-concurrent',
+  maxQueue: '--max-queue',
+  prefillTokensPerStep: '--prefill-tokens',
+  contextTokens: '--context',
+};
 
 interface ServeFlags {
   model: string;
@@ -38,39 +50,40 @@ async function serve(flags: ServeFlags): Promise<void> {
   if (flags.kvMemory !== undefined && !(flags.kvMemory > 0)) throw new ChaiError('E_INVALID_ARGUMENT', `--kv-memory must be a positive number of GiB, got ${flags.kvMemory}`);
   const kvCacheBytes = flags.kvMemory !== undefined ? Math.floor(flags.kvMemory * 2 ** 30) : defaultKvBytes(flags.device);
   const model = await loadModel(flags.model, { device: flags.device, kvCacheType: flags.kvCache, threads: flags.threads, kvCacheBytes });
-  const chai = flags.plan === undefined ? 'off' : flags.plan === 'auto' ? 'auto' : ClusterPlan.load(flags.plan);
-  const server = await serveModel(model, {
-    host: flags.host,
-    port: flags.port,
-    apiKey: flags.apiKey ?? process.env.CHAI_API_KEY,
-    modelId: flags.modelName,
-    maxConcurrent: flags.maxConcurrent,
-    maxQueue: flags.maxQueue,
-    prefillTokensPerStep: flags.prefillTokens,
-    contextTokens: flags.context,
-    chai,
-  });
-  const pool = model.kvPool.stats();
-  const plan = server.scheduler.plan;
-  process.stderr.write(
-    `chai-attn serve: ${server.modelId} (${plan ? `CHAI, clusters ${plan.clusters.join(' ')}` : 'full attention'}), ` +
-      `up to ${server.scheduler.maxConcurrent} sequences of ${server.scheduler.contextTokens} tokens, queue ${server.scheduler.maxQueue}, ` +
-      `KV cache cap ${mib(kvCacheBytes)} (${pool.pagesTotal} pages of ${pool.pageBytes} bytes)\n`,
-  );
-  if (model.metadata['tokenizer.chat_template'] !== undefined) {
-    process.stderr.write('chai-attn serve: the model has a chat template; /v1/chat/completions uses the plain "User: / Assistant:" format\n');
-  }
-  process.stdout.write(`listening on ${server.url}\n`);
+  try {
+    const server = await serveModel(model, {
+      host: flags.host,
+      port: flags.port,
+      apiKey: flags.apiKey ?? process.env.CHAI_API_KEY,
+      modelId: flags.modelName,
+      maxConcurrent: flags.maxConcurrent,
+      maxQueue: flags.maxQueue,
+      prefillTokensPerStep: flags.prefillTokens,
+      contextTokens: flags.context,
+      chai: flags.plan === undefined ? 'off' : planFlag(flags.plan, model),
+    });
+    const pool = model.kvPool.stats();
+    const plan = server.scheduler.plan;
+    note(
+      `serving ${server.modelId} (${plan ? `CHAI, clusters ${plan.clusters.join(' ')}` : 'full attention'}), ` +
+        `up to ${server.scheduler.maxConcurrent} sequences of ${server.scheduler.contextTokens} tokens, queue ${server.scheduler.maxQueue}, ` +
+        `KV cache cap ${mib(kvCacheBytes)} (${pool.pagesTotal} pages of ${pool.pageBytes} bytes)`,
+    );
+    if (model.metadata['tokenizer.chat_template'] !== undefined) {
+      note('the model has a chat template; /v1/chat/completions uses the plain "User: / Assistant:" format');
+    }
+    process.stdout.write(`listening on ${server.url}\n`);
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals): void => {
-      process.stderr.write(`chai-attn serve: ${signal}: finishing running requests (at most ${flags.shutdownGrace} s)\n`);
-      server.close(flags.shutdownGrace * 1000).then(resolve, resolve);
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
-  model.dispose();
+    // SIGTERM, or the first Ctrl-C (chai-attn then exits with 130; a second one exits at once).
+    const signal = await new Promise<string>((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+      interrupted.signal.addEventListener('abort', () => resolve('Ctrl-C'), { once: true });
+    });
+    note(`${signal}: no new requests; the running ones may finish for ${flags.shutdownGrace} s`);
+    await server.close(flags.shutdownGrace * 1000);
+  } finally {
+    model.dispose();
+  }
 }
 
 export function registerServeCommand(program: Command): void {
@@ -92,5 +105,5 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--device <device>', "'auto', 'cpu' or 'cuda:N'").default('auto'))
     .option('--threads <n>', 'CPU threads (default: all)', number('int'))
     .option('--shutdown-grace <seconds>', 'on SIGTERM/SIGINT, how long running requests may finish before they are cancelled', number('float'), 30)
-    .action((opts: ServeFlags) => serve(opts));
+    .action((opts: ServeFlags) => withFlags(FLAGS, () => serve(opts)));
 }

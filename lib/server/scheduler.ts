@@ -1,4 +1,4 @@
-import { ChaiError } from '../errors';
+import { ChaiError, invalidOption } from '../errors';
 import type { Model } from '../model';
 import type { ClusterPlan } from '../plan';
 import { sample, seededRandom, validateSampling } from '../sampling';
@@ -150,7 +150,7 @@ export class Scheduler {
     options: SchedulerOptions = {},
   ) {
     const positive = (name: string, value: number, least = 1): number => {
-      if (!Number.isInteger(value) || value < least) throw new ChaiError('E_INVALID_ARGUMENT', `${name} must be an integer >= ${least}, got ${value}`);
+      if (!Number.isInteger(value) || value < least) throw invalidOption(name, `must be an integer >= ${least}, got ${value}`);
       return value;
     };
     this.maxConcurrent = positive('maxConcurrent', options.maxConcurrent ?? 16);
@@ -158,6 +158,9 @@ export class Scheduler {
     // A first chunk of at least min(prompt, 32) tokens lets CHAI cluster a prompt before its attention (t0 <= 32).
     this.prefillTokensPerStep = positive('prefillTokensPerStep', options.prefillTokensPerStep ?? 256, 32);
     this.contextTokens = positive('contextTokens', options.contextTokens ?? Math.min(model.info.contextLength, 4096));
+    if (this.contextTokens > model.info.contextLength) {
+      throw invalidOption('contextTokens', `must be at most the model's context length (${model.info.contextLength}), got ${this.contextTokens}`);
+    }
     this.observer = options.observer ?? {};
     const chai = options.chai ?? 'off';
     if (chai === 'auto') {

@@ -69,7 +69,9 @@ Session::Session(const LlamaConfig& config, const LlamaWeights& weights, Backend
       workspace_(workspace),
       kv_(pool, config.n_layers, config.n_kv_heads, max_tokens),
       plan_(std::move(plan)) {
-  CHAI_REQUIRE(max_tokens > 0, ErrorCode::InvalidArgument, "maxTokens must be positive");
+  CHAI_REQUIRE(max_tokens > 0 && max_tokens <= config.n_ctx_train, ErrorCode::InvalidArgument,
+          "maxTokens must be in 1.." + std::to_string(config.n_ctx_train) + " (the model's context length), got " +
+              std::to_string(max_tokens));
   CHAI_REQUIRE(pool.head_dim() == config.head_dim, ErrorCode::Internal, "KV pool head size differs from the model's");
   if (plan_) validate_plan(*plan_, config);
   clusters_.resize(size_t(config.n_layers));
@@ -139,7 +141,7 @@ void Session::cluster_if_ready(int layer, const TensorView& q, const TensorView&
 void Session::upload_tables() {
   if (uploaded_version_ == kv_.version()) return;
   const size_t bytes = kv_.k_tables().size() * sizeof(int32_t);
-  if (!k_tables_) {
+  if (!k_tables_ || k_tables_->bytes() != bytes) {  // the tables grow with the sequence
     k_tables_ = std::make_unique<DeviceBuffer>(backend_, bytes);
     v_tables_ = std::make_unique<DeviceBuffer>(backend_, bytes);
   }
