@@ -242,6 +242,7 @@ describe('chai-attn serve (OpenAI API over continuous batching)', () => {
     const cases: [() => Promise<unknown>, number, string | null][] = [
       [() => openai.completions.create({ model: 'stories260K', prompt: 'x', temperature: -1 }), 400, 'temperature'],
       [() => openai.completions.create({ model: 'stories260K', prompt: 'x', n: 2 }), 400, 'n'],
+      [() => openai.completions.create({ model: 'stories260K', prompt: 'x', seed: -1 }), 400, 'seed'],
       [() => openai.completions.create({ model: 'stories260K', prompt: 'x', logprobs: 3 }), 400, 'logprobs'],
       [() => openai.completions.create({ model: 'stories260K', prompt: [999999] }), 400, 'prompt'],
       [() => openai.completions.create({ model: 'stories260K', prompt: 'a'.repeat(20000) }), 400, 'prompt'],

@@ -52,7 +52,8 @@ const samplingFields = {
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().gt(0).max(1).nullish(),
   top_k: z.number().int().min(0).nullish(),
-  seed: z.number().int().nullish(),
+  // The sampler's generator has 32 bits of state: larger seeds would collide with small ones.
+  seed: z.number().int().min(0).max(2 ** 32 - 1).nullish(),
   stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
@@ -109,7 +110,7 @@ function toApiError(error: unknown): ApiError {
   }
   if (error instanceof ChaiError) {
     if (error.code === 'E_CONTEXT_OVERFLOW') return invalid(error.message, null, 'context_length_exceeded');
-    if (error.code === 'E_INVALID_ARGUMENT') return invalid(error.message);
+    if (error.code === 'E_INVALID_ARGUMENT') return invalid(error.message, error.option ?? null);
   }
   // Fastify's own errors (bad JSON, wrong content type, body too large) keep their 4xx status.
   const { statusCode, code, message } = (error ?? {}) as { statusCode?: number; code?: string; message?: string };
