@@ -4,7 +4,8 @@ import { DeviceRequest, devices, resolveDevice } from '../device';
 import { ChaiError } from '../errors';
 import { loadModel } from '../model';
 import { serveModel } from '../server/server';
-import { interrupted, mib, note, number, planFlag, withFlags } from './format';
+import { interrupted, mib, note, number, withFlags } from './format';
+import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
 
 /** API option → the flag of this command that sets it (for error messages). */
 const FLAGS = {
@@ -21,7 +22,8 @@ const FLAGS = {
 
 interface ServeFlags {
   model: string;
-  plan?: string;
+  plan: string;
+  calibrationData?: string;
   host: string;
   port: number;
   apiKey?: string;
@@ -60,7 +62,7 @@ async function serve(flags: ServeFlags): Promise<void> {
       maxQueue: flags.maxQueue,
       prefillTokensPerStep: flags.prefillTokens,
       contextTokens: flags.context,
-      chai: flags.plan === undefined ? 'off' : planFlag(flags.plan, model),
+      chai: await planFromFlag(model, flags.plan, flags.calibrationData, false),
     });
     const pool = model.kvPool.stats();
     const plan = server.scheduler.plan;
@@ -91,7 +93,8 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('serve a model over the OpenAI API (completions, chat, streaming) with continuous batching')
     .requiredOption('--model <file>', 'a .gguf model file')
-    .option('--plan <file>', "CHAI cluster plan (JSON), or 'auto'; default: full attention")
+    .option('--plan <file|auto|off>', PLAN_FLAG_HELP, 'off')
+    .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
     .option('--host <address>', 'address to bind (loopback unless told otherwise)', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', number('int'), 8080)
     .option('--api-key <key>', 'bearer token that /v1/* requests must carry (default: $CHAI_API_KEY, else none)')

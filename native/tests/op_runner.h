@@ -55,8 +55,9 @@ inline std::vector<float> run_matmul(Backend& be, const std::vector<float>& x, c
   DeviceBuffer dx(be, x.size() * 4), dw(be, w.bytes()), dy(be, size_t(n) * m * 4);
   be.upload(dx.get(), x.data(), dx.bytes());
   be.upload(dw.get(), w.data(), dw.bytes());
+  std::vector<float> y(size_t(n) * m, std::nanf(""));  // poison: an output the kernel missed stays NaN
+  be.upload(dy.get(), y.data(), dy.bytes());
   be.matmul({dx.get(), DType::F32, n, k}, {dw.get(), w.dtype, m, k}, {dy.get(), DType::F32, n, m});
-  std::vector<float> y(size_t(n) * m);
   be.download(y.data(), dy.get(), dy.bytes());
   return y;
 }

@@ -1,6 +1,7 @@
 // The whole engine on the GPU against the CPU: stories260K greedy tokens (full attention and
 // CHAI) and clusters. Exits 77 (ctest: skipped) with the reason when no device.
 #include <algorithm>
+#include <fstream>
 #include <string>
 
 #include "core/backend.h"
@@ -36,11 +37,18 @@ int main() {
     return 77;
   }
   Suite suite("cuda_engine");
-  const std::string models = std::string(CHAI_SHARED_DIR) + "/models/";
+  const std::string models = models_dir(CHAI_SHARED_DIR);
   auto cpu = make_cpu_backend(0);
   auto gpu = make_cuda_backend(0);
   const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 432, 383, 286};
-  for (const char* file : {"stories260K.gguf", "stories260K-mha.gguf", "stories260K-f16.gguf", "stories260K-q8_0.gguf"}) {
+  const std::vector<const char*> files = {"stories260K.gguf", "stories260K-mha.gguf", "stories260K-f16.gguf", "stories260K-q8_0.gguf"};
+  for (const char* file : files)
+    if (!std::ifstream(models + file)) {
+      std::printf("FAIL no model: %s%s is missing; set CHAI_MODELS to a folder holding %zu stories260K*.gguf files\n",
+                  models.c_str(), file, files.size());
+      return 1;
+    }
+  for (const char* file : files) {
     auto model = LlamaModel::load(GgufFile::open(models + file));
     const LlamaConfig& c = model->config();
     ResidentWeights resident(model->weights(), *gpu);
