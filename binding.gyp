@@ -13,6 +13,7 @@
         "native/core/thread_pool.cpp",
         "native/core/no_cuda.cpp",
         "native/cpu/simd.cpp",
+        "native/cpu/quant_dot.cpp",
         "native/cpu/ops.cpp",
         "native/cpu/cpu_backend.cpp",
         "native/model/gguf.cpp",

@@ -196,7 +196,7 @@ export class Model implements SessionHost {
 }
 
 /**
- * Loads a GGUF model (F32, F16, BF16 or Q8_0 tensors). Everything in the file is checked before
+ * Loads a GGUF model (F32, F16, BF16, Q8_0 and the Q4_0 .. Q6_K, IQ4_NL, IQ4_XS quantized tensors). Everything in the file is checked before
  * use; a corrupt or truncated file rejects with E_MODEL_FORMAT and a message naming the problem.
  */
 export async function loadModel(modelPath: string, options: LoadModelOptions = {}): Promise<Model> {

@@ -54,10 +54,14 @@ std::vector<Row> cpu_rows(int threads, bool quick) {
   const std::vector<MatmulShape> shapes = quick ? std::vector<MatmulShape>{{1, 1024, 1024}, {32, 1024, 1024}}
                                                 : std::vector<MatmulShape>{{1, 4096, 4096}, {64, 4096, 4096}};
   std::vector<Row> rows;
-  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+  std::vector<DType> types = {DType::F32, DType::F16, DType::BF16, DType::Q8_0};
+  types.insert(types.end(), quant_types().begin(), quant_types().end());
+  for (DType dt : types) {
     for (const auto& s : shapes) {
       const auto x = random_nonzero(size_t(s.n) * s.k, 1);
-      const HostWeights w(random_nonzero(size_t(s.m) * s.k, 2), dt);
+      const int64_t count = int64_t(s.m) * s.k;
+      const HostWeights w = dtype_uses_quant_dot(dt) ? HostWeights(dt, random_quant_blocks(dt, count, 2), count)
+                                                     : HostWeights(random_nonzero(size_t(count), 2), dt);
       DeviceBuffer dx(*cpu, x.size() * 4), dw(*cpu, w.bytes()), dy(*cpu, size_t(s.n) * s.m * 4);
       cpu->upload(dx.get(), x.data(), dx.bytes());
       cpu->upload(dw.get(), w.data(), dw.bytes());
@@ -249,18 +253,18 @@ int main(int argc, char** argv) {
   }
 
   bool all_checked = true;
-  std::printf("\n%-8s %-6s %-5s %3s %5s %6s %6s %10s %9s %8s %9s %10s\n", "backend", "op", "dtype", "v", "n", "m", "k",
+  std::printf("\n%-8s %-6s %-6s %3s %5s %6s %6s %10s %9s %8s %9s %10s\n", "backend", "op", "dtype", "v", "n", "m", "k",
               "time(ms)", "GB/s", "TFLOP/s", "%ceiling", "rel.err");
   for (const auto& r : rows) {
     all_checked = all_checked && r.checked;
     if (!r.checked) {
-      std::printf("%-8s %-6s %-5s %3d %5d %6d %6d  CHECK FAILED: rel.err %.3e > bound %.0e (not timed)\n", r.backend.c_str(),
+      std::printf("%-8s %-6s %-6s %3d %5d %6d %6d  CHECK FAILED: rel.err %.3e > bound %.0e (not timed)\n", r.backend.c_str(),
                   r.op.c_str(), r.dtype.c_str(), r.version, r.n, r.m, r.k, r.rel_err, r.bound);
       continue;
     }
     char err[16] = "-";
     if (r.rel_err >= 0) std::snprintf(err, sizeof err, "%.2e", r.rel_err);
-    std::printf("%-8s %-6s %-5s %3d %5d %6d %6d %10.4f %9.1f %8.2f %8.0f%% %10s\n", r.backend.c_str(), r.op.c_str(),
+    std::printf("%-8s %-6s %-6s %3d %5d %6d %6d %10.4f %9.1f %8.2f %8.0f%% %10s\n", r.backend.c_str(), r.op.c_str(),
                 r.dtype.c_str(), r.version, r.n, r.m, r.k, r.ms, r.gbps, r.tflops, 100 * r.gbps / r.ceiling_gbps, err);
   }
   if (read_gbps > 0)
