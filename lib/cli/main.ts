@@ -10,6 +10,7 @@ import { registerEvalCommand } from './eval';
 import { interrupted } from './format';
 import { registerGenerateCommand } from './generate';
 import { registerInfoCommand } from './info';
+import { registerPullCommand } from './pull';
 import { registerServeCommand } from './serve';
 
 async function main(argv: string[]): Promise<void> {
@@ -21,6 +22,7 @@ async function main(argv: string[]): Promise<void> {
   registerBenchCommand(program);
   registerCalibrateCommand(program);
   registerEvalCommand(program);
+  registerPullCommand(program);
   registerServeCommand(program);
   await program.parseAsync(argv);
 }

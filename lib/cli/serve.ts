@@ -4,7 +4,7 @@ import { DeviceRequest, devices, resolveDevice } from '../device';
 import { ChaiError } from '../errors';
 import { loadModel } from '../model';
 import { serveModel } from '../server/server';
-import { interrupted, mib, note, number, withFlags } from './format';
+import { interrupted, mib, MODEL_HELP, note, number, withFlags } from './format';
 import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
 
 /** API option → the flag of this command that sets it (for error messages). */
@@ -92,7 +92,7 @@ export function registerServeCommand(program: Command): void {
   program
     .command('serve')
     .description('serve a model over the OpenAI API (completions, chat, streaming) with continuous batching')
-    .requiredOption('--model <file>', 'a .gguf model file')
+    .requiredOption('--model <model>', MODEL_HELP)
     .option('--plan <file|auto|off>', PLAN_FLAG_HELP, 'off')
     .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
     .option('--host <address>', 'address to bind (loopback unless told otherwise)', '127.0.0.1')

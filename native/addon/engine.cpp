@@ -9,6 +9,7 @@
 #include "engine/session.h"
 #include "exports.h"
 #include "model/llama.h"
+#include "model/safetensors.h"
 
 namespace chai::binding {
 namespace {
@@ -127,7 +128,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
         info.Env(),
         [path, device, threads, kv_dtype, cap_bytes] {
           auto loaded = std::make_shared<LoadedModel>();
-          loaded->model = LlamaModel::load(GgufFile::open(path));
+          loaded->model = LlamaModel::load(open_model_description(path));
           const int head_dim = loaded->model->config().head_dim;
           const size_t page_bytes = size_t(kPageTokens) * dtype_row_bytes(kv_dtype, head_dim);
           const size_t max_pages = size_t(cap_bytes) / page_bytes;

@@ -1,11 +1,5 @@
 #include "gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 #include <limits>
 
@@ -156,28 +150,28 @@ int64_t GgufTensor::rows() const {
 std::shared_ptr<GgufFile> GgufFile::open(const std::string& path) {
   std::shared_ptr<GgufFile> file(new GgufFile());
   file->path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(ErrorCode::InvalidArgument, "cannot open model file '" + path + "': " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(ErrorCode::InvalidArgument, "model path '" + path + "' is not a regular file");
-  }
-  file->size_ = uint64_t(st.st_size);
-  if (file->size_ < 24) {
-    ::close(fd);
-    bad("'" + path + "' is " + std::to_string(file->size_) + " bytes, too short for a GGUF header");
-  }
-  void* map = mmap(nullptr, size_t(file->size_), PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);  // the mapping keeps the file open
-  if (map == MAP_FAILED) fail(ErrorCode::InvalidArgument, "cannot map '" + path + "': " + std::strerror(errno));
-  file->base_ = static_cast<const uint8_t*>(map);
+  file->mapping_ = MappedFile::open(path);
+  file->base_ = file->mapping_->data();
+  file->size_ = file->mapping_->size();
+  if (file->size_ < 24) bad("'" + path + "' is " + std::to_string(file->size_) + " bytes, too short for a GGUF header");
   file->parse();
   return file;
 }
 
-GgufFile::~GgufFile() {
-  if (base_) munmap(const_cast<uint8_t*>(base_), size_t(size_));
+std::shared_ptr<GgufFile> GgufFile::assemble(const std::string& path, std::map<std::string, GgufValue> metadata,
+                                             std::vector<GgufTensor> tensors,
+                                             std::vector<std::shared_ptr<const void>> storage) {
+  std::shared_ptr<GgufFile> file(new GgufFile());
+  file->path_ = path;
+  file->metadata_ = std::move(metadata);
+  file->storage_ = std::move(storage);
+  for (auto& t : tensors) {
+    file->size_ += t.bytes;
+    if (!file->tensor_index_.emplace(t.name, file->tensors_.size()).second)
+      fail(ErrorCode::Internal, "assembled model has tensor '" + t.name + "' twice");
+    file->tensors_.push_back(std::move(t));
+  }
+  return file;
 }
 
 void GgufFile::parse() {
