@@ -119,9 +119,18 @@ export class Session {
     readonly model: Model,
     options: SessionOptions,
   ) {
-    const maxTokens = options.maxTokens ?? Math.min(model.info.contextLength, 4096);
+    let maxTokens = options.maxTokens ?? Math.min(model.info.contextLength, 4096);
     if (!Number.isInteger(maxTokens) || maxTokens < 1) {
       throw new ChaiError('E_INVALID_ARGUMENT', `maxTokens must be a positive integer, got ${options.maxTokens}`);
+    }
+    const window = model.info.slidingWindow;
+    if (window > 0 && maxTokens > window) {
+      // Attention limited to `window` tokens is full attention while the context fits in the window.
+      process.emitWarning(
+        `the model attends over a sliding window of ${window} tokens; this session holds at most ${window} tokens (asked ${maxTokens})`,
+        { code: 'CHAI_SLIDING_WINDOW' },
+      );
+      maxTokens = window;
     }
     this.maxTokens = maxTokens;
     this.plan = resolvePlan(model, options.chai);

@@ -17,6 +17,9 @@ export interface SyntheticLlamaConfig {
    * kvHeads === heads (each head has its own keys).
    */
   plantedGroups?: number[][];
+  /** Written as given after the generated ones (tests of keys and tensors a loader must refuse). */
+  extraMetadata?: Record<string, GgufWriteValue>;
+  extraTensors?: GgufWriteTensor[];
 }
 
 function random(seed: number): () => number {
@@ -98,5 +101,5 @@ export function writeSyntheticLlama(file: string, c: SyntheticLlamaConfig): void
     'tokenizer.ggml.bos_token_id': { type: 'u32', value: 1 },
     'tokenizer.ggml.eos_token_id': { type: 'u32', value: 2 },
   };
-  writeGguf(file, metadata, tensors);
+  writeGguf(file, { ...metadata, ...c.extraMetadata }, [...tensors, ...(c.extraTensors ?? [])]);
 }
