@@ -3,7 +3,7 @@ export { devices, buildInfo, resolveDevice, Device, DeviceRequest, DeviceList, B
 export { matmul, rmsnorm, softmax, toHalf, fromHalf, WeightMatrix, WeightDType, HalfDType, OpOptions } from './ops';
 export { loadModel, Model, ModelInfo, TensorInfo, LoadModelOptions, LoadProgress } from './model';
 export { Session, SessionOptions, GenerateOptions, GeneratedToken, GenerationResult, FinishReason, CacheStats, Assignment, defaultPlan, planPathFor } from './session';
-export { Tokenizer, SentencePieceTokenizer, BytePairTokenizer, StreamingDecoder, Metadata, MetadataValue } from './tokenizer';
+export { Tokenizer, EncodeOptions, SentencePieceTokenizer, BytePairTokenizer, StreamingDecoder, Metadata, MetadataValue } from './tokenizer';
 export { SamplingOptions } from './sampling';
 export { writeGguf, GgufWriteValue, GgufWriteTensor } from './gguf-writer';
 export { writeSyntheticLlama, SyntheticLlamaConfig } from './synthetic';
@@ -11,3 +11,5 @@ export { ClusterPlan, ClusterPlanJson, CalibrationRecord, ClusterMethod, Represe
 export { calibrate, CalibrateOptions, calibrationWindows } from './calibrate';
 export { evaluateChai, EvaluateOptions, EvaluationReport, evaluationWindows } from './evaluate';
 export { measureThroughput, ThroughputOptions, Throughput } from './bench';
+export { ChatTemplate, ChatMessage, ChatRenderer, RenderOptions, chatRenderer } from './chat/template';
+export { ChatSession, ChatSessionOptions, ChatReply } from './chat/chat-session';

@@ -3,7 +3,7 @@ import { ChaiError, callNative, callNativeSync } from './errors';
 import { native } from './native';
 import type { Model } from './model';
 import { ClusterPlan } from './plan';
-import { sample, SamplingOptions, seededRandom, validateSampling } from './sampling';
+import { biasLogits, sample, SamplingOptions, seededRandom, validateSampling } from './sampling';
 import { StreamingDecoder } from './tokenizer';
 
 export interface SessionOptions {
@@ -200,7 +200,7 @@ export class Session {
     let finishReason: FinishReason = 'maxNewTokens';
     while (generated.length < maxNewTokens) {
       options.signal?.throwIfAborted();
-      const token = sample(logits, sampling, random);
+      const token = sample(biasLogits(logits, options.logitBias), sampling, random);
       if (tokenizer.isEndOfGeneration(token)) {
         finishReason = 'endOfGeneration';
         break;

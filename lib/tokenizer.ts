@@ -38,6 +38,8 @@ export interface Tokenizer {
   decode(tokens: readonly number[]): string;
   /** The raw bytes one token stands for, for streaming (a UTF-8 character may span tokens). */
   tokenBytes(token: number): Uint8Array;
+  /** The vocabulary entry as stored (special tokens: their text, such as `<|im_end|>`). */
+  tokenText(token: number): string;
   isEndOfGeneration(token: number): boolean;
 }
 
@@ -181,16 +183,25 @@ abstract class BaseTokenizer implements Tokenizer {
   protected abstract encodeText(text: string, afterSpecial: boolean): number[];
   protected abstract pieceBytes(token: number): Uint8Array;
 
-  tokenBytes(token: number): Uint8Array {
+  private checkId(token: number): void {
     if (!Number.isInteger(token) || token < 0 || token >= this.vocabSize) {
       throw new ChaiError('E_INVALID_ARGUMENT', `token id ${token} is outside the vocabulary (0..${this.vocabSize - 1})`);
     }
+  }
+
+  tokenBytes(token: number): Uint8Array {
+    this.checkId(token);
     let bytes = this.byteCache.get(token);
     if (!bytes) {
       bytes = this.types[token] === TokenType.Control ? new Uint8Array(0) : this.pieceBytes(token);
       this.byteCache.set(token, bytes);
     }
     return bytes;
+  }
+
+  tokenText(token: number): string {
+    this.checkId(token);
+    return this.pieces[token];
   }
 
   decode(tokens: readonly number[]): string {

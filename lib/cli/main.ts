@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { ChaiError } from '../errors';
 import { registerBenchCommand } from './bench';
 import { registerCalibrateCommand } from './calibrate';
+import { registerChatCommand } from './chat';
 import { registerEvalCommand } from './eval';
 import { registerGenerateCommand } from './generate';
 import { registerInfoCommand } from './info';
@@ -13,6 +14,7 @@ async function main(argv: string[]): Promise<void> {
   program.name('chai-attn').description('LLaMA-family inference with CHAI (Clustered Head Attention)');
   registerInfoCommand(program);
   registerGenerateCommand(program);
+  registerChatCommand(program);
   registerBenchCommand(program);
   registerCalibrateCommand(program);
   registerEvalCommand(program);
