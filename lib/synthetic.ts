@@ -17,6 +17,8 @@ export interface SyntheticLlamaConfig {
    * kvHeads === heads (each head has its own keys).
    */
   plantedGroups?: number[][];
+  /** general.architecture and the prefix of its metadata keys (default 'llama'; 'mistral' has the same tensors). */
+  architecture?: string;
   /** Written as given after the generated ones (tests of keys and tensors a loader must refuse). */
   extraMetadata?: Record<string, GgufWriteValue>;
   extraTensors?: GgufWriteTensor[];
@@ -84,16 +86,17 @@ export function writeSyntheticLlama(file: string, c: SyntheticLlamaConfig): void
     tokens.push(`\u2581t${i}`);
     types.push(1);
   }
+  const arch = c.architecture ?? 'llama';
   const metadata: Record<string, GgufWriteValue> = {
-    'general.architecture': { type: 'string', value: 'llama' },
+    'general.architecture': { type: 'string', value: arch },
     'general.name': { type: 'string', value: 'synthetic' },
-    'llama.block_count': { type: 'u32', value: c.layers },
-    'llama.embedding_length': { type: 'u32', value: c.embeddingLength },
-    'llama.feed_forward_length': { type: 'u32', value: c.feedForwardLength },
-    'llama.attention.head_count': { type: 'u32', value: c.heads },
-    'llama.attention.head_count_kv': { type: 'u32', value: c.kvHeads },
-    'llama.context_length': { type: 'u32', value: 4096 },
-    'llama.attention.layer_norm_rms_epsilon': { type: 'f32', value: 1e-5 },
+    [`${arch}.block_count`]: { type: 'u32', value: c.layers },
+    [`${arch}.embedding_length`]: { type: 'u32', value: c.embeddingLength },
+    [`${arch}.feed_forward_length`]: { type: 'u32', value: c.feedForwardLength },
+    [`${arch}.attention.head_count`]: { type: 'u32', value: c.heads },
+    [`${arch}.attention.head_count_kv`]: { type: 'u32', value: c.kvHeads },
+    [`${arch}.context_length`]: { type: 'u32', value: 4096 },
+    [`${arch}.attention.layer_norm_rms_epsilon`]: { type: 'f32', value: 1e-5 },
     'tokenizer.ggml.model': { type: 'string', value: 'llama' },
     'tokenizer.ggml.tokens': { type: 'string[]', value: tokens },
     'tokenizer.ggml.scores': { type: 'f32[]', value: new Float32Array(tokens.length) },

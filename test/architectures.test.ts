@@ -127,8 +127,25 @@ describe('what an architecture does not understand is refused, never ignored', (
     await refused(write('moe', { extraMetadata: experts }), 'E_UNSUPPORTED', /mixture-of-experts/);
   });
 
+  test('mistral runs llama tensors: the same weights give the same logits', async () => {
+    const llama = await loadModel(write('as-llama', {}), { device: 'cpu' });
+    const mistral = await loadModel(write('as-mistral', { architecture: 'mistral' }), { device: 'cpu' });
+    try {
+      expect(mistral.info.architecture).toBe('mistral');
+      const prompt = [1, 40, 77, 200, 3, 9];
+      const a = llama.createSession({ maxTokens: 16 });
+      const b = mistral.createSession({ maxTokens: 16 });
+      expect(Array.from(await b.evaluate(prompt))).toEqual(Array.from(await a.evaluate(prompt)));
+      await Promise.all([a.dispose(), b.dispose()]);
+    } finally {
+      llama.dispose();
+      mistral.dispose();
+    }
+  });
+
   test('a sliding window caps the session at the window, with a warning', async () => {
-    const file = write('window', { extraMetadata: { 'llama.attention.sliding_window': { type: 'u32', value: 12 } } });
+    const window = { 'mistral.attention.sliding_window': { type: 'u32' as const, value: 12 } };
+    const file = write('window', { architecture: 'mistral', extraMetadata: window });
     const model = await loadModel(file, { device: 'cpu' });
     const warn = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     try {
