@@ -50,10 +50,15 @@ async function chat(flags: ChatFlags): Promise<void> {
         seed: flags.seed,
         signal: controller.signal,
       });
+      let shown = 0;
       for (;;) {
         const step = await stream.next();
-        if (step.done) break;
+        if (step.done) {
+          process.stdout.write(step.value.text.slice(shown)); // bytes of a character the stream held back
+          break;
+        }
         process.stdout.write(step.value.text);
+        shown += step.value.text.length;
       }
       process.stdout.write(interactive ? '\n> ' : '\n');
     }
