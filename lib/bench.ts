@@ -1,4 +1,4 @@
-import { ChaiError } from './errors';
+import { ChaiError, invalidOption, optionsArgument } from './errors';
 import type { Model } from './model';
 import type { SessionOptions } from './session';
 
@@ -36,12 +36,14 @@ function seconds(start: bigint): number {
  * prefillTokens in every session, then every session decodes decodeTokens single tokens at once.
  */
 export async function measureThroughput(model: Model, tokens: readonly number[], options: ThroughputOptions = {}): Promise<Throughput> {
+  optionsArgument(options, 'measureThroughput');
+  if (!Array.isArray(tokens)) throw new ChaiError('E_INVALID_ARGUMENT', 'measureThroughput needs an array of token ids');
   const prefill = options.prefillTokens ?? 128;
   const decode = options.decodeTokens ?? 64;
   const repeats = options.repeats ?? 5;
   const sessions = options.sessions ?? 1;
-  for (const [name, v] of Object.entries({ prefill, decode, repeats, sessions })) {
-    if (!Number.isInteger(v) || v < 1) throw new ChaiError('E_INVALID_ARGUMENT', `${name} must be a positive integer, got ${v}`);
+  for (const [name, v] of Object.entries({ prefillTokens: prefill, decodeTokens: decode, repeats, sessions })) {
+    if (!Number.isInteger(v) || v < 1) throw invalidOption(name, `must be a positive integer, got ${String(v)}`);
   }
   if (tokens.length === 0) throw new ChaiError('E_INVALID_ARGUMENT', 'measureThroughput needs some tokens');
   const at = (i: number): number => tokens[i % tokens.length];

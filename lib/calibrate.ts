@@ -1,4 +1,4 @@
-import { ChaiError } from './errors';
+import { ChaiError, invalidOption, optionsArgument } from './errors';
 import type { Model } from './model';
 import { ClusterMethod, ClusterPlan, KNEE_RULE, kneeOf, RepresentativeRule } from './plan';
 
@@ -47,14 +47,18 @@ export function calibrationWindows(model: Model, texts: readonly string[], t0: n
  * each layer's k at the knee of its curve (kneeOf). The plan keeps the curves for elbowSvg().
  */
 export async function calibrate(model: Model, texts: string | readonly string[], options: CalibrateOptions = {}): Promise<ClusterPlan> {
+  optionsArgument(options, 'calibrate');
+  if (typeof texts !== 'string' && !(Array.isArray(texts) && texts.every((t) => typeof t === 'string'))) {
+    throw new ChaiError('E_INVALID_ARGUMENT', 'calibrate needs calibration text: a string or an array of strings');
+  }
   const t0 = options.t0 ?? 5;
   const count = options.windows ?? 64;
   const keepFirstLayers = options.keepFirstLayers ?? 0;
   const seed = options.seed ?? 0;
   const restarts = options.restarts ?? 10;
-  if (!Number.isInteger(t0) || t0 < 2 || t0 > 32) throw new ChaiError('E_INVALID_ARGUMENT', `t0 must be in 2..32, got ${options.t0}`);
-  if (!Number.isInteger(count) || count < 1) throw new ChaiError('E_INVALID_ARGUMENT', `windows must be >= 1, got ${options.windows}`);
-  if (!Number.isInteger(keepFirstLayers) || keepFirstLayers < 0) throw new ChaiError('E_INVALID_ARGUMENT', `keepFirstLayers must be >= 0`);
+  if (!Number.isInteger(t0) || t0 < 2 || t0 > 32) throw invalidOption('t0', `must be an integer in 2..32, got ${String(options.t0)}`);
+  if (!Number.isInteger(count) || count < 1) throw invalidOption('windows', `must be an integer >= 1, got ${String(options.windows)}`);
+  if (!Number.isInteger(keepFirstLayers) || keepFirstLayers < 0) throw invalidOption('keepFirstLayers', `must be an integer >= 0, got ${String(options.keepFirstLayers)}`);
 
   const { layers, heads } = model.info;
   const windows = calibrationWindows(model, typeof texts === 'string' ? [texts] : texts, t0, count);

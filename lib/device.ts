@@ -92,10 +92,10 @@ export function resolveDevice(request: DeviceRequest = 'auto'): { device: Device
   }
   const match = /^cuda:(\d+)$/.exec(request);
   if (!match) {
-    throw new ChaiError('E_INVALID_ARGUMENT', `unknown device '${request}': use 'auto', 'cpu' or 'cuda:N'`);
+    throw new ChaiError('E_INVALID_ARGUMENT', `unknown device '${request}': use 'auto', 'cpu' or 'cuda:N'`, { option: 'device' });
   }
   if (!list.cuda.available) {
-    throw new ChaiError('E_DEVICE_UNAVAILABLE', `${request} requested but CUDA is unavailable: ${list.cuda.reason}; use device 'cpu' or 'auto'`);
+    throw new ChaiError('E_DEVICE_UNAVAILABLE', `${request} requested but CUDA is unavailable: ${list.cuda.reason}; use device 'cpu' or 'auto'`, { option: 'device' });
   }
   const index = Number(match[1]);
   if (index >= list.cuda.devices.length) {

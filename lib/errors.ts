@@ -7,6 +7,8 @@ const ERROR_CODES = [
   'E_DEVICE_OOM',
   'E_CUDA',
   'E_UNSUPPORTED',
+  'E_SESSION_BUSY',
+  'E_NON_FINITE',
   'E_NATIVE_LOAD',
   'E_INTERNAL',
 ] as const;
@@ -19,12 +21,29 @@ const KNOWN_CODES: ReadonlySet<string> = new Set<string>(ERROR_CODES);
 /** Every error this package throws on purpose. `code` is stable; the message says what to do. */
 export class ChaiError extends Error {
   readonly code: ErrorCode;
+  /** The API option (or argument) the error is about, e.g. 'topP', so a CLI can name its own flag. */
+  readonly option?: string;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; option?: string }) {
     super(message, options);
     this.name = 'ChaiError';
     this.code = code;
+    if (options?.option !== undefined) this.option = options.option;
   }
+}
+
+/** An E_INVALID_ARGUMENT about one option: its message starts with the option's name. */
+export function invalidOption(option: string, message: string): ChaiError {
+  return new ChaiError('E_INVALID_ARGUMENT', `${option} ${message}`, { option });
+}
+
+/** An options argument: undefined gives {}, anything but a plain object is E_INVALID_ARGUMENT. */
+export function optionsArgument<T extends object>(value: T | undefined, what: string): T {
+  if (value === undefined) return {} as T;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ChaiError('E_INVALID_ARGUMENT', `${what} takes an options object, got ${value === null ? 'null' : typeof value}`);
+  }
+  return value;
 }
 
 /** Re-types an error thrown by the native addon (which carries a `code` string). */

@@ -1,5 +1,5 @@
 import { measureThroughput } from './bench';
-import { ChaiError } from './errors';
+import { ChaiError, invalidOption } from './errors';
 import type { Model } from './model';
 import { ClusterPlan, ClusterPlanJson } from './plan';
 import type { CacheStats } from './session';
@@ -65,7 +65,7 @@ export function evaluationWindows(model: Model, text: string, windowTokens: numb
   const paragraphs = text.split(/\n\s*\n/).map((p) => p.trim()).filter(Boolean);
   const candidates = paragraphs.map((p) => model.tokenizer.encode(p).slice(0, windowTokens)).filter((t) => t.length === windowTokens);
   if (candidates.length === 0) {
-    throw new ChaiError('E_INVALID_ARGUMENT', `the evaluation text has no paragraph of ${windowTokens} tokens or more: lower windowTokens`);
+    throw new ChaiError('E_INVALID_ARGUMENT', `the evaluation text has no paragraph of ${windowTokens} tokens or more: lower windowTokens`, { option: 'windowTokens' });
   }
   if (candidates.length <= count) return candidates;
   return Array.from({ length: count }, (_, i) => candidates[Math.floor((i * candidates.length) / count)]);
@@ -76,8 +76,14 @@ export function evaluationWindows(model: Model, text: string, windowTokens: numb
  * top-1 agreement of their next-token distributions, cache bytes of each, and decode speed.
  */
 export async function evaluateChai(model: Model, text: string, options: EvaluateOptions): Promise<EvaluationReport> {
+  if (typeof options !== 'object' || options === null) throw new ChaiError('E_INVALID_ARGUMENT', "evaluateChai needs options with a plan ({ plan: ClusterPlan | 'auto' })");
+  if (typeof text !== 'string') throw new ChaiError('E_INVALID_ARGUMENT', 'evaluateChai needs the evaluation text as a string');
   const windowTokens = options.windowTokens ?? 128;
-  const windows = evaluationWindows(model, text, windowTokens, options.windows ?? 32);
+  const count = options.windows ?? 32;
+  // Two tokens at least: a window scores the prediction of each token after the first.
+  if (!Number.isInteger(windowTokens) || windowTokens < 2) throw invalidOption('windowTokens', `must be an integer >= 2, got ${String(options.windowTokens)}`);
+  if (!Number.isInteger(count) || count < 1) throw invalidOption('windows', `must be an integer >= 1, got ${String(options.windows)}`);
+  const windows = evaluationWindows(model, text, windowTokens, count);
   const full = model.createSession({ maxTokens: windowTokens, chai: 'off' });
   const chai = model.createSession({ maxTokens: windowTokens, chai: options.plan });
   const vocab = model.info.vocabSize;

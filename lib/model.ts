@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { ChaiError, callNative, fromNative } from './errors';
+import { ChaiError, callNative, fromNative, invalidOption, optionsArgument } from './errors';
 import { Device, DeviceRequest, resolveDevice } from './device';
 import { native } from './native';
 import { Metadata, Tokenizer, tokenizerFromMetadata } from './tokenizer';
@@ -182,16 +182,17 @@ export async function loadModel(modelPath: string, options: LoadModelOptions = {
   if (typeof modelPath !== 'string' || modelPath.length === 0) {
     throw new ChaiError('E_INVALID_ARGUMENT', 'loadModel needs the path of a .gguf file');
   }
+  optionsArgument(options, 'loadModel');
   const request = options.device ?? 'auto';
   // The engine's forward pass runs on the CPU backend; 'auto' therefore means the CPU for models.
   const device: Device = request === 'auto' ? 'cpu' : resolveDevice(request).device;
   const threads = options.threads ?? 0;
   if (!Number.isInteger(threads) || threads < 0) {
-    throw new ChaiError('E_INVALID_ARGUMENT', `threads must be a positive integer (or 0 for all), got ${options.threads}`);
+    throw invalidOption('threads', `must be a positive integer (or 0 for all), got ${String(options.threads)}`);
   }
   const kvCacheType = options.kvCacheType ?? 'f32';
   if (kvCacheType !== 'f32' && kvCacheType !== 'f16') {
-    throw new ChaiError('E_INVALID_ARGUMENT', `kvCacheType must be 'f32' or 'f16', got ${JSON.stringify(options.kvCacheType)}`);
+    throw invalidOption('kvCacheType', `must be 'f32' or 'f16', got ${JSON.stringify(options.kvCacheType)}`);
   }
   options.onProgress?.({ stage: 'opening', fraction: 0 });
   const absolute = path.resolve(modelPath);

@@ -58,6 +58,9 @@ export class ClusterPlan {
 
   /** A plan for `model` with the given cluster count per layer (heads = not clustered). */
   static create(model: Pick<ModelInfo, 'layers' | 'heads' | 'kvHeads' | 'headDim'>, clusters: number[], options: PlanOptions = {}, calibration?: CalibrationRecord): ClusterPlan {
+    if (typeof model !== 'object' || model === null) invalid('create needs the model info ({ layers, heads, kvHeads, headDim }), e.g. model.info');
+    if (!Array.isArray(clusters)) invalid(`create needs the cluster count of every layer as an array, got ${clusters === null ? 'null' : typeof clusters}`);
+    if (typeof options !== 'object' || options === null) invalid('create takes an options object');
     return ClusterPlan.fromJSON({
       version: 1,
       model: { layers: model.layers, heads: model.heads, kvHeads: model.kvHeads, headDim: model.headDim },
@@ -87,7 +90,7 @@ export class ClusterPlan {
     const t0 = positiveInteger(o.t0, 't0', 32);
     if (o.method !== 'kmeans' && o.method !== 'agglomerative') invalid(`method must be 'kmeans' or 'agglomerative', got ${JSON.stringify(o.method)}`);
     if (o.representative !== 'medoid' && o.representative !== 'first') invalid(`representative must be 'medoid' or 'first', got ${JSON.stringify(o.representative)}`);
-    if (typeof o.seed !== 'number' || !Number.isInteger(o.seed) || o.seed < 0) invalid(`seed must be an integer >= 0, got ${JSON.stringify(o.seed)}`);
+    if (typeof o.seed !== 'number' || !Number.isSafeInteger(o.seed) || o.seed < 0) invalid(`seed must be an integer in 0..${Number.MAX_SAFE_INTEGER}, got ${JSON.stringify(o.seed)}`);
     const restarts = positiveInteger(o.restarts, 'restarts', 1000);
     if (!Array.isArray(o.layers) || o.layers.length !== model.layers) invalid(`'layers' must list ${model.layers} entries (model.layers)`);
     const layers = o.layers.map((l: unknown, i) => ({ clusters: positiveInteger((l as { clusters?: unknown })?.clusters, `layers[${i}].clusters`, model.heads) }));

@@ -1,4 +1,4 @@
-import { ChaiError } from './errors';
+import { ChaiError, invalidOption } from './errors';
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax, ties to the lowest id). Default 0.8. */
@@ -7,7 +7,7 @@ export interface SamplingOptions {
   topK?: number;
   /** Keep the smallest set of tokens whose probability reaches p (1 = all). Default 0.95. */
   topP?: number;
-  /** Seed of the sampler's generator; the same seed gives the same tokens. Default: random. */
+  /** Seed of the sampler's generator, an integer in [0, 2**32); the same seed gives the same tokens. Default: random. */
   seed?: number;
   /** Added to the logits of these token ids before sampling (OpenAI's logit_bias; -Infinity bans a token). */
   logitBias?: Readonly<Record<number, number>>;
@@ -35,11 +35,12 @@ export function validateSampling(o: SamplingOptions): Required<Omit<SamplingOpti
   const temperature = o.temperature ?? 0.8;
   const topK = o.topK ?? 40;
   const topP = o.topP ?? 0.95;
-  if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new ChaiError('E_INVALID_ARGUMENT', `temperature must be >= 0, got ${o.temperature}`);
-  if (!Number.isInteger(topK) || topK < 0) throw new ChaiError('E_INVALID_ARGUMENT', `topK must be an integer >= 0, got ${o.topK}`);
-  if (!(topP > 0 && topP <= 1)) throw new ChaiError('E_INVALID_ARGUMENT', `topP must be in (0, 1], got ${o.topP}`);
+  if (typeof temperature !== 'number' || !(temperature >= 0) || !Number.isFinite(temperature)) throw invalidOption('temperature', `must be a number >= 0, got ${String(o.temperature)}`);
+  if (!Number.isInteger(topK) || topK < 0) throw invalidOption('topK', `must be an integer >= 0, got ${String(o.topK)}`);
+  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw invalidOption('topP', `must be in (0, 1], got ${String(o.topP)}`);
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
-  if (!Number.isInteger(seed)) throw new ChaiError('E_INVALID_ARGUMENT', `seed must be an integer, got ${o.seed}`);
+  // The generator's state is 32 bits: larger seeds would be truncated and collide with small ones.
+  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw invalidOption('seed', `must be an integer in [0, 2**32), got ${String(o.seed)}`);
   return { temperature, topK, topP, seed };
 }
 
@@ -95,8 +96,22 @@ export function topTokens(logits: Float32Array, k: number): number[] {
   return heap.sort((a, b) => (before(a, b) ? -1 : 1));
 }
 
+/** NaN or +∞ anywhere (or nothing above −∞) leaves no distribution to sample from. */
+function checkFinite(logits: Float32Array): void {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i];
+    if (Number.isNaN(v) || v === Infinity) {
+      throw new ChaiError('E_NON_FINITE', `the model computed a ${v} logit (token ${i}): its weights are corrupt or overflow; check the model file`);
+    }
+    if (v > max) max = v;
+  }
+  if (max === -Infinity) throw new ChaiError('E_NON_FINITE', 'every logit is -Infinity: the model gives no token any probability; check the model file');
+}
+
 /** Picks the next token: greedy at temperature 0, else temperature → top-k → top-p → draw. */
 export function sample(logits: Float32Array, o: { temperature: number; topK: number; topP: number }, random: () => number): number {
+  checkFinite(logits);
   if (o.temperature === 0) return argmax(logits);
   let ids = topTokens(logits, o.topK);
   const max = logits[ids[0]];

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { ChaiError, callNative, callNativeSync } from './errors';
+import { ChaiError, callNative, callNativeSync, invalidOption, optionsArgument } from './errors';
 import { native } from './native';
 import type { Model } from './model';
 import { ClusterPlan } from './plan';
@@ -7,7 +7,7 @@ import { biasLogits, sample, SamplingOptions, seededRandom, validateSampling } f
 import { StreamingDecoder } from './tokenizer';
 
 export interface SessionOptions {
-  /** Most tokens (prompt + generated) the session holds. Default: min(model context, 4096). */
+  /** Most tokens (prompt + generated) the session holds, at most the model's context. Default: min(model context, 4096). */
   maxTokens?: number;
   /**
    * Clustered head attention: a ClusterPlan, 'auto' (the plan saved beside the model file as
@@ -47,7 +47,7 @@ function resolvePlan(model: Model, chai: SessionOptions['chai']): ClusterPlan | 
     return plan;
   }
   if (!(chai instanceof ClusterPlan)) {
-    throw new ChaiError('E_INVALID_ARGUMENT', "chai must be a ClusterPlan, 'auto' or 'off'");
+    throw invalidOption('chai', "must be a ClusterPlan, 'auto' or 'off'");
   }
   chai.checkFits(model.info);
   return chai;
@@ -92,6 +92,23 @@ export interface CacheStats {
   bytesSaved: number;
 }
 
+/**
+ * Token ids as the engine takes them: integers in [0, vocabSize). Anything else (fractions, strings,
+ * ids past the vocabulary, values an Int32Array would wrap) is refused rather than coerced.
+ */
+function tokenIds(tokens: unknown, vocabSize: number, what: string): number[] {
+  if (!Array.isArray(tokens) && !(tokens instanceof Int32Array)) {
+    throw new ChaiError('E_INVALID_ARGUMENT', `${what} must be an array of token ids (or an Int32Array), got ${tokens === null ? 'null' : typeof tokens}`);
+  }
+  const list = Array.from(tokens as ArrayLike<unknown>);
+  list.forEach((id, i) => {
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= vocabSize) {
+      throw new ChaiError('E_INVALID_ARGUMENT', `${what}[${i}] = ${JSON.stringify(id) ?? String(id)} is not a token id: ids are integers in [0, ${vocabSize})`);
+    }
+  });
+  return list as number[];
+}
+
 interface NativeSessionInfo {
   nPast: number;
   maxTokens: number;
@@ -103,7 +120,9 @@ interface NativeSessionInfo {
 
 /**
  * One sequence over a model: its tokens so far and their KV cache. Calls are serialised: a call
- * made while another runs waits for it.
+ * made while another runs waits for it. An open generate() holds the session until its iterator
+ * finishes (or is closed with return(), as `break` in for-await does): other calls made meanwhile
+ * are rejected with E_SESSION_BUSY rather than queued, since they would change the sequence under it.
  */
 export class Session {
   readonly maxTokens: number;
@@ -113,15 +132,18 @@ export class Session {
   private handle: unknown;
   private history: number[] = [];
   private queue: Promise<unknown> = Promise.resolve();
+  private generating = false;
 
   /** @internal use model.createSession() */
   constructor(
     readonly model: Model,
     options: SessionOptions,
   ) {
-    let maxTokens = options.maxTokens ?? Math.min(model.info.contextLength, 4096);
-    if (!Number.isInteger(maxTokens) || maxTokens < 1) {
-      throw new ChaiError('E_INVALID_ARGUMENT', `maxTokens must be a positive integer, got ${options.maxTokens}`);
+    optionsArgument(options, 'createSession');
+    const context = model.info.contextLength;
+    let maxTokens = options.maxTokens ?? Math.min(context, 4096);
+    if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > context) {
+      throw invalidOption('maxTokens', `must be an integer in 1..${context} (the model's context length), got ${String(options.maxTokens)}`);
     }
     const window = model.info.slidingWindow;
     if (window > 0 && maxTokens > window) {
@@ -148,6 +170,12 @@ export class Session {
     return this.handle;
   }
 
+  private notBusy(call: string): void {
+    if (this.generating) {
+      throw new ChaiError('E_SESSION_BUSY', `${call} was called while a generate() on this session is still open: finish or return() its iterator first, or use another session`);
+    }
+  }
+
   private serial<T>(work: () => Promise<T>): Promise<T> {
     const run = this.queue.then(work, work);
     this.queue = run.catch(() => undefined);
@@ -166,9 +194,15 @@ export class Session {
    * (Float32Array[vocabSize]), or after every one with allLogits ([tokens.length × vocabSize]).
    */
   evaluate(tokens: readonly number[] | Int32Array, options: { allLogits?: boolean } = {}): Promise<Float32Array> {
-    const list = Array.from(tokens);
-    if (list.length === 0) return Promise.reject(new ChaiError('E_INVALID_ARGUMENT', 'evaluate needs at least one token'));
-    return this.serial(() => this.run(list, options.allLogits ?? false));
+    try {
+      this.notBusy('evaluate()');
+      const list = tokenIds(tokens, this.model.info.vocabSize, 'tokens');
+      if (list.length === 0) throw new ChaiError('E_INVALID_ARGUMENT', 'evaluate needs at least one token');
+      const allLogits = optionsArgument(options, 'evaluate').allLogits ?? false;
+      return this.serial(() => this.run(list, Boolean(allLogits)));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**
@@ -177,14 +211,26 @@ export class Session {
    * The iterator's return value is a GenerationResult.
    */
   async *generate(prompt: string | readonly number[], options: GenerateOptions = {}): AsyncGenerator<GeneratedToken, GenerationResult> {
+    this.notBusy('generate()');
+    this.generating = true;
+    try {
+      return yield* this.generateTokens(prompt, optionsArgument(options, 'generate'));
+    } finally {
+      this.generating = false;
+    }
+  }
+
+  private async *generateTokens(prompt: string | readonly number[], options: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult> {
     const sampling = validateSampling(options);
     const maxNewTokens = options.maxNewTokens ?? 256;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
-      throw new ChaiError('E_INVALID_ARGUMENT', `maxNewTokens must be an integer >= 0, got ${options.maxNewTokens}`);
+      throw invalidOption('maxNewTokens', `must be an integer >= 0, got ${String(options.maxNewTokens)}`);
     }
     const tokenizer = this.model.tokenizer;
     const promptTokens =
-      typeof prompt === 'string' ? tokenizer.encode(prompt, { addBos: this.history.length === 0 && tokenizer.addBos }) : Array.from(prompt);
+      typeof prompt === 'string'
+        ? tokenizer.encode(prompt, { addBos: this.history.length === 0 && tokenizer.addBos })
+        : tokenIds(prompt, this.model.info.vocabSize, 'prompt');
     if (promptTokens.length === 0) throw new ChaiError('E_INVALID_ARGUMENT', 'the prompt is empty');
     options.signal?.throwIfAborted();
 
@@ -225,6 +271,11 @@ export class Session {
 
   /** Forgets every token from position `tokens` on (default: all). */
   reset(tokens = 0): Promise<void> {
+    try {
+      this.notBusy('reset()');
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.serial(async () => {
       if (!Number.isInteger(tokens) || tokens < 0 || tokens > this.history.length) {
         throw new ChaiError('E_INVALID_ARGUMENT', `reset(${tokens}): the session holds ${this.history.length} tokens`);
@@ -244,6 +295,7 @@ export class Session {
 
   /** @internal calibration: K-Means inertia curves of one window's first t0 tokens, [layers × heads] */
   windowInertia(tokens: readonly number[], t0: number, seed: number, restarts: number): Promise<Float64Array> {
+    this.notBusy('windowInertia()');
     return this.serial(() => callNative(() => native().windowInertia(this.live(), Int32Array.from(tokens), t0, seed, restarts)));
   }
 

@@ -17,11 +17,12 @@ export interface SyntheticLlamaConfig {
    * kvHeads === heads (each head has its own keys).
    */
   plantedGroups?: number[][];
+  /** Metadata entries added to (or replacing) the generated ones, e.g. to write a malformed file. */
+  metadata?: Record<string, GgufWriteValue>;
+  /** Tensors written after the generated ones (tests of tensors a loader must refuse). */
+  extraTensors?: GgufWriteTensor[];
   /** general.architecture and the prefix of its metadata keys (default 'llama'; 'mistral' has the same tensors). */
   architecture?: string;
-  /** Written as given after the generated ones (tests of keys and tensors a loader must refuse). */
-  extraMetadata?: Record<string, GgufWriteValue>;
-  extraTensors?: GgufWriteTensor[];
 }
 
 function random(seed: number): () => number {
@@ -104,5 +105,5 @@ export function writeSyntheticLlama(file: string, c: SyntheticLlamaConfig): void
     'tokenizer.ggml.bos_token_id': { type: 'u32', value: 1 },
     'tokenizer.ggml.eos_token_id': { type: 'u32', value: 2 },
   };
-  writeGguf(file, { ...metadata, ...c.extraMetadata }, [...tensors, ...(c.extraTensors ?? [])]);
+  writeGguf(file, { ...metadata, ...c.metadata }, [...tensors, ...(c.extraTensors ?? [])]);
 }

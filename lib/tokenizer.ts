@@ -1,4 +1,4 @@
-import { ChaiError } from './errors';
+import { ChaiError, optionsArgument } from './errors';
 
 /** Token types as GGUF stores them (llama.cpp's llama_token_type). */
 export const enum TokenType {
@@ -143,10 +143,12 @@ abstract class BaseTokenizer implements Tokenizer {
     this.specials.sort((a, b) => this.pieces[b].length - this.pieces[a].length || a - b);
   }
 
-  encode(text: string, options: EncodeOptions = {}): number[] {
+  encode(text: string, options?: EncodeOptions): number[] {
+    if (typeof text !== 'string') throw new ChaiError('E_INVALID_ARGUMENT', `encode takes a string, got ${text === null ? 'null' : typeof text}`);
+    const { addBos, parseSpecial } = optionsArgument(options, 'encode');
     const out: number[] = [];
     let afterSpecial = true; // the start of the text counts as following a special token
-    for (const fragment of this.partition(text, options.parseSpecial ?? false)) {
+    for (const fragment of this.partition(text, parseSpecial ?? false)) {
       if (typeof fragment === 'number') {
         out.push(fragment);
         afterSpecial = true;
@@ -155,7 +157,7 @@ abstract class BaseTokenizer implements Tokenizer {
         afterSpecial = false;
       }
     }
-    const add = options.addBos ?? this.addBos;
+    const add = addBos ?? this.addBos;
     return add && this.bos !== null ? [this.bos, ...out] : out;
   }
 
@@ -205,7 +207,10 @@ abstract class BaseTokenizer implements Tokenizer {
   }
 
   decode(tokens: readonly number[]): string {
-    const parts = tokens.map((t) => this.tokenBytes(t));
+    if (!Array.isArray(tokens) && !ArrayBuffer.isView(tokens)) {
+      throw new ChaiError('E_INVALID_ARGUMENT', `decode takes an array of token ids, got ${tokens === null ? 'null' : typeof tokens}`);
+    }
+    const parts = Array.from(tokens, (t) => this.tokenBytes(t));
     const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
     let at = 0;
     for (const p of parts) {

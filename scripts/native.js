@@ -3,6 +3,8 @@
 // and runs them:
 //   node scripts/native.js test            ctest over every C++ test (CUDA tests skip without a GPU)
 //   node scripts/native.js bench [args]    the microbenchmarks; JSON goes to bench/results/
+//   node scripts/native.js sanitize        the tests built with ASan + UBSan (CPU only) into
+//                                          build-sanitize/, run by ctest with a longer GGUF fuzz
 // The same steps work on a GPU machine that has only cmake and nvcc:
 //   cmake -S . -B build-native -DCHAI_NODE=OFF && cmake --build build-native -j && ctest --test-dir build-native
 'use strict';
@@ -14,8 +16,8 @@ const { spawnSync } = require('node:child_process');
 const root = path.join(__dirname, '..');
 const jobs = String(Math.max(1, os.availableParallelism ? os.availableParallelism() : os.cpus().length));
 
-function step(command, args) {
-  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit' });
+function step(command, args, env = process.env) {
+  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit', env });
   if (result.status !== 0) {
     process.stderr.write(`'${command} ${args.join(' ')}' failed\n`);
     process.exit(result.status ?? 1);
@@ -31,6 +33,17 @@ const [command, ...rest] = process.argv.slice(2);
 if (command === 'test') {
   build();
   step('ctest', ['--test-dir', 'build-native', '--output-on-failure']);
+} else if (command === 'sanitize') {
+  // Any sanitizer report fails its test: UBSan does not recover, ASan checks leaks at exit.
+  step('cmake', ['-S', '.', '-B', 'build-sanitize', '-DCHAI_NODE=OFF', '-DCHAI_CUDA=OFF', '-DCHAI_SANITIZE=ON', '-DCMAKE_BUILD_TYPE=Release']);
+  step('cmake', ['--build', 'build-sanitize', '-j', jobs]);
+  const env = {
+    ...process.env,
+    ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1:strict_string_checks=1',
+    UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1',
+    CHAI_GGUF_FUZZ_ITERATIONS: '1000',
+  };
+  step('ctest', ['--test-dir', 'build-sanitize', '--output-on-failure'], env);
 } else if (command === 'bench') {
   build();
   const outDir = path.join(root, 'bench', 'results');
@@ -41,6 +54,6 @@ if (command === 'test') {
     step(path.join(root, 'build-native', 'native', 'bench', bench), ['--out', out, ...rest]);
   }
 } else {
-  process.stderr.write('usage: node scripts/native.js test | bench [--quick] [--threads N]\n');
+  process.stderr.write('usage: node scripts/native.js test | sanitize | bench [--quick] [--threads N]\n');
   process.exit(2);
 }

@@ -124,11 +124,11 @@ describe('what an architecture does not understand is refused, never ignored', (
 
   test('metadata keys that would change the computation', async () => {
     const layerNorm = { 'llama.attention.layer_norm_epsilon': { type: 'f32' as const, value: 1e-5 } };
-    await refused(write('layernorm', { extraMetadata: layerNorm }), 'E_UNSUPPORTED', /llama\.attention\.layer_norm_epsilon/);
+    await refused(write('layernorm', { metadata: layerNorm }), 'E_UNSUPPORTED', /llama\.attention\.layer_norm_epsilon/);
     const yarn = { 'llama.rope.scaling.type': { type: 'string' as const, value: 'yarn' } };
-    await refused(write('yarn', { extraMetadata: yarn }), 'E_UNSUPPORTED', /yarn/);
+    await refused(write('yarn', { metadata: yarn }), 'E_UNSUPPORTED', /yarn/);
     const experts = { 'llama.expert_count': { type: 'u32' as const, value: 8 } };
-    await refused(write('moe', { extraMetadata: experts }), 'E_UNSUPPORTED', /mixture-of-experts/);
+    await refused(write('moe', { metadata: experts }), 'E_UNSUPPORTED', /mixture-of-experts/);
   });
 
   test('mistral runs llama tensors: the same weights give the same logits', async () => {
@@ -149,7 +149,7 @@ describe('what an architecture does not understand is refused, never ignored', (
 
   test('a sliding window caps the session at the window, with a warning', async () => {
     const window = { 'mistral.attention.sliding_window': { type: 'u32' as const, value: 12 } };
-    const file = write('window', { architecture: 'mistral', extraMetadata: window });
+    const file = write('window', { architecture: 'mistral', metadata: window });
     const model = await loadModel(file, { device: 'cpu' });
     const warn = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     try {

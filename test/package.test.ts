@@ -1,4 +1,4 @@
-// The install a user gets: `npm run prebuild`, `npm pack`, then the tarball installed into an
+// The install a user gets: `npm run prebuildify`, `npm pack`, then the tarball installed into an
 // empty folder whose PATH holds node and npm but no cmake, g++, cc or nvcc, and used there.
 // The release steps run in a copy of the sources: prebuildify moves and strips build/Release,
 // which must not happen under the other test files that have the addon loaded.
@@ -39,8 +39,8 @@ describe('packed tarball', () => {
   });
 
   test('installs and runs with no compiler on PATH', () => {
-    const prebuild = spawnSync('npm', ['run', 'prebuild'], { cwd: src, encoding: 'utf8', env: npmEnv({}) });
-    if (prebuild.status !== 0) throw new Error(`npm run prebuild failed:\n${prebuild.stdout}\n${prebuild.stderr}`);
+    const prebuild = spawnSync('npm', ['run', 'prebuildify'], { cwd: src, encoding: 'utf8', env: npmEnv({}) });
+    if (prebuild.status !== 0) throw new Error(`npm run prebuildify failed:\n${prebuild.stdout}\n${prebuild.stderr}`);
     const prebuilt = fs.readdirSync(path.join(src, 'prebuilds', `${process.platform}-${process.arch}`));
     expect(prebuilt.some((f) => f.endsWith('.node'))).toBe(true);
 

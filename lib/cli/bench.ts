@@ -2,8 +2,9 @@ import { Command, Option } from 'commander';
 import { measureThroughput } from '../bench';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
-import { planPathFor } from '../session';
-import { number, readText } from './format';
+import { interrupted, number, planFlag, readText, withFlags } from './format';
+
+const FLAGS = { threads: '--threads', kvCacheType: '--kv-cache', sessions: '--sessions', chai: '--plan' };
 
 interface BenchFlags {
   model: string;
@@ -23,11 +24,14 @@ async function benchCommand(flags: BenchFlags): Promise<void> {
     const tokens = flags.data
       ? model.tokenizer.encode(readText(flags.data))
       : Array.from({ length: model.info.vocabSize }, (_, i) => i);
-    const sides: [string, 'off' | ClusterPlan][] = [['full attention', 'off']];
-    if (flags.plan) sides.push(['CHAI plan', flags.plan === 'auto' ? ClusterPlan.load(planPathFor(model.path)) : ClusterPlan.load(flags.plan)]);
+    const sides: [string, 'off' | 'auto' | ClusterPlan][] = [['full attention', 'off']];
+    if (flags.plan) sides.push(['CHAI plan', planFlag(flags.plan, model)]);
     const rows = [];
     for (const [name, chai] of sides) {
-      for (const sessions of counts) rows.push({ attention: name, ...(await measureThroughput(model, tokens, { sessions, chai })) });
+      for (const sessions of counts) {
+        interrupted.signal.throwIfAborted();
+        rows.push({ attention: name, ...(await measureThroughput(model, tokens, { sessions, chai })) });
+      }
     }
     if (flags.json) {
       process.stdout.write(`${JSON.stringify({ model: model.path, threads: flags.threads, kvCacheType: flags.kvCache, rows })}\n`);
@@ -57,5 +61,5 @@ export function registerBenchCommand(program: Command): void {
     .option('--sessions <list>', 'comma-separated session counts', '1,4')
     .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
     .option('--json', 'print one JSON object')
-    .action((opts: BenchFlags) => benchCommand(opts));
+    .action((opts: BenchFlags) => withFlags(FLAGS, () => benchCommand(opts)));
 }

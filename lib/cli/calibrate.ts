@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import { Command, Option } from 'commander';
 import { calibrate } from '../calibrate';
 import { loadModel } from '../model';
-import { number, readText, withProgress } from './format';
+import { note, number, readText, withFlags, withProgress } from './format';
+
+const FLAGS = { t0: '--t0', windows: '--windows', keepFirstLayers: '--keep-first-layers', seed: '--seed' };
 
 interface CalibrateFlags {
   model: string;
@@ -32,6 +34,8 @@ async function calibrateCommand(flags: CalibrateFlags): Promise<void> {
         onProgress: (p) => tick(p.window, p.windows),
       }),
     );
+    const used = plan.toJSON().calibration!.windows;
+    if (used < flags.windows) note(`--windows ${flags.windows}: the text has only ${used} sentences of --t0 ${flags.t0} tokens; calibrated on ${used}`);
     plan.save(flags.out);
     if (flags.plot) fs.writeFileSync(flags.plot, plan.elbowSvg());
     if (flags.json) process.stdout.write(`${JSON.stringify(plan.toJSON())}\n`);
@@ -59,5 +63,5 @@ export function registerCalibrateCommand(program: Command): void {
     .addOption(new Option('--method <m>', 'online clustering written into the plan').choices(['kmeans', 'agglomerative']).default('kmeans'))
     .addOption(new Option('--representative <r>', 'representative rule written into the plan').choices(['medoid', 'first']).default('medoid'))
     .option('--json', 'print the plan as JSON')
-    .action((opts: CalibrateFlags) => calibrateCommand(opts));
+    .action((opts: CalibrateFlags) => withFlags(FLAGS, () => calibrateCommand(opts)));
 }

@@ -1,8 +1,9 @@
 import { Command } from 'commander';
 import { evaluateChai } from '../evaluate';
 import { loadModel } from '../model';
-import { ClusterPlan } from '../plan';
-import { kib, number, pct, readText, withProgress } from './format';
+import { kib, note, number, pct, planFlag, readText, withFlags, withProgress } from './format';
+
+const FLAGS = { windows: '--windows', windowTokens: '--window-tokens', maxTokens: '--window-tokens', chai: '--plan' };
 
 interface EvalFlags {
   model: string;
@@ -16,10 +17,13 @@ interface EvalFlags {
 async function evalCommand(flags: EvalFlags): Promise<void> {
   const model = await loadModel(flags.model, { device: 'cpu' });
   try {
-    const plan = flags.plan ? ClusterPlan.load(flags.plan) : 'auto';
+    const plan = planFlag(flags.plan ?? 'auto', model);
     const report = await withProgress('evaluating', Boolean(flags.json), (tick) =>
       evaluateChai(model, readText(flags.data), { plan, windows: flags.windows, windowTokens: flags.windowTokens, onProgress: (p) => tick(p.window, p.windows) }),
     );
+    if (report.windows < flags.windows) {
+      note(`--windows ${flags.windows}: the text has only ${report.windows} paragraphs of --window-tokens ${flags.windowTokens} tokens; scored ${report.windows}`);
+    }
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
       return;
@@ -50,5 +54,5 @@ export function registerEvalCommand(program: Command): void {
     .option('--windows <n>', 'paragraphs to score', number('int'), 32)
     .option('--window-tokens <n>', 'tokens per paragraph window', number('int'), 128)
     .option('--json', 'print one JSON object')
-    .action((opts: EvalFlags) => evalCommand(opts));
+    .action((opts: EvalFlags) => withFlags(FLAGS, () => evalCommand(opts)));
 }

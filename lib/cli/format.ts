@@ -3,6 +3,11 @@ import { SingleBar } from 'cli-progress';
 import { InvalidArgumentError } from 'commander';
 import { ChaiError } from '../errors';
 import { Model } from '../model';
+import { ClusterPlan } from '../plan';
+import { planPathFor } from '../session';
+
+/** Aborted by the first Ctrl-C: commands stop at their next step and chai-attn exits with 130. */
+export const interrupted = new AbortController();
 
 export function gib(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
@@ -39,6 +44,7 @@ export async function withProgress<T>(label: string, quiet: boolean, work: (tick
   let started = false;
   try {
     return await work((done, total) => {
+      interrupted.signal.throwIfAborted();
       if (!bar) return;
       if (!started) bar.start(total, 0);
       started = true;
@@ -55,4 +61,32 @@ export function readText(file: string): string {
   } catch (e) {
     throw new ChaiError('E_INVALID_ARGUMENT', `cannot read '${file}': ${(e as Error).message}`);
   }
+}
+
+/** A note on stderr, e.g. that a value was lowered. */
+export function note(message: string): void {
+  process.stderr.write(`chai-attn: ${message}\n`);
+}
+
+/**
+ * Runs a command whose API errors about an option (ChaiError.option) are rewritten to name the
+ * command-line flag the user typed instead: `flags` maps API option names to flags.
+ */
+export async function withFlags(flags: Record<string, string>, work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (error) {
+    const flag = error instanceof ChaiError && error.option !== undefined ? flags[error.option] : undefined;
+    if (flag === undefined) throw error;
+    const e = error as ChaiError;
+    throw new ChaiError(e.code, e.message.replace(e.option!, flag), { cause: e, option: flag });
+  }
+}
+
+/** A --plan value: 'auto' (never read as a file name: the plan as chai: 'auto' finds it) or a plan file. */
+export function planFlag(value: string, model: Model): ClusterPlan | 'auto' {
+  if (value !== 'auto') return ClusterPlan.load(value);
+  const beside = planPathFor(model.path);
+  if (!fs.existsSync(beside)) note(`no cluster plan at ${beside}: --plan auto uses the default plan (make one with 'chai-attn calibrate')`);
+  return 'auto';
 }

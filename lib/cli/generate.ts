@@ -1,9 +1,21 @@
 import { Command, Option } from 'commander';
 import { DeviceRequest } from '../device';
 import { loadModel } from '../model';
-import { ClusterPlan } from '../plan';
 import { GenerationResult } from '../session';
-import { number } from './format';
+import { interrupted, note, number, planFlag, withFlags } from './format';
+
+/** API option → the flag of this command that sets it (for error messages). */
+const FLAGS = {
+  maxNewTokens: '--max-tokens',
+  maxTokens: '--context',
+  temperature: '--temperature',
+  topK: '--top-k',
+  topP: '--top-p',
+  seed: '--seed',
+  kvCacheType: '--kv-cache',
+  device: '--device',
+  chai: '--plan',
+};
 
 interface GenerateFlags {
   model: string;
@@ -22,10 +34,14 @@ interface GenerateFlags {
 
 async function generate(flags: GenerateFlags): Promise<void> {
   const model = await loadModel(flags.model, { device: flags.device, kvCacheType: flags.kvCache });
-  const session = model.createSession({ maxTokens: flags.context, chai: flags.plan ? (flags.plan === 'auto' ? 'auto' : ClusterPlan.load(flags.plan)) : 'off' });
-  const controller = new AbortController();
-  const onSigint = (): void => controller.abort();
-  process.once('SIGINT', onSigint);
+  let session;
+  try {
+    session = model.createSession({ maxTokens: flags.context, chai: flags.plan === undefined ? 'off' : planFlag(flags.plan, model) });
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  let lineOpen = false; // text written since the last newline
   try {
     const stream = session.generate(flags.prompt, {
       maxNewTokens: flags.maxTokens,
@@ -33,7 +49,7 @@ async function generate(flags: GenerateFlags): Promise<void> {
       topK: flags.topK,
       topP: flags.topP,
       seed: flags.seed,
-      signal: controller.signal,
+      signal: interrupted.signal,
     });
     let result: GenerationResult | undefined;
     for (;;) {
@@ -42,7 +58,13 @@ async function generate(flags: GenerateFlags): Promise<void> {
         result = step.value;
         break;
       }
-      if (!flags.json) process.stdout.write(step.value.text);
+      if (!flags.json && step.value.text) {
+        process.stdout.write(step.value.text);
+        lineOpen = !step.value.text.endsWith('\n');
+      }
+    }
+    if (result.finishReason === 'contextFull') {
+      note(`stopped after ${result.tokens.length} of --max-tokens ${flags.maxTokens} new tokens: the session is full at ${session.maxTokens} tokens (--context)`);
     }
     if (flags.json) {
       const out = {
@@ -60,8 +82,9 @@ async function generate(flags: GenerateFlags): Promise<void> {
     } else {
       process.stdout.write('\n');
     }
+    lineOpen = false;
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    if (lineOpen) process.stdout.write('\n'); // stopped mid-line (Ctrl-C or an error): finish it
     await session.dispose();
     model.dispose();
   }
@@ -83,5 +106,5 @@ export function registerGenerateCommand(program: Command): void {
     .option('--plan <file>', "CHAI cluster plan (JSON), or 'auto' (the plan beside the model, else the default plan)")
     .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
     .option('--json', 'print one JSON object with token ids, text, speed and cache stats')
-    .action((opts: GenerateFlags) => generate(opts));
+    .action((opts: GenerateFlags) => withFlags(FLAGS, () => generate(opts)));
 }

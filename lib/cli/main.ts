@@ -1,17 +1,21 @@
 #!/usr/bin/env node
 // chai-attn: one file per command in this folder; this file only wires them together.
+import fs from 'node:fs';
+import path from 'node:path';
 import { Command } from 'commander';
 import { ChaiError } from '../errors';
 import { registerBenchCommand } from './bench';
 import { registerCalibrateCommand } from './calibrate';
 import { registerChatCommand } from './chat';
 import { registerEvalCommand } from './eval';
+import { interrupted } from './format';
 import { registerGenerateCommand } from './generate';
 import { registerInfoCommand } from './info';
 
 async function main(argv: string[]): Promise<void> {
   const program = new Command();
-  program.name('chai-attn').description('LLaMA-family inference with CHAI (Clustered Head Attention)');
+  const { version } = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+  program.name('chai-attn').description('LLaMA-family inference with CHAI (Clustered Head Attention)').version(version);
   registerInfoCommand(program);
   registerGenerateCommand(program);
   registerChatCommand(program);
@@ -21,8 +25,26 @@ async function main(argv: string[]): Promise<void> {
   await program.parseAsync(argv);
 }
 
-main(process.argv).catch((error: unknown) => {
-  const e = error as Error;
-  process.stderr.write(`chai-attn: ${e instanceof ChaiError ? `${e.code}: ` : ''}${e.message}\n`);
-  process.exitCode = 1;
+// Ctrl-C: the first stops the command at its next step (exit status 130, as a shell reports a
+// SIGINT); a second one exits at once.
+const EXIT_INTERRUPTED = 130;
+process.on('SIGINT', () => {
+  if (interrupted.signal.aborted) process.exit(EXIT_INTERRUPTED);
+  interrupted.abort();
 });
+
+main(process.argv).then(
+  () => {
+    if (interrupted.signal.aborted) process.exitCode = EXIT_INTERRUPTED;
+  },
+  (error: unknown) => {
+    if (interrupted.signal.aborted) {
+      process.stderr.write('chai-attn: stopped (Ctrl-C)\n');
+      process.exitCode = EXIT_INTERRUPTED;
+      return;
+    }
+    const e = error as Error;
+    process.stderr.write(`chai-attn: ${e instanceof ChaiError ? `${e.code}: ` : ''}${e.message}\n`);
+    process.exitCode = 1;
+  },
+);

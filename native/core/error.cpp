@@ -12,6 +12,8 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::DeviceOom: return "E_DEVICE_OOM";
     case ErrorCode::Cuda: return "E_CUDA";
     case ErrorCode::Unsupported: return "E_UNSUPPORTED";
+    case ErrorCode::SessionBusy: return "E_SESSION_BUSY";
+    case ErrorCode::NonFinite: return "E_NON_FINITE";
     case ErrorCode::Internal: return "E_INTERNAL";
   }
   return "E_INTERNAL";

@@ -15,6 +15,8 @@ enum class ErrorCode {
   DeviceOom,         // device (or host pool) memory ran out
   Cuda,              // a CUDA runtime call failed
   Unsupported,       // valid input that this build or backend cannot run
+  SessionBusy,       // a session was used while a generation on it is still open
+  NonFinite,         // the model computed NaN or infinite values (corrupt weights)
   Internal,          // a bug: an invariant of ours did not hold
 };
 

@@ -58,15 +58,43 @@ size_t KvPool::capacity_pages() const {
   return capacity_;
 }
 
+namespace {
+int checked_max_tokens(int max_tokens) {
+  CHAI_REQUIRE(max_tokens > 0 && max_tokens <= SequenceKv::kMaxTokens, ErrorCode::InvalidArgument,
+               "maxTokens must be in 1.." + std::to_string(SequenceKv::kMaxTokens) + ", got " + std::to_string(max_tokens));
+  return max_tokens;
+}
+}  // namespace
+
 SequenceKv::SequenceKv(KvPool& pool, int n_layers, int n_kv_heads, int max_tokens)
     : pool_(pool),
       n_layers_(n_layers),
       n_kv_heads_(n_kv_heads),
-      max_tokens_(max_tokens),
-      max_pages_((max_tokens + pool.page_tokens() - 1) / pool.page_tokens()),
-      k_table_(size_t(n_layers) * n_kv_heads * max_pages_, -1),
-      v_table_(size_t(n_layers) * n_kv_heads * max_pages_, -1),
-      k_state_(size_t(n_layers) * n_kv_heads, KeyState::Kept) {}
+      max_tokens_(checked_max_tokens(max_tokens)),
+      // In 64 bits: max_tokens + page_tokens - 1 overflows an int near INT_MAX.
+      max_pages_(int((int64_t(max_tokens_) + pool.page_tokens() - 1) / pool.page_tokens())),
+      k_state_(size_t(n_layers) * n_kv_heads, KeyState::Kept) {
+  CHAI_REQUIRE(n_layers > 0 && n_kv_heads > 0, ErrorCode::InvalidArgument, "KV cache: layers and KV heads must be > 0");
+}
+
+void SequenceKv::grow_tables(int pages) {
+  if (pages <= table_pages_) return;
+  const int grown = int(std::min<int64_t>(max_pages_, std::max<int64_t>(pages, int64_t(table_pages_) * 2)));
+  const size_t rows = size_t(n_layers_) * size_t(n_kv_heads_);
+  // Both wider tables exist before either replaces its original: an allocation failure changes nothing.
+  auto widen = [&](const std::vector<int32_t>& table) {
+    std::vector<int32_t> wider(rows * size_t(grown), -1);
+    for (size_t r = 0; r < rows; ++r)
+      std::copy_n(table.begin() + std::ptrdiff_t(r * size_t(table_pages_)), table_pages_,
+                  wider.begin() + std::ptrdiff_t(r * size_t(grown)));
+    return wider;
+  };
+  std::vector<int32_t> k = widen(k_table_), v = widen(v_table_);
+  k_table_.swap(k);
+  v_table_.swap(v);
+  table_pages_ = grown;
+  ++version_;
+}
 
 SequenceKv::~SequenceKv() {
   pool_.release(k_table_);
@@ -77,12 +105,14 @@ void SequenceKv::reserve(int n_tokens) {
   CHAI_REQUIRE(n_tokens <= max_tokens_, ErrorCode::ContextOverflow,
           "the sequence would hold " + std::to_string(n_tokens) + " tokens but the session allows " +
               std::to_string(max_tokens_) + " (maxTokens)");
-  const int pages = (n_tokens + pool_.page_tokens() - 1) / pool_.page_tokens();
+  CHAI_REQUIRE(n_tokens >= 0, ErrorCode::InvalidArgument, "a sequence cannot hold a negative number of tokens");
+  const int pages = int((int64_t(n_tokens) + pool_.page_tokens() - 1) / pool_.page_tokens());
   if (pages <= reserved_pages_) return;
   size_t needed = 0;
   for (int l = 0; l < n_layers_; ++l)
     for (int h = 0; h < n_kv_heads_; ++h) needed += size_t(pages - reserved_pages_) * (keeps_keys(l, h) ? 2 : 1);
-  std::vector<int32_t> fresh = pool_.allocate(needed);
+  grow_tables(pages);  // longer rows of -1 entries: harmless if the allocation below fails
+  std::vector<int32_t> fresh = pool_.allocate(needed);  // may throw DeviceOom: no page taken yet
   size_t next = 0;
   for (int l = 0; l < n_layers_; ++l)
     for (int h = 0; h < n_kv_heads_; ++h)
@@ -96,7 +126,7 @@ void SequenceKv::reserve(int n_tokens) {
 
 void SequenceKv::release_keys(int layer, int head) {
   std::vector<int32_t> pages;
-  for (int p = 0; p < max_pages_; ++p) {
+  for (int p = 0; p < table_pages_; ++p) {
     int32_t& id = k_page(layer, head, p);
     if (id >= 0) pages.push_back(id);
     id = -1;

@@ -62,13 +62,19 @@ struct KvStats {
 
 class SequenceKv {
  public:
+  // Most tokens one sequence may hold (also bounded by the model's context where a session is made).
+  static constexpr int kMaxTokens = 1 << 24;
+
   SequenceKv(KvPool& pool, int n_layers, int n_kv_heads, int max_tokens);
   ~SequenceKv();
   SequenceKv(const SequenceKv&) = delete;
   SequenceKv& operator=(const SequenceKv&) = delete;
 
   int max_tokens() const { return max_tokens_; }
-  int max_pages() const { return max_pages_; }
+  // Row length of the page tables: pages per (layer, KV head) they hold now. The tables start
+  // empty and grow with reserve() (doubling, up to what max_tokens needs), so a session made with
+  // a large maxTokens costs nothing until it holds tokens.
+  int max_pages() const { return table_pages_; }
 
   // Makes room for tokens [0, n_tokens): pages for every V and every kept K.
   void reserve(int n_tokens);
@@ -85,7 +91,7 @@ class SequenceKv {
   // Changes whenever a page table changes, so copies of the tables know when to refresh.
   uint64_t version() const { return version_; }
 
-  // Page tables of all layers as flat [n_layers, n_kv_heads, max_pages] arrays, host memory.
+  // Page tables of all layers as flat [n_layers, n_kv_heads, max_pages()] arrays, host memory.
   const std::vector<int32_t>& k_tables() const { return k_table_; }
   const std::vector<int32_t>& v_tables() const { return v_table_; }
 
@@ -93,11 +99,13 @@ class SequenceKv {
 
  private:
   int32_t& k_page(int layer, int head, int page) {
-    return k_table_[(size_t(layer) * n_kv_heads_ + head) * max_pages_ + page];
+    return k_table_[(size_t(layer) * n_kv_heads_ + head) * size_t(table_pages_) + size_t(page)];
   }
   int32_t& v_page(int layer, int head, int page) {
-    return v_table_[(size_t(layer) * n_kv_heads_ + head) * max_pages_ + page];
+    return v_table_[(size_t(layer) * n_kv_heads_ + head) * size_t(table_pages_) + size_t(page)];
   }
+  // Lengthens every table row to at least `pages` entries (new entries -1).
+  void grow_tables(int pages);
 
   enum class KeyState : uint8_t { Kept, Deferred, Dropped };
   KeyState key_state(int layer, int head) const { return k_state_[size_t(layer) * n_kv_heads_ + head]; }
@@ -105,6 +113,7 @@ class SequenceKv {
 
   KvPool& pool_;
   int n_layers_, n_kv_heads_, max_tokens_, max_pages_;
+  int table_pages_ = 0;
   int n_tokens_ = 0;
   int reserved_pages_ = 0;  // pages per (layer, head) reserved so far
   uint64_t version_ = 0;

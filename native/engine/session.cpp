@@ -94,7 +94,9 @@ Session::Session(const LlamaConfig& config, const LlamaWeights& weights, Backend
       workspace_(workspace),
       kv_(pool, config.n_layers, config.n_kv_heads, max_tokens),
       plan_(std::move(plan)) {
-  CHAI_REQUIRE(max_tokens > 0, ErrorCode::InvalidArgument, "maxTokens must be positive");
+  CHAI_REQUIRE(max_tokens > 0 && max_tokens <= config.n_ctx_train, ErrorCode::InvalidArgument,
+          "maxTokens must be in 1.." + std::to_string(config.n_ctx_train) + " (the model's context length), got " +
+              std::to_string(max_tokens));
   // Attention over at most `window` tokens equals full attention while the context fits in it.
   CHAI_REQUIRE(config.sliding_window == 0 || max_tokens <= config.sliding_window, ErrorCode::InvalidArgument,
           "this model attends over a sliding window of " + std::to_string(config.sliding_window) +
@@ -169,7 +171,7 @@ void Session::cluster_if_ready(int layer, const TensorView& q, const TensorView&
 void Session::upload_tables() {
   if (uploaded_version_ == kv_.version()) return;
   const size_t bytes = kv_.k_tables().size() * sizeof(int32_t);
-  if (!k_tables_) {
+  if (!k_tables_ || k_tables_->bytes() != bytes) {  // the tables grow with the sequence
     k_tables_ = std::make_unique<DeviceBuffer>(backend_, bytes);
     v_tables_ = std::make_unique<DeviceBuffer>(backend_, bytes);
   }

@@ -1,5 +1,6 @@
 // The registry of architectures and the loading they share: hyperparameters from "<arch>.*"
 // metadata, tensors by their GGUF names, and the refusal of anything not understood.
+#include <climits>
 #include <set>
 
 #include "core/error.h"
@@ -182,7 +183,19 @@ std::shared_ptr<LlamaModel> LlamaModel::load(std::shared_ptr<GgufFile> file) {
 
   const GgufTensor* embd = f.tensor("token_embd.weight");
   if (!embd || embd->dims.size() != 2) bad("model lacks a 2-D 'token_embd.weight'");
+  if (embd->dims[1] > INT32_MAX) bad("token_embd.weight has more rows than token ids can address");
   c.n_vocab = int(embd->dims[1]);
+  // Token ids come from the tokenizer and index token_embd and output: the three must agree, or an
+  // id the tokenizer produces (or a sampled one it cannot decode) reaches past a table.
+  for (const char* key : {"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"}) {
+    const GgufValue* list = f.find(key);
+    if (list && (list->kind != GgufValue::Kind::Array || list->items.size() != size_t(c.n_vocab)))
+      bad(std::string("'") + key + "' lists " + std::to_string(list->items.size()) + " entries but token_embd.weight has " +
+          std::to_string(c.n_vocab) + " rows: the vocabulary and the embedding table must be the same size");
+  }
+  if (const GgufValue* size = f.find(k + "vocab_size"))
+    if (!size->is_integer() || size->as_int() != c.n_vocab)
+      bad("'" + k + "vocab_size' does not match the " + std::to_string(c.n_vocab) + " rows of token_embd.weight");
 
   TensorReader read(f);
   LlamaWeights& w = model->weights_;

@@ -187,8 +187,11 @@ void GgufFile::parse() {
   }
 
   if (const GgufValue* a = find("general.alignment")) {
-    if (!a->is_integer() || a->as_int() <= 0 || (a->as_int() & (a->as_int() - 1)) != 0 || a->as_int() > 65536)
-      bad("general.alignment must be a power of two, got " + std::to_string(a->as_int()));
+    // The GGUF spec asks for a multiple of 8; anything less would leave tensors misaligned for
+    // the typed loads that read them (f32 needs 4 bytes, the mapping itself is page-aligned).
+    if (!a->is_integer() || a->as_int() < 8 || (a->as_int() & (a->as_int() - 1)) != 0 || a->as_int() > 65536)
+      bad("general.alignment must be a power of two from 8 to 65536, got " +
+          (a->is_integer() ? std::to_string(a->as_int()) : std::string("a non-integer")));
     alignment_ = uint64_t(a->as_int());
   }
 
@@ -201,7 +204,7 @@ void GgufFile::parse() {
     uint64_t numel = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       const uint64_t dim = r.read<uint64_t>("tensor dimension");
-      if (dim == 0 || dim > (uint64_t(1) << 40) || numel > std::numeric_limits<uint64_t>::max() / dim)
+      if (dim == 0 || dim > (uint64_t(1) << 40) || numel > uint64_t(std::numeric_limits<int64_t>::max()) / dim)
         bad("tensor '" + info.name + "' has an invalid dimension " + std::to_string(dim));
       numel *= dim;
       info.dims.push_back(int64_t(dim));
@@ -214,7 +217,12 @@ void GgufFile::parse() {
     if (info.dtype == DType::Q8_0 && info.dims[0] % kQ8Block != 0)
       bad("tensor '" + info.name + "' is Q8_0 with rows of " + std::to_string(info.dims[0]) +
           " values, not a multiple of 32");
-    info.bytes = uint64_t(info.rows()) * dtype_row_bytes(info.dtype, info.dims[0]);
+    // rows × row bytes can wrap for huge dimensions even when the element count fits.
+    const uint64_t row_bytes = dtype_row_bytes(info.dtype, info.dims[0]);
+    const uint64_t rows = uint64_t(info.rows());
+    if (row_bytes != 0 && rows > std::numeric_limits<uint64_t>::max() / row_bytes)
+      bad("tensor '" + info.name + "' is too large: its byte count overflows 64 bits");
+    info.bytes = rows * row_bytes;
     if (info.offset % alignment_ != 0)
       bad("tensor '" + info.name + "' offset " + std::to_string(info.offset) + " is not aligned to " +
           std::to_string(alignment_));
