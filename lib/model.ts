@@ -3,34 +3,11 @@ import { ChaiError, callNative, fromNative, invalidOption, optionsArgument } fro
 import { Device, DeviceRequest, resolveDevice } from './device';
 import { native } from './native';
 import { Metadata, Tokenizer, tokenizerFromMetadata } from './tokenizer';
+import { ModelInfo, SessionHost } from './model-info';
 import { Session, SessionOptions } from './session';
 
-export interface ModelInfo {
-  architecture: string;
-  name: string | null;
-  ggufVersion: number;
-  layers: number;
-  embeddingLength: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  feedForwardLength: number;
-  vocabSize: number;
-  /** The context length the model was trained with (metadata). */
-  contextLength: number;
-  ropeFreqBase: number;
-  /** Which elements RoPE rotates together: 'normal' pairs (2i, 2i+1) or 'neox' halves (i, i + headDim/2). */
-  ropeStyle: 'normal' | 'neox';
-  /** Tokens a position attends to at most (0: no window). Sessions hold at most this many tokens. */
-  slidingWindow: number;
-  rmsEps: number;
-  /** The output projection reuses the token embedding. */
-  tiedOutput: boolean;
-  /** Bytes of tensor data memory-mapped from the file. */
-  weightBytes: number;
-  /** How many tensors of each storage type, e.g. { F32: 11, Q8_0: 36, F16: 5 }. */
-  tensorTypes: Record<string, number>;
-}
+export type { ModelInfo } from './model-info';
+
 
 export interface TensorInfo {
   name: string;
@@ -77,7 +54,7 @@ interface PendingEvaluation {
 }
 
 /** A LLaMA-family model loaded from a GGUF file. Weights are memory-mapped, not copied. */
-export class Model {
+export class Model implements SessionHost {
   readonly info: ModelInfo;
   readonly tokenizer: Tokenizer;
   readonly metadata: Readonly<Metadata>;

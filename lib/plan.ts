@@ -1,19 +1,60 @@
 import fs from 'node:fs';
 import { ChaiError } from './errors';
-import type { ModelInfo } from './model';
+import type { ModelShape } from './model-info';
 import type { NativePlan } from './native';
 
 export type ClusterMethod = 'kmeans' | 'agglomerative';
 export type RepresentativeRule = 'medoid' | 'first';
 
+/** Quality of a plan against full attention on some text (calibration or evaluation). */
+export interface PlanQuality {
+  /** Mean over scored positions of KL(p_full ‖ p_chai), in nats. */
+  klMean: number;
+  /** Fraction of positions where both pick the same most likely token. */
+  top1Agreement: number;
+  perplexityFull: number;
+  perplexityChai: number;
+  /** 1 − (K+V bytes with CHAI) / (K+V bytes of full attention), measured from the caches. */
+  bytesSavedFraction: number;
+}
+
+/** A plan measured during calibration (kept for the chart and for checking the choice). */
+export interface MeasuredPlan extends PlanQuality {
+  /** 'layer': one layer clustered alone; 'uniform': every layer at the same k; 'budgeted': the search at some budget. */
+  kind: 'layer' | 'uniform' | 'budgeted';
+  clusters: number[];
+  /** For 'budgeted': the budget the search was given. */
+  budget?: number;
+}
+
+export type CalibrationRule = 'kl-budget' | 'elbow';
+
+/** The quality budget of the 'kl-budget' rule: one of the three. */
+export interface QualityBudget {
+  /** Mean KL(full ‖ CHAI) at most this (nats per token). */
+  maxKl?: number;
+  /** Top-1 agreement with full attention at least this. */
+  minTop1?: number;
+  /** Save at least this fraction of K+V bytes, with the least KL. */
+  targetSavings?: number;
+}
+
 /** How calibration chose each layer's cluster count; kept in the plan so the choice can be checked. */
 export interface CalibrationRecord {
+  rule: CalibrationRule;
+  budget: QualityBudget;
+  /** sha256 (hex) of the calibration text (texts joined by blank lines). */
+  textSha256: string;
   windows: number;
-  /** e.g. "chord-distance knee" (see kneeOf). */
-  kneeRule: string;
-  keepFirstLayers: number;
-  /** inertia[l][k - 1]: K-Means inertia of layer l with k clusters, summed over the windows. */
-  inertia: number[][];
+  windowTokens: number;
+  /** The chosen plan measured on the calibration windows. */
+  measured: PlanQuality;
+  /** Every plan measured on the way (per-layer costs, uniform plans, budgeted plans). */
+  candidates: MeasuredPlan[];
+  /** 'elbow' only: inertia[l][k - 1], K-Means inertia of layer l with k clusters, summed over t0-token windows. */
+  inertia?: number[][];
+  /** Wall-clock seconds the calibration took. */
+  seconds: number;
 }
 
 /** The JSON form of a plan (version 1). */
@@ -54,10 +95,15 @@ function positiveInteger(v: unknown, what: string, max = Number.MAX_SAFE_INTEGER
  * the clusters online. Made by calibrate(), by ClusterPlan.create(), or loaded from JSON.
  */
 export class ClusterPlan {
-  private constructor(readonly json: Readonly<ClusterPlanJson>) {}
+  /** @internal the addon's form, encoded once */
+  readonly native: Readonly<NativePlan>;
+
+  private constructor(private readonly json: Readonly<ClusterPlanJson>) {
+    this.native = Object.freeze({ t0: json.t0, method: json.method, representative: json.representative, seed: json.seed, restarts: json.restarts, clusters: json.layers.map((l) => l.clusters) });
+  }
 
   /** A plan for `model` with the given cluster count per layer (heads = not clustered). */
-  static create(model: Pick<ModelInfo, 'layers' | 'heads' | 'kvHeads' | 'headDim'>, clusters: number[], options: PlanOptions = {}, calibration?: CalibrationRecord): ClusterPlan {
+  static create(model: ModelShape, clusters: number[], options: PlanOptions = {}, calibration?: CalibrationRecord): ClusterPlan {
     if (typeof model !== 'object' || model === null) invalid('create needs the model info ({ layers, heads, kvHeads, headDim }), e.g. model.info');
     if (!Array.isArray(clusters)) invalid(`create needs the cluster count of every layer as an array, got ${clusters === null ? 'null' : typeof clusters}`);
     if (typeof options !== 'object' || options === null) invalid('create takes an options object');
@@ -95,7 +141,13 @@ export class ClusterPlan {
     if (!Array.isArray(o.layers) || o.layers.length !== model.layers) invalid(`'layers' must list ${model.layers} entries (model.layers)`);
     const layers = o.layers.map((l: unknown, i) => ({ clusters: positiveInteger((l as { clusters?: unknown })?.clusters, `layers[${i}].clusters`, model.heads) }));
     const json: ClusterPlanJson = { version: 1, model, t0, method: o.method, representative: o.representative, seed: o.seed, restarts, layers };
-    if (o.calibration !== undefined) json.calibration = o.calibration as CalibrationRecord;
+    if (o.calibration !== undefined) {
+      const c = o.calibration as Partial<CalibrationRecord> | null;
+      if (typeof c !== 'object' || c === null || (c.rule !== 'kl-budget' && c.rule !== 'elbow') || typeof c.measured !== 'object') {
+        invalid("'calibration' must be the record calibrate() writes ({ rule: 'kl-budget' | 'elbow', budget, measured, ... })");
+      }
+      json.calibration = c as CalibrationRecord;
+    }
     return new ClusterPlan(json);
   }
 
@@ -124,7 +176,12 @@ export class ClusterPlan {
 
   /** Cluster count per layer. */
   get clusters(): number[] {
-    return this.json.layers.map((l) => l.clusters);
+    return [...this.native.clusters];
+  }
+
+  /** How calibrate() chose this plan and what it measured (absent for hand-made plans). */
+  get calibration(): Readonly<CalibrationRecord> | undefined {
+    return this.json.calibration;
   }
 
   get t0(): number {
@@ -132,7 +189,7 @@ export class ClusterPlan {
   }
 
   /** Throws E_PLAN_MISMATCH unless the plan was made for a model of this shape. */
-  checkFits(model: Pick<ModelInfo, 'layers' | 'heads' | 'kvHeads' | 'headDim'>): void {
+  checkFits(model: ModelShape): void {
     const p = this.json.model;
     const diffs = (['layers', 'heads', 'kvHeads', 'headDim'] as const).filter((k) => p[k] !== model[k]).map((k) => `${k} ${p[k]} vs ${model[k]}`);
     if (diffs.length) {
@@ -140,16 +197,10 @@ export class ClusterPlan {
     }
   }
 
-  /** @internal the addon's form */
-  toNative(): NativePlan {
-    const j = this.json;
-    return { t0: j.t0, method: j.method, representative: j.representative, seed: j.seed, restarts: j.restarts, clusters: this.clusters };
-  }
-
   /** An SVG with one elbow curve per layer (normalised inertia against k) and the chosen k marked. */
   elbowSvg(): string {
     const cal = this.json.calibration;
-    if (!cal) throw new ChaiError('E_INVALID_ARGUMENT', 'this plan has no calibration curves to plot (it was not made by calibrate())');
+    if (!cal?.inertia) throw new ChaiError('E_INVALID_ARGUMENT', "this plan has no inertia curves to plot (made by calibrate() with rule 'elbow' only)");
     const heads = this.json.model.heads;
     const cols = Math.min(4, cal.inertia.length);
     const rows = Math.ceil(cal.inertia.length / cols);
@@ -174,7 +225,7 @@ export class ClusterPlan {
         `<text x="${ox + w - pad - 24}" y="${oy + h - 8}" font-size="9" fill="#666">k = ${heads}</text></g>`,
       );
     });
-    const title = `CHAI elbow curves: K-Means inertia vs clusters (${cal.windows} windows, ${cal.kneeRule})`;
+    const title = `CHAI elbow curves: K-Means inertia vs clusters (${cal.windows} windows, ${KNEE_RULE})`;
     return (
       `<svg xmlns="http://www.w3.org/2000/svg" width="${cols * w}" height="${rows * h + 30}" font-family="sans-serif">` +
       `<rect width="100%" height="100%" fill="white"/><text x="10" y="18" font-size="13">${title}</text>${parts.join('')}</svg>\n`

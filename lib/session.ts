@@ -1,8 +1,8 @@
-import fs from 'node:fs';
 import { ChaiError, callNative, callNativeSync, invalidOption, optionsArgument } from './errors';
 import { native } from './native';
-import type { Model } from './model';
+import type { SessionHost } from './model-info';
 import { ClusterPlan } from './plan';
+import { loadCachedPlan } from './plan-cache';
 import { biasLogits, sample, SamplingOptions, seededRandom, validateSampling } from './sampling';
 import { StreamingDecoder } from './tokenizer';
 
@@ -10,11 +10,15 @@ export interface SessionOptions {
   /** Most tokens (prompt + generated) the session holds, at most the model's context. Default: min(model context, 4096). */
   maxTokens?: number;
   /**
-   * Clustered head attention: a ClusterPlan, 'auto' (the plan saved beside the model file as
-   * `<model>.chai.json`, else defaultPlan()), or 'off' (full attention; the default).
+   * Clustered head attention: a ClusterPlan; 'auto', the plan cached for this model file (see
+   * autoPlan(); without one the session runs full attention, says so in `chaiSource` and emits a
+   * warning: createSession never calibrates); or 'off' (full attention; the default).
    */
   chai?: ClusterPlan | 'auto' | 'off';
 }
+
+/** Where a session's attention comes from. */
+export type ChaiSource = 'off' | 'plan' | 'cached' | 'auto-uncalibrated';
 
 /** Heads of one clustered layer: membership[h] is h's cluster, representatives[c] its scoring head. */
 export interface Assignment {
@@ -22,35 +26,31 @@ export interface Assignment {
   representatives: number[];
 }
 
-/** The plan beside a model file: the same path with `.gguf` replaced by `.chai.json`. */
-export function planPathFor(modelPath: string): string {
-  return modelPath.replace(/\.gguf$/i, '') + '.chai.json';
-}
+const warnedUncalibrated = new Set<string>();
 
-/**
- * The calibration-free default: the first half of the layers keep every head; the others keep
- * max(1, round(heads / 8)) clusters (the paper's LLaMA-7B plan keeps layers 0-17 of 32 whole and
- * clusters layers 18-31 into 4 of 32 heads). Calibrated plans fit a model better.
- */
-export function defaultPlan(model: Model): ClusterPlan {
-  const { layers, heads } = model.info;
-  const k = Math.max(1, Math.round(heads / 8));
-  return ClusterPlan.create(model.info, Array.from({ length: layers }, (_, l) => (l < Math.floor(layers / 2) ? heads : k)));
-}
-
-function resolvePlan(model: Model, chai: SessionOptions['chai']): ClusterPlan | null {
-  if (chai === undefined || chai === 'off') return null;
+function resolvePlan(model: SessionHost, chai: SessionOptions['chai']): { plan: ClusterPlan | null; source: ChaiSource } {
+  if (chai === undefined || chai === 'off') return { plan: null, source: 'off' };
   if (chai === 'auto') {
-    const beside = planPathFor(model.path);
-    const plan = fs.existsSync(beside) ? ClusterPlan.load(beside) : defaultPlan(model);
-    plan.checkFits(model.info);
-    return plan;
+    const plan = loadCachedPlan(model.path);
+    if (plan) {
+      plan.checkFits(model.info);
+      return { plan, source: 'cached' };
+    }
+    if (!warnedUncalibrated.has(model.path)) {
+      warnedUncalibrated.add(model.path);
+      process.emitWarning(
+        `chai: 'auto' found no cluster plan cached for ${model.path}; running full attention. ` +
+          "Calibrate one with 'chai-attn calibrate --model FILE' or await autoPlan(model).",
+        { code: 'CHAI_UNCALIBRATED' },
+      );
+    }
+    return { plan: null, source: 'auto-uncalibrated' };
   }
   if (!(chai instanceof ClusterPlan)) {
     throw invalidOption('chai', "must be a ClusterPlan, 'auto' or 'off'");
   }
   chai.checkFits(model.info);
-  return chai;
+  return { plan: chai, source: 'plan' };
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -128,6 +128,12 @@ export class Session {
   readonly maxTokens: number;
   /** The cluster plan in use, or null for full attention. */
   readonly plan: ClusterPlan | null;
+  /**
+   * Where the attention comes from: 'off' (full attention asked for), 'plan' (a plan given),
+   * 'cached' ('auto' found this model's cached plan) or 'auto-uncalibrated' ('auto' found none:
+   * full attention).
+   */
+  readonly chaiSource: ChaiSource;
   readonly cache: { stats(): CacheStats };
   private handle: unknown;
   private history: number[] = [];
@@ -136,7 +142,7 @@ export class Session {
 
   /** @internal use model.createSession() */
   constructor(
-    readonly model: Model,
+    readonly model: SessionHost,
     options: SessionOptions,
   ) {
     optionsArgument(options, 'createSession');
@@ -155,8 +161,10 @@ export class Session {
       maxTokens = window;
     }
     this.maxTokens = maxTokens;
-    this.plan = resolvePlan(model, options.chai);
-    this.handle = callNativeSync(() => native().createSession(model.nativeHandle(), maxTokens, this.plan?.toNative()));
+    const { plan, source } = resolvePlan(model, options.chai);
+    this.plan = plan;
+    this.chaiSource = source;
+    this.handle = callNativeSync(() => native().createSession(model.nativeHandle(), maxTokens, plan?.native));
     this.cache = { stats: () => this.stats() };
   }
 

@@ -17,6 +17,10 @@ export interface SyntheticLlamaConfig {
    * kvHeads === heads (each head has its own keys).
    */
   plantedGroups?: number[][];
+  /** Multiplies the Q and K projections (sharper attention patterns). Default 1. */
+  attentionScale?: number;
+  /** Multiplies the output projection (more confident next-token distributions). Default 1. */
+  logitScale?: number;
   /** Metadata entries added to (or replacing) the generated ones, e.g. to write a malformed file. */
   metadata?: Record<string, GgufWriteValue>;
   /** Tensors written after the generated ones (tests of tensors a loader must refuse). */
@@ -45,9 +49,9 @@ export function writeSyntheticLlama(file: string, c: SyntheticLlamaConfig): void
   const rnd = random(c.seed ?? 1);
   const headDim = c.embeddingLength / c.heads;
   const type = c.weights ?? 'F32';
-  const matrix = (name: string, cols: number, rows: number, edit?: (data: Float32Array) => void): GgufWriteTensor => {
+  const matrix = (name: string, cols: number, rows: number, edit?: (data: Float32Array) => void, gain = 1): GgufWriteTensor => {
     const data = new Float32Array(cols * rows);
-    const scale = 2 / Math.sqrt(cols);
+    const scale = (2 * gain) / Math.sqrt(cols);
     for (let i = 0; i < data.length; i++) data[i] = rnd() * scale;
     edit?.(data);
     return { name, dims: [cols, rows], type, data };
@@ -62,13 +66,13 @@ export function writeSyntheticLlama(file: string, c: SyntheticLlamaConfig): void
   };
 
   const tensors: GgufWriteTensor[] = [matrix('token_embd.weight', c.embeddingLength, c.vocabSize), ones('output_norm.weight', c.embeddingLength)];
-  tensors.push(matrix('output.weight', c.embeddingLength, c.vocabSize));
+  tensors.push(matrix('output.weight', c.embeddingLength, c.vocabSize, undefined, c.logitScale ?? 1));
   for (let l = 0; l < c.layers; l++) {
     const p = `blk.${l}.`;
     tensors.push(
       ones(`${p}attn_norm.weight`, c.embeddingLength),
-      matrix(`${p}attn_q.weight`, c.embeddingLength, c.heads * headDim, plant),
-      matrix(`${p}attn_k.weight`, c.embeddingLength, c.kvHeads * headDim, plant),
+      matrix(`${p}attn_q.weight`, c.embeddingLength, c.heads * headDim, plant, c.attentionScale ?? 1),
+      matrix(`${p}attn_k.weight`, c.embeddingLength, c.kvHeads * headDim, plant, c.attentionScale ?? 1),
       matrix(`${p}attn_v.weight`, c.embeddingLength, c.kvHeads * headDim),
       matrix(`${p}attn_output.weight`, c.heads * headDim, c.embeddingLength),
       ones(`${p}ffn_norm.weight`, c.embeddingLength),

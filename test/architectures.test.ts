@@ -84,12 +84,12 @@ describe.each(FIXTURES)('$file ($architecture) against llama.cpp', ({ file, arch
 
   test('CHAI calibrates and evaluates (GQA: keys dropped per KV group)', async () => {
     const text = fs.readFileSync(path.join(SHARED, 'data', 'stories-calib.txt'), 'utf8').slice(0, 20000);
-    const plan = await calibrate(model, text, { windows: 4 });
+    const plan = await calibrate(model, text, { windows: 2, windowTokens: 16 }); // the KL-budget rule
     expect(plan.clusters).toHaveLength(model.info.layers);
     expect(plan.clusters.every((k) => k >= 1 && k <= model.info.heads)).toBe(true);
     // One cluster per layer: one representative, so keys of one KV group of two are kept.
     const single = ClusterPlan.create(model.info, plan.clusters.map(() => 1));
-    const report = await evaluateChai(model, text, { plan: single, windows: 2, windowTokens: 32, decodeRepeats: 1 });
+    const report = await evaluateChai(model, text, { plan: single, windows: 2, windowTokens: 16, decodeRepeats: 1 });
     expect(Number.isFinite(report.klMean)).toBe(true);
     expect(report.kBytesChai).toBe(report.kBytesFull / model.info.kvHeads);
     expect(report.vBytesChai).toBe(report.vBytesFull);

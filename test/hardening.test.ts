@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { calibrate, ChaiError, ClusterPlan, evaluateChai, loadModel, matmul, measureThroughput, Model, toHalf, writeSyntheticLlama } from '../lib';
+import { calibrate, ChaiError, ClusterPlan, evaluateChai, loadModel, matmul, measureThroughput, Model, saveCachedPlan, toHalf, writeSyntheticLlama } from '../lib';
 import { readLayout } from './gguf-layout';
 
 const root = path.join(__dirname, '..');
@@ -34,8 +34,13 @@ let stories: Model;
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chai-harden-'));
   stories = await loadModel(STORIES, { device: 'cpu' });
+  // 'auto' (the default plan of eval) is the plan cached for the model file: give the commands
+  // below a cache of their own holding one, so that none calibrates.
+  process.env.CHAI_CACHE_DIR = path.join(dir, 'cache');
+  saveCachedPlan(STORIES, ClusterPlan.create(stories.info, [8, 8, 8, 8, 4]));
 });
 afterAll(() => {
+  delete process.env.CHAI_CACHE_DIR;
   stories.dispose();
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -198,7 +203,7 @@ describe('8. seeds', () => {
 });
 
 describe('9. the command line', () => {
-  const run = (args: string[], cwd = root) => spawnSync(process.execPath, [cli, ...args], { cwd, encoding: 'utf8' });
+  const run = (args: string[], cwd = root) => spawnSync(process.execPath, [cli, ...args], { cwd, encoding: 'utf8', env: process.env });
   const mha = path.join(shared, 'models', 'stories260K-mha.gguf');
   const data = path.join(shared, 'data', 'stories-calib.txt');
 
@@ -208,17 +213,20 @@ describe('9. the command line', () => {
     expect(r.stdout.trim()).toBe(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version);
   });
 
-  test('--plan auto is never read as a file, and falls back to the default plan with a note', () => {
+  test('--plan auto is never read as a file: it is the plan cached for the model file', () => {
     const cwd = fs.mkdtempSync(path.join(dir, 'cwd-'));
     fs.writeFileSync(path.join(cwd, 'auto'), 'not a plan');
-    const model = path.join(cwd, 'model.gguf'); // no model.chai.json beside it
+    const model = path.join(cwd, 'model.gguf');
     fs.copyFileSync(mha, model);
+    saveCachedPlan(model, ClusterPlan.create({ layers: 5, heads: 8, kvHeads: 8, headDim: 8 }, [8, 8, 8, 4, 4]));
     const evaluated = run(['eval', '--model', model, '--data', data, '--plan', 'auto', '--windows', '1', '--window-tokens', '16', '--json'], cwd);
-    expect(evaluated.stderr).toMatch(/no cluster plan at .*model\.chai\.json: --plan auto uses the default plan/);
+    expect(evaluated.stderr).toBe('');
     expect(evaluated.status).toBe(0);
-    expect(JSON.parse(evaluated.stdout).windows).toBe(1);
+    const report = JSON.parse(evaluated.stdout);
+    expect(report.windows).toBe(1);
+    expect(report.plan.layers.map((l: { clusters: number }) => l.clusters)).toEqual([8, 8, 8, 4, 4]);
     const bench = run(['bench', '--model', model, '--plan', 'auto', '--sessions', '1', '--json'], cwd);
-    expect(bench.stderr).toMatch(/--plan auto uses the default plan/);
+    expect(bench.stderr).toBe('');
     expect(bench.status).toBe(0);
     expect(JSON.parse(bench.stdout).rows.map((r: { attention: string }) => r.attention)).toEqual(['full attention', 'CHAI plan']);
   });

@@ -67,12 +67,13 @@ describe('packed tarball', () => {
       const chai = require('chai-attention');
       const w = { dtype: 'f16', rows: 2, cols: 3, data: chai.toHalf(new Float32Array([1, 2, 3, -1, 0.5, 2]), 'f16') };
       chai.matmul(new Float32Array([1, 1, 1]), 1, w, { device: 'auto' }).then((y) => {
-        console.log(JSON.stringify({ y: Array.from(y), backends: chai.buildInfo().backends }));
+        console.log(JSON.stringify({ y: Array.from(y), backends: chai.buildInfo().backends, calibrationText: chai.BUILTIN_CALIBRATION_TEXT.length }));
       });`;
     const run = spawnSync('node', ['-e', script], { cwd: app, encoding: 'utf8', env });
     if (run.status !== 0) throw new Error(`using the installed package failed:\n${run.stderr}`);
-    const out = JSON.parse(run.stdout.trim()) as { y: number[]; backends: string[] };
+    const out = JSON.parse(run.stdout.trim()) as { y: number[]; backends: string[]; calibrationText: number };
     expect(out.y).toEqual([6, 1.5]);
+    expect(out.calibrationText).toBeGreaterThan(8000); // the built-in calibration text ships with the package
     expect(out.backends).toContain('cpu');
     // Where nvcc was there to build the prebuild, the binary carries the CUDA backend.
     if (spawnSync('sh', ['-c', 'command -v nvcc']).status === 0) expect(out.backends).toContain('cuda');

@@ -2,7 +2,8 @@ import { Command, Option } from 'commander';
 import { measureThroughput } from '../bench';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
-import { interrupted, number, planFlag, readText, withFlags } from './format';
+import { interrupted, number, readText, withFlags } from './format';
+import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
 
 const FLAGS = { threads: '--threads', kvCacheType: '--kv-cache', sessions: '--sessions', chai: '--plan' };
 
@@ -10,6 +11,7 @@ interface BenchFlags {
   model: string;
   data?: string;
   plan?: string;
+  calibrationData?: string;
   threads: number;
   sessions: string;
   kvCache: 'f32' | 'f16';
@@ -24,8 +26,9 @@ async function benchCommand(flags: BenchFlags): Promise<void> {
     const tokens = flags.data
       ? model.tokenizer.encode(readText(flags.data))
       : Array.from({ length: model.info.vocabSize }, (_, i) => i);
-    const sides: [string, 'off' | 'auto' | ClusterPlan][] = [['full attention', 'off']];
-    if (flags.plan) sides.push(['CHAI plan', planFlag(flags.plan, model)]);
+    const sides: [string, 'off' | ClusterPlan][] = [['full attention', 'off']];
+    const plan = flags.plan ? await planFromFlag(model, flags.plan, flags.calibrationData, Boolean(flags.json)) : 'off';
+    if (plan !== 'off') sides.push(['CHAI plan', plan]);
     const rows = [];
     for (const [name, chai] of sides) {
       for (const sessions of counts) {
@@ -56,7 +59,8 @@ export function registerBenchCommand(program: Command): void {
     .description('prefill and decode tokens/s of a model on the CPU, full attention and a CHAI plan, 1 or more sessions at once')
     .requiredOption('--model <file>', 'a .gguf model file')
     .option('--data <file>', 'text to take the tokens from (default: token ids in turn)')
-    .option('--plan <file>', "also measure this cluster plan (or 'auto': the plan beside the model)")
+    .option('--plan <file|auto>', `also measure a CHAI plan (${PLAN_FLAG_HELP})`)
+    .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
     .option('--threads <n>', 'CPU threads (0 = all)', number('int'), 0)
     .option('--sessions <list>', 'comma-separated session counts', '1,4')
     .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))

@@ -3,8 +3,10 @@ import { Command, Option } from 'commander';
 import { ChatSession } from '../chat/chat-session';
 import { DeviceRequest } from '../device';
 import { loadModel } from '../model';
-import { ClusterPlan } from '../plan';
-import { number, readText } from './format';
+import { interrupted, number, readText, withFlags } from './format';
+import { GENERATE_FLAGS } from './generate';
+import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
+
 
 interface ChatFlags {
   model: string;
@@ -17,24 +19,28 @@ interface ChatFlags {
   seed?: number;
   device: DeviceRequest;
   context?: number;
-  plan?: string;
+  plan: string;
+  calibrationData?: string;
   kvCache: 'f32' | 'f16';
 }
 
 /** One user turn per line of stdin (a terminal or a pipe); replies stream to stdout. */
 async function chat(flags: ChatFlags): Promise<void> {
   const model = await loadModel(flags.model, { device: flags.device, kvCacheType: flags.kvCache });
-  const conversation = new ChatSession(model, {
-    systemPrompt: flags.system,
-    template: flags.template === undefined ? undefined : readText(flags.template),
-    maxTokens: flags.context,
-    chai: flags.plan ? (flags.plan === 'auto' ? 'auto' : ClusterPlan.load(flags.plan)) : 'off',
-  });
+  let conversation: ChatSession;
+  try {
+    conversation = new ChatSession(model, {
+      systemPrompt: flags.system,
+      template: flags.template === undefined ? undefined : readText(flags.template),
+      maxTokens: flags.context,
+      chai: await planFromFlag(model, flags.plan, flags.calibrationData, false),
+    });
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
   const interactive = Boolean(process.stdin.isTTY);
   const lines = readline.createInterface({ input: process.stdin, terminal: interactive });
-  const controller = new AbortController();
-  const onSigint = (): void => controller.abort();
-  process.once('SIGINT', onSigint);
   try {
     if (interactive) process.stdout.write('> ');
     for await (const line of lines) {
@@ -48,7 +54,7 @@ async function chat(flags: ChatFlags): Promise<void> {
         topK: flags.topK,
         topP: flags.topP,
         seed: flags.seed,
-        signal: controller.signal,
+        signal: interrupted.signal,
       });
       let shown = 0;
       for (;;) {
@@ -63,7 +69,6 @@ async function chat(flags: ChatFlags): Promise<void> {
       process.stdout.write(interactive ? '\n> ' : '\n');
     }
   } finally {
-    process.removeListener('SIGINT', onSigint);
     lines.close();
     await conversation.dispose();
     model.dispose();
@@ -84,7 +89,8 @@ export function registerChatCommand(program: Command): void {
     .option('--seed <s>', 'sampler seed (default: random)', number('int'))
     .option('--context <n>', 'conversation size in tokens (default: min(model context, 4096))', number('int'))
     .addOption(new Option('--device <device>', "'auto', 'cpu' or 'cuda:N'").default('auto'))
-    .option('--plan <file>', "CHAI cluster plan (JSON), or 'auto' (the plan beside the model, else the default plan)")
+    .option('--plan <file|auto|off>', PLAN_FLAG_HELP, 'off')
+    .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
     .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
-    .action((opts: ChatFlags) => chat(opts));
+    .action((opts: ChatFlags) => withFlags(GENERATE_FLAGS, () => chat(opts)));
 }

@@ -3,8 +3,7 @@ import { SingleBar } from 'cli-progress';
 import { InvalidArgumentError } from 'commander';
 import { ChaiError } from '../errors';
 import { Model } from '../model';
-import { ClusterPlan } from '../plan';
-import { planPathFor } from '../session';
+import type { ClusterPlan, PlanQuality } from '../plan';
 
 /** Aborted by the first Ctrl-C: commands stop at their next step and chai-attn exits with 130. */
 export const interrupted = new AbortController();
@@ -47,6 +46,7 @@ export async function withProgress<T>(label: string, quiet: boolean, work: (tick
       interrupted.signal.throwIfAborted();
       if (!bar) return;
       if (!started) bar.start(total, 0);
+      else if (total !== bar.getTotal()) bar.setTotal(total);
       started = true;
       bar.update(done);
     });
@@ -61,6 +61,25 @@ export function readText(file: string): string {
   } catch (e) {
     throw new ChaiError('E_INVALID_ARGUMENT', `cannot read '${file}': ${(e as Error).message}`);
   }
+}
+
+/** The quality figures calibrate records and eval measures, in the same words for both. */
+export function qualityLines(q: PlanQuality): string[] {
+  const change = q.perplexityChai / q.perplexityFull - 1;
+  return [
+    `KL(full || CHAI): ${q.klMean.toFixed(5)} nats/token; top-1 agreement ${pct(q.top1Agreement)}`,
+    `perplexity: full ${q.perplexityFull.toFixed(3)}, CHAI ${q.perplexityChai.toFixed(3)} (${change >= 0 ? '+' : ''}${pct(change)})`,
+    `K+V cache bytes saved: ${pct(q.bytesSavedFraction)}`,
+  ];
+}
+
+/** One line on how a plan was chosen: its clusters, and the rule, budget and text of its calibration. */
+export function planLine(plan: ClusterPlan): string {
+  const j = plan.toJSON();
+  const c = plan.calibration;
+  const budget = c ? Object.entries(c.budget).map(([k, v]) => `${k} ${v}`).join(', ') : '';
+  const how = c ? `; calibrated by ${c.rule}${budget ? ` (${budget})` : ''} on text sha256 ${c.textSha256.slice(0, 12)}…, ${c.windows} windows` : '; not calibrated';
+  return `plan: clusters ${plan.clusters.join(' ')} of ${j.model.heads} heads (${j.method}, ${j.representative}, t0 ${j.t0})${how}`;
 }
 
 /** A note on stderr, e.g. that a value was lowered. */
@@ -81,12 +100,4 @@ export async function withFlags(flags: Record<string, string>, work: () => Promi
     const e = error as ChaiError;
     throw new ChaiError(e.code, e.message.replace(e.option!, flag), { cause: e, option: flag });
   }
-}
-
-/** A --plan value: 'auto' (never read as a file name: the plan as chai: 'auto' finds it) or a plan file. */
-export function planFlag(value: string, model: Model): ClusterPlan | 'auto' {
-  if (value !== 'auto') return ClusterPlan.load(value);
-  const beside = planPathFor(model.path);
-  if (!fs.existsSync(beside)) note(`no cluster plan at ${beside}: --plan auto uses the default plan (make one with 'chai-attn calibrate')`);
-  return 'auto';
 }

@@ -2,10 +2,11 @@ import { Command, Option } from 'commander';
 import { DeviceRequest } from '../device';
 import { loadModel } from '../model';
 import { GenerationResult } from '../session';
-import { interrupted, note, number, planFlag, withFlags } from './format';
+import { interrupted, note, number, withFlags } from './format';
+import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
 
-/** API option → the flag of this command that sets it (for error messages). */
-const FLAGS = {
+/** API option → the flag of this command (and of chat, which takes the same) that sets it, for error messages. */
+export const GENERATE_FLAGS = {
   maxNewTokens: '--max-tokens',
   maxTokens: '--context',
   temperature: '--temperature',
@@ -28,7 +29,8 @@ interface GenerateFlags {
   json?: boolean;
   device: DeviceRequest;
   context?: number;
-  plan?: string;
+  plan: string;
+  calibrationData?: string;
   kvCache: 'f32' | 'f16';
 }
 
@@ -36,7 +38,8 @@ async function generate(flags: GenerateFlags): Promise<void> {
   const model = await loadModel(flags.model, { device: flags.device, kvCacheType: flags.kvCache });
   let session;
   try {
-    session = model.createSession({ maxTokens: flags.context, chai: flags.plan === undefined ? 'off' : planFlag(flags.plan, model) });
+    const chai = await planFromFlag(model, flags.plan, flags.calibrationData, Boolean(flags.json));
+    session = model.createSession({ maxTokens: flags.context, chai });
   } catch (error) {
     model.dispose();
     throw error;
@@ -103,8 +106,9 @@ export function registerGenerateCommand(program: Command): void {
     .option('--seed <s>', 'sampler seed (default: random)', number('int'))
     .option('--context <n>', 'session size in tokens (default: min(model context, 4096))', number('int'))
     .addOption(new Option('--device <device>', "'auto', 'cpu' or 'cuda:N'").default('auto'))
-    .option('--plan <file>', "CHAI cluster plan (JSON), or 'auto' (the plan beside the model, else the default plan)")
+    .option('--plan <file|auto|off>', PLAN_FLAG_HELP, 'off')
+    .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
     .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
     .option('--json', 'print one JSON object with token ids, text, speed and cache stats')
-    .action((opts: GenerateFlags) => withFlags(FLAGS, () => generate(opts)));
+    .action((opts: GenerateFlags) => withFlags(GENERATE_FLAGS, () => generate(opts)));
 }

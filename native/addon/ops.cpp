@@ -2,7 +2,6 @@
 #include <thread>
 
 #include "binding.h"
-#include "cpu/simd.h"
 #include "exports.h"
 
 namespace chai::binding {
@@ -99,8 +98,9 @@ Napi::Value Devices(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object cpu = Napi::Object::New(env);
     cpu.Set("threads", Napi::Number::New(env, std::max(1u, std::thread::hardware_concurrency())));
-    cpu.Set("features", Napi::String::New(env, chai::cpu_features()));
-    cpu.Set("simd", Napi::String::New(env, chai::simd_level_name(chai::simd_level())));
+    const chai::CpuStatus cpu_status = chai::cpu_status();
+    cpu.Set("features", Napi::String::New(env, cpu_status.features));
+    cpu.Set("simd", Napi::String::New(env, cpu_status.kernels));
 
     const chai::CudaStatus status = chai::cuda_status();
     Napi::Object cuda = Napi::Object::New(env);

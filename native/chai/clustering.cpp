@@ -72,6 +72,25 @@ std::vector<int32_t> canonical(const std::vector<int>& labels) {
   return out;
 }
 
+// K-Means can leave clusters empty when there are fewer distinct points than k (heads with equal
+// features). Every cluster must have a member (it needs a representative), so while fewer than k
+// exist, the largest cluster (lowest number on ties) gives its highest-index member a cluster of
+// its own; moving a duplicate point this way leaves the inertia as it was.
+void fill_empty_clusters(std::vector<int32_t>& membership, int k) {
+  int used = 0;
+  for (int32_t c : membership) used = std::max(used, c + 1);
+  for (; used < k; ++used) {
+    std::vector<int> size(size_t(used), 0);
+    for (int32_t c : membership) size[size_t(c)]++;
+    const int32_t largest = int32_t(std::max_element(size.begin(), size.end()) - size.begin());
+    for (size_t i = membership.size(); i-- > 0;)
+      if (membership[i] == largest) {
+        membership[i] = used;
+        break;
+      }
+  }
+}
+
 double inertia_of(const Matrix& x, const std::vector<int32_t>& membership, int k) {
   const size_t dim = x[0].size();
   Matrix mean(size_t(k), std::vector<double>(dim, 0.0));
@@ -221,6 +240,8 @@ Clustering cluster_points(const float* features, int n, int dim, int k, const Cl
     result.inertia = std::numeric_limits<double>::infinity();
     for (int run = 0; run < options.restarts; ++run) {
       std::vector<int32_t> membership = canonical(kmeans_once(x, k, rng));
+      fill_empty_clusters(membership, k);
+      membership = canonical(std::vector<int>(membership.begin(), membership.end()));
       const double inertia = inertia_of(x, membership, k);
       if (inertia < result.inertia) result.inertia = inertia, result.membership = std::move(membership);
     }

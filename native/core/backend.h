@@ -184,6 +184,12 @@ struct CudaStatus {
 };
 
 CudaStatus cuda_status();
+
+struct CpuStatus {
+  std::string features;  // what the CPU supports, e.g. "avx512f avx512bw avx2 fma f16c"
+  std::string kernels;   // the vector-kernel level the CPU backend runs, e.g. "avx2"
+};
+CpuStatus cpu_status();
 // CUDA architectures (e.g. 80, 90) this build embeds code for; empty without CUDA.
 std::vector<int> cuda_architectures();
 

@@ -6,6 +6,7 @@
 #include "../core/backend.h"
 #include "../core/error.h"
 #include "ops.h"
+#include "simd.h"
 
 namespace chai {
 namespace {
@@ -71,5 +72,7 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+
+CpuStatus cpu_status() { return CpuStatus{cpu_features(), simd_level_name(simd_level())}; }
 
 }  // namespace chai

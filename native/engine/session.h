@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "chai/calibration.h"
 #include "chai/clustering.h"
 #include "core/backend.h"
 #include "kv_cache.h"
@@ -36,7 +37,7 @@ struct ChaiPlan {
 // Throws PlanMismatch naming what does not fit.
 void validate_plan(const ChaiPlan& plan, const LlamaConfig& config);
 
-class Session {
+class Session : public HeadFeatureSource {
  public:
   // `weights` must live in `backend`'s memory and outlive the session (the caller keeps the
   // model alive). The session draws cache pages from `pool`.
@@ -73,7 +74,7 @@ class Session {
 
   // Calibration: starts a new request, runs its first t0 tokens with full attention and returns
   // every layer's head features ([n_layers][n_heads × t0(t0+1)/2]). Leaves the session empty.
-  std::vector<std::vector<float>> features_of(const std::vector<int32_t>& tokens, int t0);
+  std::vector<std::vector<float>> features_of(const std::vector<int32_t>& tokens, int t0) override;
 
  private:
   void upload_tables();

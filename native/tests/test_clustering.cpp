@@ -105,6 +105,21 @@ int main() {
     }
     suite.check(falling && previous < 1e-12, "kmeans inertia does not grow with k and reaches 0 at k = n");
   }
+  // More clusters than distinct points (heads with equal features): every cluster still gets a
+  // member and a representative, and the inertia stays 0.
+  for (ClusterMethod method : {ClusterMethod::KMeans, ClusterMethod::Agglomerative}) {
+    ClusteringOptions o;
+    o.method = method;
+    for (int k = 4; k <= 8; ++k) {
+      const Clustering c = cluster_points(x.data(), 9, 15, k, o);
+      int clusters = 0;
+      for (int32_t m : c.membership) clusters = std::max(clusters, m + 1);
+      bool valid = clusters == k && int(c.representatives.size()) == k;
+      for (int cl = 0; valid && cl < k; ++cl) valid = c.representatives[size_t(cl)] >= 0 && c.membership[size_t(c.representatives[size_t(cl)])] == cl;
+      suite.check(valid && c.inertia < 1e-12, std::string(method == ClusterMethod::KMeans ? "kmeans" : "agglomerative") +
+                                                  ": k = " + std::to_string(k) + " > 4 distinct points gives k valid clusters");
+    }
+  }
   suite.check_throws([&] { cluster_points(x.data(), 9, 15, 10, ClusteringOptions{}); }, "k > n");
   suite.check_throws([&] { cluster_points(x.data(), 9, 15, 0, ClusteringOptions{}); }, "k = 0");
   suite.check_throws([] { cluster_method_from_name("spectral"); }, "an unknown method name");
