@@ -10,6 +10,9 @@ const ERROR_CODES = [
   'E_SESSION_BUSY',
   'E_NON_FINITE',
   'E_NATIVE_LOAD',
+  'E_MODEL_NOT_FOUND',
+  'E_DOWNLOAD',
+  'E_INTEGRITY',
   'E_INTERNAL',
 ] as const;
 

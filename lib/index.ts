@@ -18,3 +18,6 @@ export { evaluateChai, EvaluateOptions, EvaluationReport, evaluationWindows } fr
 export { measureThroughput, ThroughputOptions, Throughput } from './bench';
 export { ChatTemplate, ChatMessage, ChatRenderer, RenderOptions, chatRenderer } from './chat/template';
 export { ChatSession, ChatSessionOptions, ChatReply } from './chat/chat-session';
+export { pullModel, PullOptions, PullProgress, PullResult } from './models/pull';
+export { modelsCacheDir, parseModelName, resolveModelPath, RemoteModel } from './models/cache';
+export { writeSafetensors, SafetensorsWriteTensor, SafetensorsDType } from './safetensors-writer';

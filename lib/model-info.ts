@@ -5,6 +5,7 @@ import type { Tokenizer } from './tokenizer';
 export interface ModelInfo {
   architecture: string;
   name: string | null;
+  /** The GGUF version of the file; 0 for a Hugging Face folder. */
   ggufVersion: number;
   layers: number;
   embeddingLength: number;

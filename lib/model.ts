@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { ChaiError, callNative, fromNative, invalidOption, optionsArgument } from './errors';
 import { Device, DeviceRequest, resolveDevice } from './device';
+import { resolveModelPath } from './models/cache';
+import { folderTokenizerMetadata, isModelFolder } from './models/hf-folder';
 import { native } from './native';
 import { Metadata, Tokenizer, tokenizerFromMetadata } from './tokenizer';
 import { ModelInfo, SessionHost } from './model-info';
@@ -53,7 +55,7 @@ interface PendingEvaluation {
   reject: (error: unknown) => void;
 }
 
-/** A LLaMA-family model loaded from a GGUF file. Weights are memory-mapped, not copied. */
+/** A LLaMA-family model loaded from a GGUF file or a Hugging Face folder. Weights are memory-mapped, not copied. */
 export class Model implements SessionHost {
   readonly info: ModelInfo;
   readonly tokenizer: Tokenizer;
@@ -152,12 +154,15 @@ export class Model implements SessionHost {
 }
 
 /**
- * Loads a GGUF model (F32, F16, BF16 or Q8_0 tensors). Everything in the file is checked before
- * use; a corrupt or truncated file rejects with E_MODEL_FORMAT and a message naming the problem.
+ * Loads a model: a GGUF file (F32, F16, BF16, Q8_0 and the Q4_0 .. Q6_K, IQ4_NL, IQ4_XS quantized
+ * tensors), a Hugging Face folder (config.json, *.safetensors in F32/F16/BF16, tokenizer.json), or
+ * a name pulled before with `chai-attn pull` (hf:owner/repo/file.gguf or a URL; E_MODEL_NOT_FOUND
+ * if not pulled yet). Everything is checked before use; a corrupt or truncated file rejects with
+ * E_MODEL_FORMAT and a message naming the problem.
  */
 export async function loadModel(modelPath: string, options: LoadModelOptions = {}): Promise<Model> {
   if (typeof modelPath !== 'string' || modelPath.length === 0) {
-    throw new ChaiError('E_INVALID_ARGUMENT', 'loadModel needs the path of a .gguf file');
+    throw new ChaiError('E_INVALID_ARGUMENT', 'loadModel needs the path of a .gguf file or a Hugging Face folder, or a pulled model name');
   }
   optionsArgument(options, 'loadModel');
   const request = options.device ?? 'auto';
@@ -172,8 +177,11 @@ export async function loadModel(modelPath: string, options: LoadModelOptions = {
     throw invalidOption('kvCacheType', `must be 'f32' or 'f16', got ${JSON.stringify(options.kvCacheType)}`);
   }
   options.onProgress?.({ stage: 'opening', fraction: 0 });
-  const absolute = path.resolve(modelPath);
+  const absolute = path.resolve(resolveModelPath(modelPath));
+  // A folder's tokenizer comes from tokenizer.json; read it first, so a bad one fails before the weights are mapped.
+  const tokenizerMetadata = isModelFolder(absolute) ? folderTokenizerMetadata(absolute) : undefined;
   const loaded = await callNative(() => native().loadModel(absolute, device, threads, kvCacheType) as Promise<NativeLoaded>);
+  if (tokenizerMetadata) Object.assign(loaded.metadata, tokenizerMetadata);
   const model = new Model(absolute, device, loaded);
   options.onProgress?.({ stage: 'ready', fraction: 1 });
   return model;

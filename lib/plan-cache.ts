@@ -9,10 +9,9 @@ import { ClusterPlan } from './plan';
 
 /**
  * Where cached plans live: $CHAI_CACHE_DIR, else $XDG_CACHE_HOME/chai-attention, else
- * ~/.cache/chai-attention.
+ * ~/.cache/chai-attention. The package's cache root: pulled models go to its models/ folder.
  */
-export function planCacheDir(): string {
-  const env = process.env;
+export function planCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.CHAI_CACHE_DIR) return path.resolve(env.CHAI_CACHE_DIR);
   if (env.XDG_CACHE_HOME) return path.join(path.resolve(env.XDG_CACHE_HOME), 'chai-attention');
   return path.join(os.homedir(), '.cache', 'chai-attention');
@@ -35,6 +34,14 @@ export function modelFileHash(file: string): string {
     stat = fs.statSync(file);
   } catch (e) {
     throw new ChaiError('E_INVALID_ARGUMENT', `cannot read the model file '${file}': ${(e as Error).message}`);
+  }
+  if (stat.isDirectory()) {
+    // A Hugging Face folder: its config and its weights decide what the model computes.
+    const hash = crypto.createHash('sha256').update('hf-folder\n');
+    for (const name of fs.readdirSync(file).filter((n) => n === 'config.json' || n.endsWith('.safetensors')).sort()) {
+      hash.update(`${name} ${modelFileHash(path.join(file, name))}\n`);
+    }
+    return hash.digest('hex');
   }
   const known = hashes.get(file);
   if (known && known.size === stat.size && known.mtimeMs === stat.mtimeMs) return known.hash;

@@ -369,10 +369,10 @@ export class SentencePieceTokenizer extends BaseTokenizer {
   }
 
   /** Undo the space that encode() put in front of the text. */
-  protected finishDecode(text: string, tokens: readonly number[]): string {
-    if (!this.addSpacePrefix) return text;
-    const first = tokens.find((t) => this.types[t] !== TokenType.Control);
-    return first !== undefined && this.pieces[first].startsWith(SPACE) && text.startsWith(' ') ? text.slice(1) : text;
+  // llama.cpp drops the first space of the text whichever token made it (a '▁' piece or the
+  // byte token <0x20>).
+  protected finishDecode(text: string, _tokens: readonly number[]): string {
+    return this.addSpacePrefix && text.startsWith(' ') ? text.slice(1) : text;
   }
 }
 

@@ -4,7 +4,7 @@ describe('devices and build info', () => {
   test('the CPU is listed with its threads and kernel level', () => {
     const d = devices();
     expect(d.cpu.threads).toBeGreaterThan(0);
-    expect(['scalar', 'avx2']).toContain(d.cpu.simdKernels);
+    expect(['scalar', 'avx2', 'avx512']).toContain(d.cpu.simdKernels);
   });
 
   test('CUDA is either available with devices or unavailable with a precise reason', () => {

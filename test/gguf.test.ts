@@ -78,7 +78,9 @@ describe('GGUF validation', () => {
   test('unknown metadata and tensor types', async () => {
     await expectRejected(mutated((b) => b.writeUInt32LE(99, layout.kvs[3].typeAt)), 'E_MODEL_FORMAT', /unknown value type/);
     const q = tensor('blk.0.attn_q.weight');
-    await expectRejected(mutated((b) => b.writeUInt32LE(12, q.typeAt)), 'E_MODEL_FORMAT', /Q4_K.*supported: F32, F16, BF16, Q8_0/);
+    await expectRejected(mutated((b) => b.writeUInt32LE(16, q.typeAt)), 'E_MODEL_FORMAT', /IQ2_XXS.*supported: F32, F16, BF16, Q8_0, Q4_0/);
+    // Q4_K blocks hold 256 values; this tensor's rows hold 64.
+    await expectRejected(mutated((b) => b.writeUInt32LE(12, q.typeAt)), 'E_MODEL_FORMAT', /attn_q\.weight' is Q4_K with rows of 64.*block of 256/);
     await expectRejected(mutated((b) => b.writeUInt32LE(999, q.typeAt)), 'E_MODEL_FORMAT', /blk\.0\.attn_q\.weight/);
   });
 

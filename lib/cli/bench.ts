@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { measureThroughput } from '../bench';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
-import { interrupted, number, readText, withFlags } from './format';
+import { interrupted, number, readText, withFlags, MODEL_HELP } from './format';
 import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
 
 const FLAGS = { threads: '--threads', kvCacheType: '--kv-cache', sessions: '--sessions', chai: '--plan' };
@@ -57,7 +57,7 @@ export function registerBenchCommand(program: Command): void {
   program
     .command('bench')
     .description('prefill and decode tokens/s of a model on the CPU, full attention and a CHAI plan, 1 or more sessions at once')
-    .requiredOption('--model <file>', 'a .gguf model file')
+    .requiredOption('--model <model>', MODEL_HELP)
     .option('--data <file>', 'text to take the tokens from (default: token ids in turn)')
     .option('--plan <file|auto>', `also measure a CHAI plan (${PLAN_FLAG_HELP})`)
     .option('--calibration-data <file>', CALIBRATION_DATA_HELP)

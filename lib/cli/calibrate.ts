@@ -5,7 +5,7 @@ import { BUILTIN_CALIBRATION_TEXT } from '../calibration-text';
 import { loadModel } from '../model';
 import { saveCachedPlan } from '../plan-cache';
 import { calibrationChartSvg } from '../quality-chart';
-import { note, number, planLine, qualityLines, readText, withFlags, withProgress } from './format';
+import { note, number, planLine, qualityLines, readText, withFlags, withProgress, MODEL_HELP } from './format';
 
 const FLAGS = {
   t0: '--t0',
@@ -87,7 +87,7 @@ export function registerCalibrateCommand(program: Command): void {
   program
     .command('calibrate')
     .description(`choose the number of head clusters per layer: the most K+V bytes saved while mean KL from full attention stays <= ${DEFAULT_MAX_KL} nats (or another budget)`)
-    .requiredOption('--model <file>', 'a .gguf model file')
+    .requiredOption('--model <model>', MODEL_HELP)
     .option('--data <file>', "calibration text, paragraphs separated by blank lines (default: the package's built-in text)")
     .option('--out <file>', 'also write the plan (JSON) here')
     .option('--no-cache', "do not store the plan as this model file's cached plan (the one --plan auto uses)")

@@ -3,7 +3,7 @@ import { evaluateChai } from '../evaluate';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
 import { paragraphWindows } from '../quality';
-import { kib, note, number, planLine, qualityLines, readText, withFlags, withProgress } from './format';
+import { kib, note, number, planLine, qualityLines, readText, withFlags, withProgress, MODEL_HELP } from './format';
 import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
 
 const FLAGS = { windows: '--windows', windowTokens: '--window-tokens', maxTokens: '--window-tokens', chai: '--plan', plan: '--plan' };
@@ -54,7 +54,7 @@ export function registerEvalCommand(program: Command): void {
   program
     .command('eval')
     .description('compare CHAI with full attention on text: perplexity, KL, top-1 agreement, cache bytes, decode speed')
-    .requiredOption('--model <file>', 'a .gguf model file')
+    .requiredOption('--model <model>', MODEL_HELP)
     .requiredOption('--data <file>', 'evaluation text (paragraphs separated by blank lines)')
     .option('--plan <file|auto|off>', PLAN_FLAG_HELP, 'auto')
     .option('--calibration-data <file>', CALIBRATION_DATA_HELP)

@@ -101,3 +101,6 @@ export async function withFlags(flags: Record<string, string>, work: () => Promi
     throw new ChaiError(e.code, e.message.replace(e.option!, flag), { cause: e, option: flag });
   }
 }
+
+/** The help of every --model flag. */
+export const MODEL_HELP = 'a .gguf file, a Hugging Face folder, or a name fetched by `chai-attn pull` (hf:owner/repo/file.gguf, URL)';

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { DeviceRequest } from '../device';
 import { loadModel } from '../model';
 import { GenerationResult } from '../session';
-import { interrupted, note, number, withFlags } from './format';
+import { interrupted, note, number, withFlags, MODEL_HELP } from './format';
 import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
 
 /** API option → the flag of this command (and of chat, which takes the same) that sets it, for error messages. */
@@ -97,7 +97,7 @@ export function registerGenerateCommand(program: Command): void {
   program
     .command('generate')
     .description('stream a continuation of a prompt')
-    .requiredOption('--model <file>', 'a .gguf model file')
+    .requiredOption('--model <model>', MODEL_HELP)
     .requiredOption('--prompt <text>', 'the text to continue')
     .option('--max-tokens <n>', 'most new tokens', number('int'), 128)
     .option('--temperature <t>', '0 = greedy', number('float'), 0.8)

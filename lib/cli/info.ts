@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { buildInfo, devices } from '../device';
 import { loadModel } from '../model';
-import { gib, kib, kvBytesPerToken } from './format';
+import { gib, kib, kvBytesPerToken, MODEL_HELP } from './format';
 
 function printDevices(json: boolean): void {
   const d = devices();
@@ -41,7 +41,7 @@ async function printModel(file: string, json: boolean): Promise<void> {
     process.stdout.write(
       [
         `${model.path}`,
-        `  architecture ${i.architecture}${i.name ? ` (${i.name})` : ''}, GGUF v${i.ggufVersion}`,
+        `  architecture ${i.architecture}${i.name ? ` (${i.name})` : ''}, ${i.ggufVersion ? `GGUF v${i.ggufVersion}` : 'Hugging Face folder'}`,
         `  ${i.layers} layers, embedding ${i.embeddingLength}, ${i.heads} heads / ${i.kvHeads} KV heads of ${i.headDim}, feed-forward ${i.feedForwardLength}`,
         `  vocabulary ${i.vocabSize} (${model.tokenizer.kind} tokenizer), trained context ${i.contextLength}, rope ${i.ropeStyle} base ${i.ropeFreqBase}${i.slidingWindow ? `, sliding window ${i.slidingWindow}` : ''}, rms eps ${i.rmsEps}`,
         `  tensors: ${model.tensors.length} (${types})${i.tiedOutput ? ', output tied to the embedding' : ''}`,
@@ -57,7 +57,7 @@ export function registerInfoCommand(program: Command): void {
   program
     .command('info')
     .description('print devices and build, or with --model the architecture, tensor types and memory use of a model')
-    .option('--model <file>', 'a .gguf model file')
+    .option('--model <model>', MODEL_HELP)
     .option('--json', 'print one JSON object')
     .action(async (opts: { model?: string; json?: boolean }) => {
       if (opts.model) await printModel(opts.model, Boolean(opts.json));

@@ -11,6 +11,7 @@ import { registerEvalCommand } from './eval';
 import { interrupted } from './format';
 import { registerGenerateCommand } from './generate';
 import { registerInfoCommand } from './info';
+import { registerPullCommand } from './pull';
 
 async function main(argv: string[]): Promise<void> {
   const program = new Command();
@@ -22,6 +23,7 @@ async function main(argv: string[]): Promise<void> {
   registerBenchCommand(program);
   registerCalibrateCommand(program);
   registerEvalCommand(program);
+  registerPullCommand(program);
   await program.parseAsync(argv);
 }
 

@@ -9,6 +9,7 @@
 #include "engine/session.h"
 #include "exports.h"
 #include "model/llama.h"
+#include "model/safetensors.h"
 
 namespace chai::binding {
 namespace {
@@ -126,7 +127,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
         info.Env(),
         [path, device, threads, kv_dtype] {
           auto loaded = std::make_shared<LoadedModel>();
-          loaded->model = LlamaModel::load(GgufFile::open(path));
+          loaded->model = LlamaModel::load(open_model_description(path));
           loaded->backend = backend_for(device, threads);
           if (device != "cpu") loaded->resident = std::make_unique<ResidentWeights>(loaded->model->weights(), *loaded->backend);
           loaded->pool = std::make_unique<KvPool>(*loaded->backend, loaded->model->config().head_dim, kPageTokens, kv_dtype);

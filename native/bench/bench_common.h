@@ -54,17 +54,20 @@ struct Args {
   std::string out_path;
   int threads = 0;
   bool quick = false;
+  int version = 0;  // kernel version to time (0: the default, or what the environment selects)
 };
 
-// [--out FILE.json] [--threads N] [--quick]; returns false (after printing usage) on anything else.
+// [--out FILE.json] [--threads N] [--quick] [--version N]; returns false (after printing usage)
+// on anything else.
 inline bool parse_args(int argc, char** argv, const char* name, Args* args) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--out" && i + 1 < argc) args->out_path = argv[++i];
     else if (a == "--threads" && i + 1 < argc) args->threads = std::stoi(argv[++i]);
     else if (a == "--quick") args->quick = true;
+    else if (a == "--version" && i + 1 < argc) args->version = std::stoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--out FILE.json] [--threads N] [--quick]\n", name);
+      std::fprintf(stderr, "usage: %s [--out FILE.json] [--threads N] [--quick] [--version N]\n", name);
       return false;
     }
   }

@@ -6,7 +6,9 @@
 
 namespace chai {
 
-enum class DType : uint8_t { F32, F16, BF16, Q8_0 };
+// Q4_0 .. IQ4_XS are ggml's packed block types (layouts in quant_blocks.h); like Q8_0 they are
+// only weight storage types, computed with by matmul and the embedding lookup.
+enum class DType : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS };
 
 // Q8_0 as ggml stores it: blocks of 32 values, one f16 scale d and 32 int8 q; value = d * q.
 constexpr int64_t kQ8Block = 32;
@@ -17,9 +19,14 @@ struct BlockQ8_0 {
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 blocks are 34 bytes");
 
 const char* dtype_name(DType dtype);
+// Values per block (1 for F32/F16/BF16) and bytes per block.
+int64_t dtype_block_values(DType dtype);
+size_t dtype_block_bytes(DType dtype);
+// Q4_0 .. IQ4_XS: weights whose matmul runs the 8-bit-activation dot products (cpu/quant_dot.h).
+bool dtype_uses_quant_dot(DType dtype);
 // Parses "f32" / "f16" / "bf16" / "q8_0"; throws InvalidArgument naming the accepted values otherwise.
 DType dtype_from_name(const std::string& name);
-// Bytes of one row of `cols` values; Q8_0 rows must hold whole blocks (InvalidArgument otherwise).
+// Bytes of one row of `cols` values; block types' rows must hold whole blocks (InvalidArgument otherwise).
 size_t dtype_row_bytes(DType dtype, int64_t cols);
 // Decodes one row of `cols` values to f32.
 void dequantize_row(DType dtype, const void* src, float* dst, int64_t cols);

@@ -6,6 +6,7 @@
 
 #include "../core/error.h"
 
+#include "quant_dot.h"
 #include "simd.h"
 
 namespace chai::cpu {
@@ -16,13 +17,14 @@ namespace {
 constexpr int64_t kTileW = 16;
 constexpr int64_t kTileX = 32;
 
-// row_stride: WeightT elements per weight row (k, or k / 32 blocks for Q8_0). Rows of x go four at
+// row_stride: WeightT elements per weight row (k, or k / 32 blocks for Q8_0), x_stride: XT elements
+// per row of x (k floats, or the bytes of a quantized activation row). Rows of x go four at
 // a time against each weight row (each weight loaded once for four tokens), the rest one by one.
 // (Four weight rows against one token was tried for decoding: faster on cache-resident weights,
 // slower from DRAM on one thread, so decoding streams one weight row at a time.)
-template <typename WeightT, typename Dot, typename Dot4x>
-void matmul_tiles(ThreadPool& pool, const float* x, const WeightT* w, float* y, int64_t n, int64_t m, int64_t k,
-                  int64_t row_stride, Dot dot, Dot4x dot4x) {
+template <typename XT, typename WeightT, typename Dot, typename Dot4x>
+void matmul_tiles(ThreadPool& pool, const XT* x, int64_t x_stride, const WeightT* w, float* y, int64_t n, int64_t m,
+                  int64_t k, int64_t row_stride, Dot dot, Dot4x dot4x) {
   const int64_t tiles_w = (m + kTileW - 1) / kTileW;
   const int64_t tiles_x = (n + kTileX - 1) / kTileX;
   // Below about 32k multiply-adds, handing work to other threads costs more than it saves.
@@ -35,13 +37,31 @@ void matmul_tiles(ThreadPool& pool, const float* x, const WeightT* w, float* y, 
       for (; i + 4 <= i1; i += 4)
         for (int64_t j = j0; j < j1; ++j) {
           float out[4];
-          dot4x(x + i * k, k, w + j * row_stride, k, out);
+          dot4x(x + i * x_stride, x_stride, w + j * row_stride, k, out);
           for (int r = 0; r < 4; ++r) y[(i + r) * m + j] = out[r];
         }
       for (; i < i1; ++i)
-        for (int64_t j = j0; j < j1; ++j) y[i * m + j] = dot(x + i * k, w + j * row_stride, k);
+        for (int64_t j = j0; j < j1; ++j) y[i * m + j] = dot(x + i * x_stride, w + j * row_stride, k);
     }
   });
+}
+
+// Q4_0 .. IQ4_XS: each row of x is quantized to 8-bit blocks once (as llama.cpp does), then the
+// tiles run integer dot products against the packed weight rows.
+void matmul_quantized(ThreadPool& pool, const TensorView& x, const TensorView& w, const TensorView& y) {
+  const int64_t n = x.rows, m = w.rows, k = x.cols;
+  const size_t w_row = dtype_row_bytes(w.dtype, k);  // throws unless k holds whole blocks
+  const size_t x_row = activation_row_bytes(w.dtype, k);
+  // Reused across calls: one forward pass must not allocate per matmul.
+  thread_local std::vector<uint8_t> quantized;
+  if (quantized.size() < x_row * size_t(n)) quantized.resize(x_row * size_t(n));
+  uint8_t* xq = quantized.data();
+  pool.parallel_for(n, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) quantize_activation_row(w.dtype, x.as<float>() + i * k, xq + size_t(i) * x_row, k);
+  });
+  const QuantDotKernels& q = quant_dot_kernels(w.dtype, simd_level());
+  matmul_tiles(pool, static_cast<const uint8_t*>(xq), int64_t(x_row), w.as<uint8_t>(), y.as<float>(), n, m, k,
+               int64_t(w_row), q.dot, q.dot4x);
 }
 
 }  // namespace
@@ -49,16 +69,17 @@ void matmul_tiles(ThreadPool& pool, const float* x, const WeightT* w, float* y, 
 void matmul(ThreadPool& pool, const TensorView& x, const TensorView& w, const TensorView& y) {
   const VectorKernels& dot = vector_kernels();
   const int64_t n = x.rows, m = w.rows, k = x.cols;
+  const float* xf = x.as<float>();
   switch (w.dtype) {
     case DType::F32:
-      return matmul_tiles(pool, x.as<float>(), w.as<float>(), y.as<float>(), n, m, k, k, dot.f32, dot.dot4x_f32);
+      return matmul_tiles(pool, xf, k, w.as<float>(), y.as<float>(), n, m, k, k, dot.f32, dot.dot4x_f32);
     case DType::F16:
-      return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.f16, dot.dot4x_f16);
+      return matmul_tiles(pool, xf, k, w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.f16, dot.dot4x_f16);
     case DType::BF16:
-      return matmul_tiles(pool, x.as<float>(), w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.bf16, dot.dot4x_bf16);
+      return matmul_tiles(pool, xf, k, w.as<uint16_t>(), y.as<float>(), n, m, k, k, dot.bf16, dot.dot4x_bf16);
     case DType::Q8_0:
-      return matmul_tiles(pool, x.as<float>(), w.as<BlockQ8_0>(), y.as<float>(), n, m, k, k / kQ8Block, dot.q8_0,
-                          dot.dot4x_q8_0);
+      return matmul_tiles(pool, xf, k, w.as<BlockQ8_0>(), y.as<float>(), n, m, k, k / kQ8Block, dot.q8_0, dot.dot4x_q8_0);
+    default: return matmul_quantized(pool, x, w, y);
   }
 }
 

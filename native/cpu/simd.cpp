@@ -192,8 +192,11 @@ const VectorKernels kAvx2{
 SimdLevel detect_level() {
 #if CHAI_X86
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+      return SimdLevel::Avx512;
     return SimdLevel::Avx2;
+  }
 #endif
   return SimdLevel::Scalar;
 }
@@ -221,11 +224,13 @@ SimdLevel simd_level() {
   return level;
 }
 
-const char* simd_level_name(SimdLevel level) { return level == SimdLevel::Avx2 ? "avx2" : "scalar"; }
+const char* simd_level_name(SimdLevel level) {
+  return level == SimdLevel::Avx512 ? "avx512" : level == SimdLevel::Avx2 ? "avx2" : "scalar";
+}
 
 const VectorKernels& vector_kernels_for(SimdLevel level) {
 #if CHAI_X86
-  if (level == SimdLevel::Avx2) return kAvx2;
+  if (level != SimdLevel::Scalar) return kAvx2;
 #endif
   (void)level;
   return kScalar;

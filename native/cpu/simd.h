@@ -8,7 +8,9 @@
 
 namespace chai {
 
-enum class SimdLevel { Scalar, Avx2 };
+// Avx512 (AVX-512 BW/VL/VNNI on top of AVX2) has its own quantized dot products (quant_dot.h);
+// the float kernels below are the AVX2 ones at that level.
+enum class SimdLevel { Scalar, Avx2, Avx512 };
 
 // What the CPU supports (e.g. "avx512f avx512bw avx2 fma f16c") and the kernel level in use.
 std::string cpu_features();

@@ -5,6 +5,7 @@
 #include "../core/backend.h"
 #include "cuda_check.h"
 #include "kernels.h"
+#include "matmul_v2.h"
 
 #ifndef CHAI_CUDA_ARCHS
 #error "CHAI_CUDA_ARCHS must list the CUDA architectures this build embeds (set by CMakeLists.txt)"
@@ -28,7 +29,7 @@ std::string unavailable_reason(cudaError_t err, int driver_version, int runtime_
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device) : device_(device) {
+  explicit CudaBackend(int device) : device_(device), matmul_version_(cuda::matmul_version_from_env()) {
     cuda_check(cudaSetDevice(device_), "cudaSetDevice");
     cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   }
@@ -68,7 +69,10 @@ class CudaBackend final : public Backend {
 
  protected:
   void run_matmul(const TensorView& x, const TensorView& w, const TensorView& y) override {
-    on_stream([&] { cuda::matmul(x, w, y, stream_); });
+    on_stream([&] {
+      if (matmul_version_ == 2) cuda::matmul_v2(x, w, y, matmul_scratch_, stream_);
+      else cuda::matmul(x, w, y, stream_);
+    });
   }
   void run_rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y) override {
     on_stream([&] { cuda::rmsnorm(x, weight, eps, y, stream_); });
@@ -122,7 +126,9 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
+  int matmul_version_;  // CHAI_MATMUL_VERSION when the backend was made
   cudaStream_t stream_ = nullptr;
+  cuda::DeviceScratch matmul_scratch_;
   std::mutex mutex_;
 };
 

@@ -89,6 +89,7 @@ void embed(const TensorView& table, const int32_t* tokens, const TensorView& out
     case DType::F16: launch_embed<__half>(table, tokens, out, stream); break;
     case DType::BF16: launch_embed<__nv_bfloat16>(table, tokens, out, stream); break;
     case DType::Q8_0: launch_embed<BlockQ8_0>(table, tokens, out, stream); break;
+    default: return embed_quantized(table, tokens, out, stream);
   }
   cuda_check(cudaGetLastError(), "embed kernel launch");
 }

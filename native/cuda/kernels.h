@@ -9,6 +9,9 @@
 namespace chai::cuda {
 
 void matmul(const TensorView& x, const TensorView& w, const TensorView& y, cudaStream_t stream);
+// Q4_0 .. IQ4_XS weights (matmul_quant.cu); matmul and embed route those types there.
+void matmul_quantized(const TensorView& x, const TensorView& w, const TensorView& y, cudaStream_t stream);
+void embed_quantized(const TensorView& table, const int32_t* tokens, const TensorView& out, cudaStream_t stream);
 void rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y, cudaStream_t stream);
 void softmax_rows(const TensorView& x, cudaStream_t stream);
 // Token ids must be inside the table (callers check on the host); rows of bad ids become zeros.

@@ -58,6 +58,7 @@ void matmul(const TensorView& x, const TensorView& w, const TensorView& y, cudaS
     case DType::F16: return launch<__half>(x, w, y, stream);
     case DType::BF16: return launch<__nv_bfloat16>(x, w, y, stream);
     case DType::Q8_0: return launch<BlockQ8_0>(x, w, y, stream);
+    default: return matmul_quantized(x, w, y, stream);
   }
 }
 

@@ -1,11 +1,5 @@
 #include "gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 #include <limits>
 
@@ -20,7 +14,11 @@ enum : uint32_t {
 };
 
 // ggml type codes of the tensor types we can compute with.
-enum : uint32_t { kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ8_0 = 8, kGgmlBF16 = 30 };
+enum : uint32_t {
+  kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ4_0 = 2, kGgmlQ4_1 = 3, kGgmlQ5_0 = 6, kGgmlQ5_1 = 7, kGgmlQ8_0 = 8,
+  kGgmlQ2_K = 10, kGgmlQ3_K = 11, kGgmlQ4_K = 12, kGgmlQ5_K = 13, kGgmlQ6_K = 14, kGgmlIQ4_NL = 20,
+  kGgmlIQ4_XS = 23, kGgmlBF16 = 30,
+};
 
 [[noreturn]] void bad(const std::string& what) { fail(ErrorCode::ModelFormat, "GGUF: " + what); }
 
@@ -118,6 +116,17 @@ bool dtype_for_ggml(uint32_t type, DType* out) {
     case kGgmlF16: *out = DType::F16; return true;
     case kGgmlBF16: *out = DType::BF16; return true;
     case kGgmlQ8_0: *out = DType::Q8_0; return true;
+    case kGgmlQ4_0: *out = DType::Q4_0; return true;
+    case kGgmlQ4_1: *out = DType::Q4_1; return true;
+    case kGgmlQ5_0: *out = DType::Q5_0; return true;
+    case kGgmlQ5_1: *out = DType::Q5_1; return true;
+    case kGgmlQ2_K: *out = DType::Q2_K; return true;
+    case kGgmlQ3_K: *out = DType::Q3_K; return true;
+    case kGgmlQ4_K: *out = DType::Q4_K; return true;
+    case kGgmlQ5_K: *out = DType::Q5_K; return true;
+    case kGgmlQ6_K: *out = DType::Q6_K; return true;
+    case kGgmlIQ4_NL: *out = DType::IQ4_NL; return true;
+    case kGgmlIQ4_XS: *out = DType::IQ4_XS; return true;
     default: return false;
   }
 }
@@ -141,28 +150,28 @@ int64_t GgufTensor::rows() const {
 std::shared_ptr<GgufFile> GgufFile::open(const std::string& path) {
   std::shared_ptr<GgufFile> file(new GgufFile());
   file->path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(ErrorCode::InvalidArgument, "cannot open model file '" + path + "': " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(ErrorCode::InvalidArgument, "model path '" + path + "' is not a regular file");
-  }
-  file->size_ = uint64_t(st.st_size);
-  if (file->size_ < 24) {
-    ::close(fd);
-    bad("'" + path + "' is " + std::to_string(file->size_) + " bytes, too short for a GGUF header");
-  }
-  void* map = mmap(nullptr, size_t(file->size_), PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);  // the mapping keeps the file open
-  if (map == MAP_FAILED) fail(ErrorCode::InvalidArgument, "cannot map '" + path + "': " + std::strerror(errno));
-  file->base_ = static_cast<const uint8_t*>(map);
+  file->mapping_ = MappedFile::open(path);
+  file->base_ = file->mapping_->data();
+  file->size_ = file->mapping_->size();
+  if (file->size_ < 24) bad("'" + path + "' is " + std::to_string(file->size_) + " bytes, too short for a GGUF header");
   file->parse();
   return file;
 }
 
-GgufFile::~GgufFile() {
-  if (base_) munmap(const_cast<uint8_t*>(base_), size_t(size_));
+std::shared_ptr<GgufFile> GgufFile::assemble(const std::string& path, std::map<std::string, GgufValue> metadata,
+                                             std::vector<GgufTensor> tensors,
+                                             std::vector<std::shared_ptr<const void>> storage) {
+  std::shared_ptr<GgufFile> file(new GgufFile());
+  file->path_ = path;
+  file->metadata_ = std::move(metadata);
+  file->storage_ = std::move(storage);
+  for (auto& t : tensors) {
+    file->size_ += t.bytes;
+    if (!file->tensor_index_.emplace(t.name, file->tensors_.size()).second)
+      fail(ErrorCode::Internal, "assembled model has tensor '" + t.name + "' twice");
+    file->tensors_.push_back(std::move(t));
+  }
+  return file;
 }
 
 void GgufFile::parse() {
@@ -213,10 +222,12 @@ void GgufFile::parse() {
     info.offset = r.read<uint64_t>("tensor offset");
     if (!dtype_for_ggml(info.ggml_type, &info.dtype))
       bad("tensor '" + info.name + "' has type " + ggml_type_name(info.ggml_type) + " (" +
-          std::to_string(info.ggml_type) + "); supported: F32, F16, BF16, Q8_0");
-    if (info.dtype == DType::Q8_0 && info.dims[0] % kQ8Block != 0)
-      bad("tensor '" + info.name + "' is Q8_0 with rows of " + std::to_string(info.dims[0]) +
-          " values, not a multiple of 32");
+          std::to_string(info.ggml_type) + "); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, "
+          "Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS");
+    if (info.dims[0] % dtype_block_values(info.dtype) != 0)
+      bad("tensor '" + info.name + "' is " + ggml_type_name(info.ggml_type) + " with rows of " +
+          std::to_string(info.dims[0]) + " values, not a multiple of its block of " +
+          std::to_string(dtype_block_values(info.dtype)));
     // rows × row bytes can wrap for huge dimensions even when the element count fits.
     const uint64_t row_bytes = dtype_row_bytes(info.dtype, info.dims[0]);
     const uint64_t rows = uint64_t(info.rows());

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "mapped_file.h"
 
 namespace chai {
 
@@ -45,7 +46,12 @@ class GgufFile {
  public:
   // Throws Error(ModelFormat) on any malformed content, Error(InvalidArgument) if unreadable.
   static std::shared_ptr<GgufFile> open(const std::string& path);
-  ~GgufFile();
+  // A model description built by another reader (safetensors.cpp) in GGUF's terms: metadata
+  // under GGUF keys, tensors under GGUF names whose data lives in `storage` (mapped files, owned
+  // copies), which the description keeps alive. version() is 0: no GGUF file was read.
+  static std::shared_ptr<GgufFile> assemble(const std::string& path, std::map<std::string, GgufValue> metadata,
+                                            std::vector<GgufTensor> tensors,
+                                            std::vector<std::shared_ptr<const void>> storage);
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;
 
@@ -64,8 +70,10 @@ class GgufFile {
   void parse();
 
   std::string path_;
+  std::shared_ptr<MappedFile> mapping_;
   const uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
+  std::vector<std::shared_ptr<const void>> storage_;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   std::map<std::string, GgufValue> metadata_;

@@ -3,12 +3,16 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <random>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "core/backend.h"
 #include "core/dtype.h"
+#include "core/quant_blocks.h"
 
 namespace chai::testing {
 
@@ -46,6 +50,11 @@ struct HostWeights {
     decoded.resize(values.size());
     dequantize_row(type, raw.data(), decoded.data(), int64_t(values.size()));
   }
+  // Already-packed blocks (quantized types), decoded by the library's dequantize_row.
+  HostWeights(DType type, std::vector<uint8_t> bytes, int64_t count) : dtype(type), raw(std::move(bytes)) {
+    decoded.resize(size_t(count));
+    dequantize_row(type, raw.data(), decoded.data(), count);
+  }
   const void* data() const { return raw.data(); }
   size_t bytes() const { return raw.size(); }
   const uint16_t* half_bits() const { return reinterpret_cast<const uint16_t*>(raw.data()); }
@@ -55,8 +64,9 @@ inline std::vector<float> run_matmul(Backend& be, const std::vector<float>& x, c
   DeviceBuffer dx(be, x.size() * 4), dw(be, w.bytes()), dy(be, size_t(n) * m * 4);
   be.upload(dx.get(), x.data(), dx.bytes());
   be.upload(dw.get(), w.data(), dw.bytes());
+  std::vector<float> y(size_t(n) * m, std::nanf(""));  // poison: an output the kernel missed stays NaN
+  be.upload(dy.get(), y.data(), dy.bytes());
   be.matmul({dx.get(), DType::F32, n, k}, {dw.get(), w.dtype, m, k}, {dy.get(), DType::F32, n, m});
-  std::vector<float> y(size_t(n) * m);
   be.download(y.data(), dy.get(), dy.bytes());
   return y;
 }
@@ -166,6 +176,30 @@ inline std::vector<float> run_head_features(Backend& be, const std::vector<float
   return got;
 }
 
+// Random blocks of a quantized type: random bytes, with every f16 scale field set to a random
+// value of moderate size (so no block decodes to inf or NaN).
+inline std::vector<uint8_t> random_quant_blocks(DType type, int64_t values, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const size_t block = dtype_block_bytes(type);
+  std::vector<uint8_t> bytes(size_t(values / dtype_block_values(type)) * block);
+  for (auto& b : bytes) b = uint8_t(rng());
+  std::vector<size_t> halves;  // byte offsets of the f16 fields in a block
+  switch (type) {
+    case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: halves = {0, 2}; break;
+    case DType::Q2_K: halves = {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)}; break;
+    case DType::Q3_K: halves = {offsetof(BlockQ3_K, d)}; break;
+    case DType::Q6_K: halves = {offsetof(BlockQ6_K, d)}; break;
+    default: halves = {0}; break;
+  }
+  std::uniform_real_distribution<float> scale(-0.05f, 0.05f);
+  for (size_t b = 0; b < bytes.size(); b += block)
+    for (size_t at : halves) {
+      const uint16_t h = f32_to_f16(scale(rng));
+      std::memcpy(&bytes[b + at], &h, 2);
+    }
+  return bytes;
+}
+
 struct MatmulShape {
   int n, m, k;
 };
@@ -181,6 +215,19 @@ inline const std::vector<MatmulShape>& matmul_shapes() {
 inline const std::vector<MatmulShape>& q8_matmul_shapes() {
   static const std::vector<MatmulShape> shapes = {{1, 1, 32}, {1, 7, 64}, {3, 17, 96}, {37, 65, 160}, {1, 300, 1024}, {33, 172, 64}};
   return shapes;
+}
+
+// Rows of whole blocks of `block_values` (32 or 256) values.
+inline std::vector<MatmulShape> quant_matmul_shapes(int block_values) {
+  const int v = block_values;
+  return {{1, 1, v}, {1, 7, 2 * v}, {3, 17, 3 * v}, {37, 65, v}, {1, 300, 4 * v}, {33, 20, 2 * v}};
+}
+
+// The weight types whose matmul runs the 8-bit-activation dot products.
+inline const std::vector<DType>& quant_types() {
+  static const std::vector<DType> types = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::IQ4_NL, DType::Q2_K,
+                                           DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS};
+  return types;
 }
 
 }  // namespace chai::testing

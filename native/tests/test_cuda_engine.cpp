@@ -2,6 +2,7 @@
 // CHAI) and clusters, and each architecture fixture (RoPE styles and frequency factors, q/k/v
 // biases, per-head q/k norms). Exits 77 (ctest: skipped) with the reason when no device.
 #include <algorithm>
+#include <fstream>
 #include <string>
 
 #include "core/backend.h"
@@ -28,6 +29,26 @@ std::vector<int32_t> greedy(Session& s, std::vector<int32_t> prompt, int n, std:
   return out;
 }
 
+// The model's weights with every quantized (Q4_0 .. IQ4_XS) matrix decoded to F32 in `storage`:
+// the exact CPU twin of the GPU's quantized GEMV, which dequantizes weights and keeps f32
+// activations (the CPU's own quantized path rounds activations to 8 bits).
+LlamaWeights dequantized(const LlamaWeights& w, std::vector<std::vector<float>>& storage) {
+  auto decode = [&](TensorView t) {
+    if (!dtype_uses_quant_dot(t.dtype)) return t;
+    storage.emplace_back(size_t(t.rows * t.cols));
+    for (int64_t r = 0; r < t.rows; ++r)
+      dequantize_row(t.dtype, t.as<const uint8_t>() + size_t(r) * dtype_row_bytes(t.dtype, t.cols),
+                     storage.back().data() + r * t.cols, t.cols);
+    return TensorView{storage.back().data(), DType::F32, t.rows, t.cols};
+  };
+  LlamaWeights out = w;
+  out.token_embd = decode(w.token_embd);
+  out.output = decode(w.output);
+  for (auto& l : out.layers)
+    for (TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) *t = decode(*t);
+  return out;
+}
+
 }  // namespace
 
 int main() {
@@ -37,11 +58,18 @@ int main() {
     return 77;
   }
   Suite suite("cuda_engine");
-  const std::string models = std::string(CHAI_SHARED_DIR) + "/models/";
+  const std::string models = models_dir(CHAI_SHARED_DIR);
   auto cpu = make_cpu_backend(0);
   auto gpu = make_cuda_backend(0);
   const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 432, 383, 286};
-  for (const char* file : {"stories260K.gguf", "stories260K-mha.gguf", "stories260K-f16.gguf", "stories260K-q8_0.gguf"}) {
+  const std::vector<const char*> files = {"stories260K.gguf", "stories260K-mha.gguf", "stories260K-f16.gguf", "stories260K-q8_0.gguf"};
+  for (const char* file : files)
+    if (!std::ifstream(models + file)) {
+      std::printf("FAIL no model: %s%s is missing; set CHAI_MODELS to a folder holding %zu stories260K*.gguf files\n",
+                  models.c_str(), file, files.size());
+      return 1;
+    }
+  for (const char* file : files) {
     auto model = LlamaModel::load(GgufFile::open(models + file));
     const LlamaConfig& c = model->config();
     ResidentWeights resident(model->weights(), *gpu);
@@ -92,6 +120,22 @@ int main() {
       suite.check_close(relative_error(lg, lc), 1e-4, what + ": prompt logits GPU vs CPU");
       suite.check(a == b, what + ": 10 greedy tokens equal the CPU's");
     }
+  }
+  // Quantized files: the GPU against the CPU on the dequantized weights (same math, other order).
+  for (const char* file : {"stories260K-q4_0.gguf", "stories260K-q4_k_m.gguf", "synth-kq-q2_k.gguf", "synth-kq-q3_k_m.gguf",
+                           "synth-kq-q4_k_m.gguf", "synth-kq-q5_k_m.gguf", "synth-kq-q6_k.gguf", "synth-kq-iq4_xs.gguf"}) {
+    auto model = LlamaModel::load(GgufFile::open(models + file));
+    const LlamaConfig& c = model->config();
+    std::vector<std::vector<float>> storage;
+    const LlamaWeights exact = dequantized(model->weights(), storage);
+    ResidentWeights resident(model->weights(), *gpu);
+    KvPool cpu_pool(*cpu, c.head_dim, 16, DType::F32), gpu_pool(*gpu, c.head_dim, 16, DType::F32);
+    Session on_cpu(c, exact, *cpu, cpu_pool, 128, std::nullopt);
+    Session on_gpu(c, resident.weights(), *gpu, gpu_pool, 128, std::nullopt);
+    std::vector<float> lc, lg;
+    greedy(on_cpu, prompt, 8, &lc);
+    greedy(on_gpu, prompt, 8, &lg);
+    suite.check_close(relative_error(lg, lc), 1e-4, std::string(file) + ": prompt logits GPU vs CPU (dequantized weights)");
   }
   return suite.finish();
 }

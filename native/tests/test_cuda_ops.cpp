@@ -37,6 +37,23 @@ int main() {
                             " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k));
     }
   }
+  // Quantized weights: the GPU keeps activations f32, so its twin is the CPU's f32 matmul with the
+  // dequantized weights (the CPU's own quantized path rounds activations to 8 bits).
+  for (DType dt : quant_types()) {
+    const int v = int(dtype_block_values(dt));
+    for (const auto& s : quant_matmul_shapes(v)) {
+      const auto x = random_nonzero(size_t(s.n) * s.k, seed++);
+      const HostWeights w(dt, random_quant_blocks(dt, int64_t(s.m) * s.k, seed++), int64_t(s.m) * s.k);
+      const HostWeights exact(w.decoded, DType::F32);
+      suite.check_close(relative_error(run_matmul(*gpu, x, w, s.n, s.m, s.k), run_matmul(*cpu, x, exact, s.n, s.m, s.k)), 1e-5,
+                        std::string("matmul ") + dtype_name(dt) + " n=" + std::to_string(s.n) + " m=" + std::to_string(s.m) +
+                            " k=" + std::to_string(s.k));
+    }
+    const HostWeights table(dt, random_quant_blocks(dt, int64_t(11) * 2 * v, seed++), int64_t(11) * 2 * v);
+    const std::vector<int32_t> tokens = {0, 10, 3, 3};
+    suite.check(run_embed(*gpu, table, 11, 2 * v, tokens) == run_embed(*cpu, table, 11, 2 * v, tokens),
+                std::string("embed ") + dtype_name(dt) + " equals the CPU exactly");
+  }
   for (auto [n, d] : {std::pair{1, 1}, {1, 64}, {3, 7}, {17, 172}, {64, 1000}, {5, 4097}}) {
     const auto x = random_nonzero(size_t(n) * d, seed++, 3.0f);
     const auto g = random_nonzero(size_t(d), seed++);

@@ -18,7 +18,7 @@ using namespace chai::testing;
 
 int main() {
   Suite suite("engine");
-  const std::string models = std::string(CHAI_SHARED_DIR) + "/models/";
+  const std::string models = models_dir(CHAI_SHARED_DIR);
   std::shared_ptr<LlamaModel> model;
   try {
     model = LlamaModel::load(GgufFile::open(models + "stories260K.gguf"));

@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
   const int iterations = argc > 1 ? std::atoi(argv[1]) : from_env ? std::atoi(from_env) : 400;
   const uint64_t seed = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 20261130;
   Suite suite("gguf_fuzz");
-  const std::string model = std::string(CHAI_SHARED_DIR) + "/models/stories260K.gguf";
+  const std::string model = models_dir(CHAI_SHARED_DIR) + "stories260K.gguf";
   std::ifstream in(model, std::ios::binary);
   const std::vector<uint8_t> original((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (original.size() < 1024) {

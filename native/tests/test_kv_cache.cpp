@@ -57,7 +57,7 @@ int main() {
   suite.check(pool.pages_in_use() == 0, "a destroyed sequence returns every page");
 
   // A session whose tables grow step by step computes exactly what one with small tables does.
-  const std::string models = std::string(CHAI_SHARED_DIR) + "/models/";
+  const std::string models = models_dir(CHAI_SHARED_DIR);
   std::shared_ptr<LlamaModel> model;
   try {
     model = LlamaModel::load(GgufFile::open(models + "stories260K-mha.gguf"));

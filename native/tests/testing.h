@@ -4,12 +4,20 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
 namespace chai::testing {
+
+// The test models' folder, ending in '/': $CHAI_MODELS where it is set (a machine without
+// ../shared, such as a lent GPU), else shared_dir/models.
+inline std::string models_dir(const char* shared_dir) {
+  const char* env = std::getenv("CHAI_MODELS");
+  return env && *env ? std::string(env) + "/" : std::string(shared_dir) + "/models/";
+}
 
 // Uniform in ±[0.05, 1): random and never zero, so no term of a sum vanishes by accident.
 inline std::vector<float> random_nonzero(size_t n, uint32_t seed, float scale = 1.0f) {

@@ -1,0 +1,83 @@
+// Model names (`hf:owner/repo/file.gguf`, http(s) URLs) and the local cache they download into.
+import fs from 'node:fs';
+import path from 'node:path';
+import { ChaiError } from '../errors';
+import { planCacheDir } from '../plan-cache';
+
+/** A model name that `chai-attn pull` can download, and where it lives once downloaded. */
+export interface RemoteModel {
+  /** The name as the user wrote it. */
+  name: string;
+  url: string;
+  /** The cached file (it exists only after a successful pull). */
+  cachePath: string;
+}
+
+/**
+ * The models cache: $CHAI_CACHE_DIR/models, else $XDG_CACHE_HOME/chai-attention/models, else
+ * ~/.cache/chai-attention/models (the models/ folder of the cache that also holds the plans).
+ */
+export function modelsCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(planCacheDir(env), 'models');
+}
+
+/** Where `hf:` names resolve (HF_ENDPOINT overrides it, as Hugging Face's own tools allow). */
+export function huggingFaceEndpoint(env: NodeJS.ProcessEnv = process.env): string {
+  return (env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, '');
+}
+
+/** Path segments safe to use under the cache folder (no '', '.', '..'). */
+function safeSegments(parts: string[], name: string): string[] {
+  const decoded = parts.map((p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      return p;
+    }
+  });
+  if (decoded.length === 0 || decoded.some((p) => p === '' || p === '.' || p === '..' || /[\\/\0]/.test(p))) {
+    throw new ChaiError('E_INVALID_ARGUMENT', `'${name}' does not name a file (expected hf:owner/repo/path/file.gguf or an http(s) URL of a file)`);
+  }
+  return decoded;
+}
+
+/** Parses `hf:owner/repo/path` or an http(s) URL; null for anything else (a local path). */
+export function parseModelName(name: string, env: NodeJS.ProcessEnv = process.env): RemoteModel | null {
+  const cache = modelsCacheDir(env);
+  if (name.startsWith('hf:')) {
+    const parts = name.slice(3).split('/');
+    if (parts.length < 3) {
+      throw new ChaiError('E_INVALID_ARGUMENT', `'${name}' should be hf:owner/repo/path/to/file (e.g. hf:ggml-org/models/tinyllamas/stories260K.gguf)`);
+    }
+    const segments = safeSegments(parts, name);
+    const [owner, repo, ...file] = segments;
+    const url = `${huggingFaceEndpoint(env)}/${owner}/${repo}/resolve/main/${file.map(encodeURIComponent).join('/')}`;
+    return { name, url, cachePath: path.join(cache, 'hf', owner, repo, ...file) };
+  }
+  if (/^https?:\/\//i.test(name)) {
+    let url: URL;
+    try {
+      url = new URL(name);
+    } catch {
+      throw new ChaiError('E_INVALID_ARGUMENT', `'${name}' is not a valid URL`);
+    }
+    const segments = safeSegments(url.pathname.split('/').filter((p, i) => i > 0 || p !== ''), name);
+    // The port keeps two local servers apart; ':' is not welcome in every file system.
+    const host = url.port ? `${url.hostname}_${url.port}` : url.hostname;
+    return { name, url: url.toString(), cachePath: path.join(cache, 'urls', host, ...segments) };
+  }
+  return null;
+}
+
+/**
+ * What `--model` / loadModel opens: a local path as it is, a pulled name as its cached file. A
+ * name not pulled yet is E_MODEL_NOT_FOUND (loading never downloads behind the user's back).
+ */
+export function resolveModelPath(name: string, env: NodeJS.ProcessEnv = process.env): string {
+  const remote = parseModelName(name, env);
+  if (!remote) return name;
+  if (!fs.existsSync(remote.cachePath)) {
+    throw new ChaiError('E_MODEL_NOT_FOUND', `'${name}' is not in the models cache (${modelsCacheDir(env)}); download it first: chai-attn pull ${name}`);
+  }
+  return remote.cachePath;
+}

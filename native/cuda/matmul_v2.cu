@@ -1,0 +1,38 @@
+// Matmul version selection and version 2's dispatch by row count (gemm_mma.cu, gemv.cu).
+#include <cstdlib>
+#include <string>
+
+#include "../core/error.h"
+#include "cuda_check.h"
+#include "kernels.h"
+#include "matmul_v2.h"
+
+namespace chai::cuda {
+
+DeviceScratch::~DeviceScratch() { cudaFree(ptr_); }  // a destructor must not throw
+
+void* DeviceScratch::reserve(size_t bytes) {
+  if (bytes <= bytes_) return ptr_;
+  // cudaFree waits for the device, so kernels still reading the old buffer finish first.
+  cuda_check(cudaFree(ptr_), "cudaFree (scratch)");
+  ptr_ = nullptr;
+  bytes_ = 0;
+  cuda_check(cudaMalloc(&ptr_, bytes), "cudaMalloc (matmul scratch)");
+  bytes_ = bytes;
+  return ptr_;
+}
+
+int matmul_version_from_env() {
+  const char* value = std::getenv("CHAI_MATMUL_VERSION");
+  if (value == nullptr || *value == '\0' || std::string(value) == "1") return 1;
+  if (std::string(value) == "2") return 2;
+  fail(ErrorCode::InvalidArgument,
+       std::string("CHAI_MATMUL_VERSION must be 1 (the default) or 2 (tensor-core GEMM and GEMV), not '") + value + "'");
+}
+
+void matmul_v2(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream) {
+  const bool done = x.rows >= kGemmMinRows ? gemm_f16(x, w, y, scratch, stream) : gemv(x, w, y, scratch, stream);
+  if (!done) matmul(x, w, y, stream);  // version 1
+}
+
+}  // namespace chai::cuda

@@ -1,0 +1,46 @@
+// Version 2 of the matrix multiply y[n, m] = x[n, k] · w[m, k]ᵀ (version 1 is matmul.cu, the
+// default until a GPU run has passed version 2): tensor-core tiles for prefill (gemm_mma.cu),
+// a GEMV with 16-byte loads and int8 dot products for decode (gemv.cu). Selected per backend
+// by CHAI_MATMUL_VERSION.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "../core/tensor.h"
+
+namespace chai::cuda {
+
+// Token rows from which the tensor-core GEMM runs; fewer rows go to the GEMV.
+constexpr int kGemmMinRows = 16;
+
+// CHAI_MATMUL_VERSION: unset or "1" gives 1, "2" gives 2; anything else throws InvalidArgument.
+int matmul_version_from_env();
+
+// Device memory that grows to the largest request and is reused (x in f16 for the GEMM, in int8
+// for the Q8_0 GEMV):
+// no allocation per call once a model's largest product has run. Use on one stream only.
+class DeviceScratch {
+ public:
+  DeviceScratch() = default;
+  DeviceScratch(const DeviceScratch&) = delete;
+  DeviceScratch& operator=(const DeviceScratch&) = delete;
+  ~DeviceScratch();
+  void* reserve(size_t bytes);
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Version 2: the GEMM from kGemmMinRows rows, the GEMV below; what neither takes (f32 weights
+// from kGemmMinRows rows, rows the GEMV cannot load 16 bytes at a time) runs version 1.
+void matmul_v2(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
+
+// The pieces, for matmul_v2; each returns false, launching nothing, when it does not take w's
+// type. gemm_f16 takes F16, BF16 and Q8_0 weights (one SegmentLoader each), any n, m, k.
+bool gemm_f16(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
+// gemv also returns false when the alignment of x, w or k does not suit its loads.
+bool gemv(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
+
+}  // namespace chai::cuda

@@ -1,0 +1,406 @@
+#include "safetensors.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "core/error.h"
+#include "json.h"
+
+namespace chai {
+namespace fs = std::filesystem;
+namespace {
+
+[[noreturn]] void bad(const std::string& what) { fail(ErrorCode::ModelFormat, "Hugging Face folder: " + what); }
+[[noreturn]] void unsupported(const std::string& what) { fail(ErrorCode::Unsupported, "Hugging Face folder: " + what); }
+
+JsonValue read_json_file(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) bad("cannot read '" + file.string() + "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string s = text.str();
+  JsonValue v = parse_json(s.data(), s.size(), file.string());
+  if (!v.is_object()) bad("'" + file.string() + "' must hold a JSON object");
+  return v;
+}
+
+// ---- config.json -> GGUF metadata ------------------------------------------------------------
+
+class Config {
+ public:
+  explicit Config(JsonValue json) : json_(std::move(json)) {}
+
+  const JsonValue* get(const std::string& key) const {
+    const JsonValue* v = json_.find(key);
+    return v && !v->is_null() ? v : nullptr;
+  }
+  int64_t integer(const std::string& key, const int64_t* fallback = nullptr) const {
+    const JsonValue* v = get(key);
+    if (!v) {
+      if (fallback) return *fallback;
+      bad("config.json lacks '" + key + "'");
+    }
+    if (v->kind != JsonValue::Kind::Number || !v->integral || v->number <= 0 || v->number > 2147483647.0)
+      bad("config.json '" + key + "' must be a positive integer");
+    return int64_t(v->number);
+  }
+  double number(const std::string& key, double fallback) const {
+    const JsonValue* v = get(key);
+    if (!v) return fallback;
+    if (v->kind != JsonValue::Kind::Number) bad("config.json '" + key + "' must be a number");
+    return v->number;
+  }
+  bool flag(const std::string& key, bool fallback) const {
+    const JsonValue* v = get(key);
+    if (!v) return fallback;
+    if (v->kind != JsonValue::Kind::Bool) bad("config.json '" + key + "' must be true or false");
+    return v->b;
+  }
+  std::string text(const std::string& key, const std::string& fallback) const {
+    const JsonValue* v = get(key);
+    if (!v) return fallback;
+    if (v->kind != JsonValue::Kind::String) bad("config.json '" + key + "' must be a string");
+    return v->s;
+  }
+
+ private:
+  JsonValue json_;
+};
+
+GgufValue uint_value(int64_t n) {
+  GgufValue v;
+  v.gguf_type = 4;  // u32
+  v.u = uint64_t(n);
+  return v;
+}
+GgufValue float_value(double f) {
+  GgufValue v;
+  v.kind = GgufValue::Kind::Float;
+  v.gguf_type = 6;  // f32
+  v.f = double(float(f));
+  return v;
+}
+GgufValue string_value(const std::string& s) {
+  GgufValue v;
+  v.kind = GgufValue::Kind::String;
+  v.gguf_type = 8;
+  v.s = s;
+  return v;
+}
+
+// What the engine needs from config.json, checked. Options that would change the computation
+// and that this engine does not implement are errors, never silently ignored.
+struct HfHyperparameters {
+  int64_t layers, embd, ff, heads, kv_heads, head_dim, vocab, context;
+  bool tied;
+};
+
+HfHyperparameters read_hyperparameters(const Config& c, std::map<std::string, GgufValue>& meta) {
+  const std::string model_type = c.text("model_type", "");
+  // Mistral checkpoints are llama ones (llama.cpp converts them to 'llama') unless they use a
+  // sliding attention window, which this engine does not run.
+  if (model_type != "llama" && model_type != "mistral")
+    unsupported("model_type '" + model_type + "' is not supported (supported: llama, mistral)");
+  if (c.get("quantization_config"))
+    unsupported("quantized checkpoints (config.json 'quantization_config') are not supported; use F32, F16 or BF16 "
+                "weights, or a quantized GGUF file");
+  if (c.text("hidden_act", "silu") != "silu")
+    unsupported("hidden_act '" + c.text("hidden_act", "") + "' is not supported (llama uses silu)");
+  if (c.get("rope_scaling")) unsupported("config.json 'rope_scaling' is not supported");
+  if (c.flag("attention_bias", false)) unsupported("attention biases (attention_bias: true) are not supported");
+  if (c.flag("mlp_bias", false)) unsupported("feed-forward biases (mlp_bias: true) are not supported");
+
+  HfHyperparameters h{};
+  h.layers = c.integer("num_hidden_layers");
+  h.embd = c.integer("hidden_size");
+  h.ff = c.integer("intermediate_size");
+  h.heads = c.integer("num_attention_heads");
+  h.kv_heads = c.integer("num_key_value_heads", &h.heads);
+  h.vocab = c.integer("vocab_size");
+  h.context = c.integer("max_position_embeddings");
+  if (h.embd % h.heads != 0)
+    bad("hidden_size " + std::to_string(h.embd) + " is not divisible by num_attention_heads " + std::to_string(h.heads));
+  const int64_t default_head_dim = h.embd / h.heads;
+  h.head_dim = c.integer("head_dim", &default_head_dim);
+  if (h.head_dim % 2 != 0) bad("head size " + std::to_string(h.head_dim) + " must be even for RoPE");
+  if (model_type == "mistral" && c.get("sliding_window") && c.integer("sliding_window") < h.context)
+    unsupported("sliding-window attention (sliding_window " + std::to_string(c.integer("sliding_window")) +
+                ") is not supported");
+  h.tied = c.flag("tie_word_embeddings", false);
+
+  meta["general.architecture"] = string_value("llama");
+  meta["llama.block_count"] = uint_value(h.layers);
+  meta["llama.context_length"] = uint_value(h.context);
+  meta["llama.embedding_length"] = uint_value(h.embd);
+  meta["llama.feed_forward_length"] = uint_value(h.ff);
+  meta["llama.attention.head_count"] = uint_value(h.heads);
+  meta["llama.attention.head_count_kv"] = uint_value(h.kv_heads);
+  meta["llama.attention.key_length"] = uint_value(h.head_dim);
+  meta["llama.attention.value_length"] = uint_value(h.head_dim);
+  meta["llama.rope.dimension_count"] = uint_value(h.head_dim);
+  meta["llama.vocab_size"] = uint_value(h.vocab);
+  meta["llama.attention.layer_norm_rms_epsilon"] = float_value(c.number("rms_norm_eps", 1e-6));
+  meta["llama.rope.freq_base"] = float_value(c.number("rope_theta", 10000.0));
+  return h;
+}
+
+// ---- safetensors files -------------------------------------------------------------------------
+
+struct RawTensor {
+  std::string name;
+  std::string dtype;              // safetensors' name: F32, F16, BF16, ...
+  std::vector<int64_t> shape;     // row-major, last dimension contiguous
+  const uint8_t* data = nullptr;
+  uint64_t bytes = 0;
+};
+
+bool element_type(const std::string& dtype, DType* out, uint32_t* ggml, size_t* size) {
+  if (dtype == "F32") { *out = DType::F32; *ggml = 0; *size = 4; return true; }
+  if (dtype == "F16") { *out = DType::F16; *ggml = 1; *size = 2; return true; }
+  if (dtype == "BF16") { *out = DType::BF16; *ggml = 30; *size = 2; return true; }
+  return false;
+}
+
+// Reads the header of one safetensors file: an 8-byte little-endian length, then that many bytes
+// of JSON mapping tensor names to dtype, shape and [begin, end) offsets into the data after it.
+std::vector<RawTensor> read_safetensors(const MappedFile& file) {
+  const std::string& path = file.path();
+  if (file.size() < 8) bad("'" + path + "' is too short for a safetensors header");
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, file.data(), 8);
+  if (header_len > file.size() - 8)
+    bad("'" + path + "' declares a header of " + std::to_string(header_len) + " bytes, more than the file holds");
+  const JsonValue header = parse_json(reinterpret_cast<const char*>(file.data() + 8), size_t(header_len), path);
+  if (!header.is_object()) bad("'" + path + "' header is not a JSON object");
+  const uint8_t* data = file.data() + 8 + header_len;
+  const uint64_t data_size = file.size() - 8 - header_len;
+
+  std::vector<RawTensor> out;
+  for (const auto& [name, entry] : header.members) {
+    if (name == "__metadata__") continue;
+    const JsonValue* dtype = entry.find("dtype");
+    const JsonValue* shape = entry.find("shape");
+    const JsonValue* offsets = entry.find("data_offsets");
+    if (!dtype || dtype->kind != JsonValue::Kind::String || !shape || shape->kind != JsonValue::Kind::Array || !offsets ||
+        offsets->kind != JsonValue::Kind::Array || offsets->items.size() != 2)
+      bad("'" + path + "': tensor '" + name + "' lacks dtype, shape or data_offsets");
+    RawTensor t;
+    t.name = name;
+    t.dtype = dtype->s;
+    DType dt;
+    uint32_t ggml;
+    size_t element = 0;
+    if (!element_type(t.dtype, &dt, &ggml, &element))
+      unsupported("tensor '" + name + "' in '" + path + "' is " + t.dtype + "; supported: F32, F16, BF16 (quantized " +
+                  "safetensors are not: use a GGUF file)");
+    uint64_t numel = 1;
+    for (const JsonValue& d : shape->items) {
+      if (d.kind != JsonValue::Kind::Number || !d.integral || d.number < 1 || d.number > double(uint64_t(1) << 40))
+        bad("'" + path + "': tensor '" + name + "' has an invalid shape");
+      t.shape.push_back(int64_t(d.number));
+      numel *= uint64_t(d.number);
+      if (numel > (uint64_t(1) << 48)) bad("'" + path + "': tensor '" + name + "' is impossibly large");
+    }
+    if (t.shape.empty() || t.shape.size() > 4) bad("'" + path + "': tensor '" + name + "' must have 1 to 4 dimensions");
+    for (const JsonValue& o : offsets->items)
+      if (o.kind != JsonValue::Kind::Number || !o.integral || o.number < 0) bad("'" + path + "': tensor '" + name + "' has bad data_offsets");
+    const uint64_t begin = uint64_t(offsets->items[0].number), end = uint64_t(offsets->items[1].number);
+    t.bytes = numel * element;
+    if (end < begin || end - begin != t.bytes)
+      bad("'" + path + "': tensor '" + name + "' occupies " + std::to_string(end - begin) + " bytes but its shape needs " +
+          std::to_string(t.bytes));
+    if (end > data_size)
+      bad("'" + path + "': tensor '" + name + "' extends past the end of the file: the file is truncated or corrupt");
+    t.data = data + begin;
+    // Kernels read rows in place; an element split across alignment would need a copy.
+    if (reinterpret_cast<uintptr_t>(t.data) % element != 0)
+      unsupported("'" + path + "': tensor '" + name + "' is not aligned to its element size");
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+// The weight files of the folder: the shards named by the index, else every *.safetensors file.
+// Returns the tensor name -> shard file map promised by the index (empty without one).
+std::vector<fs::path> weight_files(const fs::path& dir, std::map<std::string, std::string>* promised) {
+  std::vector<fs::path> files;
+  const fs::path index = dir / "model.safetensors.index.json";
+  std::error_code ec;
+  if (fs::exists(index, ec)) {
+    const JsonValue json = read_json_file(index);
+    const JsonValue* map = json.find("weight_map");
+    if (!map || !map->is_object() || map->members.empty()) bad("'" + index.string() + "' lacks a weight_map");
+    for (const auto& [tensor, shard] : map->members) {
+      if (shard.kind != JsonValue::Kind::String || shard.s.empty() || shard.s.find('/') != std::string::npos)
+        bad("'" + index.string() + "' maps '" + tensor + "' to an invalid file name");
+      (*promised)[tensor] = shard.s;
+      if (std::find(files.begin(), files.end(), dir / shard.s) == files.end()) files.push_back(dir / shard.s);
+    }
+    for (const auto& f : files)
+      if (!fs::exists(f, ec)) bad("shard '" + f.filename().string() + "' listed in model.safetensors.index.json is missing");
+    return files;
+  }
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (entry.path().extension() == ".safetensors") files.push_back(entry.path());
+  if (ec) bad("cannot list '" + dir.string() + "': " + ec.message());
+  if (files.empty())
+    bad("'" + dir.string() + "' has no *.safetensors weights (PyTorch .bin checkpoints are not read: convert them to "
+        "safetensors, or use a GGUF file)");
+  std::sort(files.begin(), files.end());
+  if (files.size() > 1) bad("'" + dir.string() + "' has several *.safetensors files but no model.safetensors.index.json");
+  return files;
+}
+
+// ---- tensor names and layouts -----------------------------------------------------------------
+
+// How one Hugging Face tensor becomes a GGUF one.
+struct Mapping {
+  std::string gguf_name;
+  int64_t rope_heads = 0;  // > 0: q/k rows to reorder for that many heads
+  bool skip = false;       // derived data the engine recomputes (rotary inv_freq)
+};
+
+bool map_name(const std::string& hf, const HfHyperparameters& h, Mapping* m) {
+  static const std::map<std::string, std::string> globals = {
+      {"model.embed_tokens.weight", "token_embd.weight"},
+      {"model.norm.weight", "output_norm.weight"},
+      {"lm_head.weight", "output.weight"},
+  };
+  static const std::map<std::string, std::string> per_layer = {
+      {"input_layernorm.weight", "attn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},
+      {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+  };
+  if (auto it = globals.find(hf); it != globals.end()) {
+    m->gguf_name = it->second;
+    return true;
+  }
+  static const std::regex layer_name(R"(model\.layers\.(\d{1,9})\.(.+))");
+  std::smatch match;
+  if (!std::regex_match(hf, match, layer_name)) return false;
+  const int64_t layer = std::stoll(match[1].str());
+  if (layer >= h.layers) return false;
+  const std::string rest = match[2].str();
+  // Older checkpoints store RoPE's inverse frequencies; they follow from rope_theta.
+  if (rest == "self_attn.rotary_emb.inv_freq") {
+    m->skip = true;
+    return true;
+  }
+  auto it = per_layer.find(rest);
+  if (it == per_layer.end()) return false;
+  m->gguf_name = "blk." + std::to_string(layer) + "." + it->second;
+  if (rest == "self_attn.q_proj.weight") m->rope_heads = h.heads;
+  if (rest == "self_attn.k_proj.weight") m->rope_heads = h.kv_heads;
+  return true;
+}
+
+// Hugging Face llama checkpoints rotate each head's first half against its second half
+// (rotate_half): rows [x_0..x_{d/2-1} | y_0..y_{d/2-1}]. GGUF and this engine's RoPE rotate
+// adjacent pairs (x_0, y_0, x_1, y_1, ...), which llama.cpp's converter gets by permuting the q
+// and k rows. We permute the same way into an owned copy at load, so there is one RoPE kernel.
+std::shared_ptr<std::vector<uint8_t>> interleave_rope_rows(const RawTensor& t, int64_t heads, size_t row_bytes) {
+  const int64_t rows = t.shape[0];
+  const int64_t head_dim = rows / heads, half = head_dim / 2;
+  auto out = std::make_shared<std::vector<uint8_t>>(size_t(t.bytes));
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t p = 0; p < half; ++p)
+      for (int64_t j = 0; j < 2; ++j)
+        std::memcpy(out->data() + size_t(h * head_dim + 2 * p + j) * row_bytes,
+                    t.data + size_t(h * head_dim + j * half + p) * row_bytes, row_bytes);
+  return out;
+}
+
+// Norm weights are F32 in GGUF files (the converter widens them); widen F16/BF16 ones likewise.
+std::shared_ptr<std::vector<uint8_t>> widen_to_f32(const RawTensor& t, DType dtype, int64_t n) {
+  auto out = std::make_shared<std::vector<uint8_t>>(size_t(n) * sizeof(float));
+  dequantize_row(dtype, t.data, reinterpret_cast<float*>(out->data()), n);
+  return out;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+std::shared_ptr<GgufFile> open_hf_folder(const std::string& dir_name) {
+  const fs::path dir(dir_name);
+  std::error_code ec;
+  if (!fs::exists(dir / "config.json", ec)) bad("'" + dir_name + "' has no config.json");
+  std::map<std::string, GgufValue> meta;
+  const HfHyperparameters h = read_hyperparameters(Config(read_json_file(dir / "config.json")), meta);
+  meta["general.name"] = string_value(dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string());
+
+  std::map<std::string, std::string> promised;
+  std::vector<std::shared_ptr<const void>> storage;
+  std::vector<GgufTensor> tensors;
+  std::map<std::string, std::string> found;  // HF name -> shard file name
+  for (const fs::path& path : weight_files(dir, &promised)) {
+    auto file = MappedFile::open(path.string());
+    storage.push_back(file);
+    for (RawTensor& t : read_safetensors(*file)) {
+      if (!found.emplace(t.name, path.filename().string()).second) bad("tensor '" + t.name + "' appears in two files");
+      Mapping m;
+      if (!map_name(t.name, h, &m))
+        unsupported("tensor '" + t.name + "' is not part of a llama model this engine understands");
+      if (m.skip || (h.tied && m.gguf_name == "output.weight")) continue;
+      GgufTensor g;
+      g.name = m.gguf_name;
+      size_t element = 0;
+      element_type(t.dtype, &g.dtype, &g.ggml_type, &element);
+      g.dims.assign(t.shape.rbegin(), t.shape.rend());
+      g.bytes = t.bytes;
+      g.data = t.data;
+      if (m.rope_heads > 0) {
+        if (t.shape.size() != 2 || t.shape[0] != m.rope_heads * h.head_dim)
+          bad("tensor '" + t.name + "' has shape " + shape_text(t.shape) + " but config.json implies " +
+              std::to_string(m.rope_heads * h.head_dim) + " rows");
+        auto copy = interleave_rope_rows(t, m.rope_heads, size_t(t.bytes / uint64_t(t.shape[0])));
+        g.data = copy->data();
+        storage.push_back(copy);
+      } else if (t.shape.size() == 1 && g.dtype != DType::F32) {
+        auto copy = widen_to_f32(t, g.dtype, t.shape[0]);
+        g.data = copy->data();
+        g.dtype = DType::F32;
+        g.ggml_type = 0;
+        g.bytes = copy->size();
+        storage.push_back(copy);
+      }
+      tensors.push_back(std::move(g));
+    }
+  }
+  for (const auto& [tensor, shard] : promised) {
+    auto it = found.find(tensor);
+    if (it == found.end() || it->second != shard)
+      bad("model.safetensors.index.json places '" + tensor + "' in '" + shard + "', which does not hold it");
+  }
+  const auto has = [&](const std::string& name) {
+    return std::any_of(tensors.begin(), tensors.end(), [&](const GgufTensor& t) { return t.name == name; });
+  };
+  if (!h.tied && !has("output.weight"))
+    bad("config.json says the output is not tied to the embedding (tie_word_embeddings false) but lm_head.weight is missing");
+  for (const GgufTensor& t : tensors)
+    if (t.name == "token_embd.weight" && t.dims.size() == 2 && t.dims[1] != h.vocab)
+      bad("model.embed_tokens.weight has " + std::to_string(t.dims[1]) + " rows but config.json's vocab_size is " +
+          std::to_string(h.vocab));
+  return GgufFile::assemble(dir_name, std::move(meta), std::move(tensors), std::move(storage));
+}
+
+std::shared_ptr<GgufFile> open_model_description(const std::string& path) {
+  std::error_code ec;
+  return fs::is_directory(path, ec) ? open_hf_folder(path) : GgufFile::open(path);
+}
+
+}  // namespace chai

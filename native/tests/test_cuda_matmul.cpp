@@ -1,0 +1,63 @@
+// One CUDA matmul version against the CPU twin at awkward shapes, for every weight type:
+//   test_cuda_matmul VERSION        (1: matmul.cu; 2: gemm_mma.cu from 16 rows, gemv.cu below)
+// Shapes straddle the GEMM/GEMV switch (15, 16, 17 rows), the GEMM tile (128) and the GEMV's
+// token groups, with odd k and m off every tile multiple. Exits 77 (ctest: skipped) with the
+// reason when no device.
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "matmul_bounds.h"
+#include "op_runner.h"
+#include "testing.h"
+
+using namespace chai;
+using namespace chai::testing;
+
+namespace {
+
+const std::vector<MatmulShape> kShapes = {
+    {1, 1, 1},      {1, 7, 13},     {1, 300, 1000}, {1, 129, 4104}, {2, 65, 264},   {3, 17, 33},   {5, 300, 512},
+    {8, 129, 1000}, {9, 7, 40},     {15, 300, 1024}, {15, 97, 255}, {16, 129, 40},  {16, 1, 8},    {17, 65, 129},
+    {17, 300, 1000}, {33, 172, 64}, {70, 97, 255},  {130, 257, 520}, {200, 129, 4104}};
+// Q8_0 rows hold whole blocks of 32; an odd number of blocks (96, 160) takes version 1's GEMV.
+const std::vector<MatmulShape> kQ8Shapes = {
+    {1, 1, 32},    {1, 7, 64},     {1, 300, 1024}, {2, 129, 4096}, {3, 17, 96},    {5, 65, 160}, {8, 300, 2048},
+    {9, 33, 128},  {15, 300, 1024}, {16, 65, 160}, {17, 129, 96},  {33, 172, 64}, {130, 257, 4096}};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string version_arg = argc == 2 ? argv[1] : "";
+  if (version_arg != "1" && version_arg != "2") {
+    std::fprintf(stderr, "usage: test_cuda_matmul 1|2\n");
+    return 2;
+  }
+  const CudaStatus status = cuda_status();
+  if (!status.available) {
+    std::printf("SKIPPED: no usable CUDA device: %s\n", status.reason.c_str());
+    return 77;
+  }
+  const int version = std::stoi(version_arg);
+  setenv("CHAI_MATMUL_VERSION", version_arg.c_str(), 1);  // read by the CUDA backend when made
+  Suite suite("cuda_matmul_v" + version_arg);
+  const auto& dev = status.devices[0];
+  std::printf("device: %s (sm_%d%d), matmul version %d\n", dev.name.c_str(), dev.compute_major, dev.compute_minor, version);
+  auto cpu = make_cpu_backend(0);
+  auto gpu = make_cuda_backend(0);
+
+  uint32_t seed = 300;
+  for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {
+    for (const auto& s : dt == DType::Q8_0 ? kQ8Shapes : kShapes) {
+      const auto x = random_nonzero(size_t(s.n) * s.k, seed++);
+      const HostWeights w(random_nonzero(size_t(s.m) * s.k, seed++), dt);
+      const auto want = run_matmul(*cpu, x, w, s.n, s.m, s.k);
+      const auto got = run_matmul(*gpu, x, w, s.n, s.m, s.k);
+      suite.check_close(relative_error(got, want), matmul_error_bound(version, dt, s.n, s.k),
+                        "v" + version_arg + " matmul " + dtype_name(dt) + " n=" + std::to_string(s.n) +
+                            " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k));
+    }
+  }
+  return suite.finish();
+}
