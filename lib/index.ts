@@ -1,7 +1,7 @@
 export { ChaiError, ErrorCode } from './errors';
 export { devices, buildInfo, resolveDevice, Device, DeviceRequest, DeviceList, BuildInfo, CudaDevice } from './device';
 export { matmul, rmsnorm, softmax, toHalf, fromHalf, WeightMatrix, WeightDType, HalfDType, OpOptions } from './ops';
-export { loadModel, Model, TensorInfo, LoadModelOptions, LoadProgress } from './model';
+export { loadModel, Model, TensorInfo, LoadModelOptions, LoadProgress, KvPool, KvPoolStats } from './model';
 export { Session, SessionOptions, GenerateOptions, GeneratedToken, GenerationResult, FinishReason, CacheStats, Assignment, ChaiSource } from './session';
 export { Tokenizer, EncodeOptions, SentencePieceTokenizer, BytePairTokenizer, StreamingDecoder, Metadata, MetadataValue } from './tokenizer';
 export { SamplingOptions } from './sampling';
@@ -21,3 +21,6 @@ export { ChatSession, ChatSessionOptions, ChatReply } from './chat/chat-session'
 export { pullModel, PullOptions, PullProgress, PullResult } from './models/pull';
 export { modelsCacheDir, parseModelName, resolveModelPath, RemoteModel } from './models/cache';
 export { writeSafetensors, SafetensorsWriteTensor, SafetensorsDType } from './safetensors-writer';
+export { serveModel, ServeOptions, RunningServer } from './server/server';
+export { Scheduler, SchedulerOptions, SchedulerObserver, GenerationRequest, Generation, SchedulerError } from './server/scheduler';
+export { ChatFormat, plainChatFormat } from './server/chat-format'; // ChatMessage is chat/template's; the server's narrower one (OpenAI roles) stays internal

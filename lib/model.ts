@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { ChaiError, callNative, fromNative, invalidOption, optionsArgument } from './errors';
+import { ChaiError, callNative, callNativeSync, fromNative, invalidOption, optionsArgument } from './errors';
 import { Device, DeviceRequest, resolveDevice } from './device';
 import { resolveModelPath } from './models/cache';
 import { folderTokenizerMetadata, isModelFolder } from './models/hf-folder';
@@ -34,6 +34,12 @@ export interface LoadModelOptions {
    * the bytes; keys and values rounded to nearest on store, computed in f32).
    */
   kvCacheType?: 'f32' | 'f16';
+  /**
+   * Most bytes of KV cache pages that this model's sessions hold together (default: no cap, the
+   * pool grows while memory lasts). An evaluation that would pass the cap fails with E_DEVICE_OOM
+   * and leaves its session as it was; `model.kvPool` tells how many pages are free.
+   */
+  kvCacheBytes?: number;
   onProgress?: (progress: LoadProgress) => void;
 }
 
@@ -45,6 +51,35 @@ interface NativeLoaded {
   config: Omit<ModelInfo, 'architecture' | 'name' | 'ggufVersion' | 'tiedOutput' | 'weightBytes' | 'tensorTypes'>;
   tiedOutput: boolean;
   weightBytes: number;
+}
+
+/** The pages of a model's KV cache: one pool that all its sessions draw from. */
+export interface KvPoolStats {
+  /** Tokens per page; a page holds one KV head's K or V rows of one layer. */
+  pageTokens: number;
+  pageBytes: number;
+  pagesInUse: number;
+  /** The cap set by kvCacheBytes, in pages; null when the pool has no cap. */
+  pagesTotal: number | null;
+  /** pagesTotal − pagesInUse; null when the pool has no cap. */
+  pagesFree: number | null;
+}
+
+export interface KvPool {
+  stats(): KvPoolStats;
+  /**
+   * Pages that a session holding `tokens` tokens takes at most: K and V of every KV head in every
+   * layer (CHAI sessions take fewer once their clusters are chosen, never more).
+   */
+  pagesFor(tokens: number): number;
+}
+
+interface NativeKvPoolInfo {
+  pageTokens: number;
+  pageBytes: number;
+  pagesInUse: number;
+  capacityPages: number;
+  maxPages: number;
 }
 
 interface PendingEvaluation {
@@ -61,6 +96,7 @@ export class Model implements SessionHost {
   readonly tokenizer: Tokenizer;
   readonly metadata: Readonly<Metadata>;
   readonly tensors: readonly TensorInfo[];
+  readonly kvPool: KvPool;
   private handle: unknown;
   private waiting: PendingEvaluation[] = [];
   private running = false;
@@ -86,6 +122,14 @@ export class Model implements SessionHost {
       tiedOutput: loaded.tiedOutput,
       weightBytes: loaded.weightBytes,
       tensorTypes,
+    };
+    this.kvPool = {
+      stats: () => {
+        const p = callNativeSync(() => native().kvPoolInfo(this.nativeHandle())) as NativeKvPoolInfo;
+        const total = p.maxPages > 0 ? p.maxPages : null;
+        return { pageTokens: p.pageTokens, pageBytes: p.pageBytes, pagesInUse: p.pagesInUse, pagesTotal: total, pagesFree: total === null ? null : total - p.pagesInUse };
+      },
+      pagesFor: (tokens) => Math.ceil(tokens / this.kvPool.stats().pageTokens) * this.info.layers * this.info.kvHeads * 2,
     };
   }
 
@@ -176,11 +220,15 @@ export async function loadModel(modelPath: string, options: LoadModelOptions = {
   if (kvCacheType !== 'f32' && kvCacheType !== 'f16') {
     throw invalidOption('kvCacheType', `must be 'f32' or 'f16', got ${JSON.stringify(options.kvCacheType)}`);
   }
+  const kvCacheBytes = options.kvCacheBytes ?? 0;
+  if (!Number.isSafeInteger(kvCacheBytes) || kvCacheBytes < 0) {
+    throw invalidOption('kvCacheBytes', `must be a whole number of bytes >= 0 (0: no cap), got ${options.kvCacheBytes}`);
+  }
   options.onProgress?.({ stage: 'opening', fraction: 0 });
   const absolute = path.resolve(resolveModelPath(modelPath));
   // A folder's tokenizer comes from tokenizer.json; read it first, so a bad one fails before the weights are mapped.
   const tokenizerMetadata = isModelFolder(absolute) ? folderTokenizerMetadata(absolute) : undefined;
-  const loaded = await callNative(() => native().loadModel(absolute, device, threads, kvCacheType) as Promise<NativeLoaded>);
+  const loaded = await callNative(() => native().loadModel(absolute, device, threads, kvCacheType, kvCacheBytes) as Promise<NativeLoaded>);
   if (tokenizerMetadata) Object.assign(loaded.metadata, tokenizerMetadata);
   const model = new Model(absolute, device, loaded);
   options.onProgress?.({ stage: 'ready', fraction: 1 });

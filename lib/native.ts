@@ -10,8 +10,9 @@ export interface NativeBinding {
   softmax(device: string, x: Float32Array, n: number, d: number): Promise<Float32Array>;
   toHalf(values: Float32Array, dtype: 'f16' | 'bf16'): Uint16Array;
   fromHalf(bits: Uint16Array, dtype: 'f16' | 'bf16'): Float32Array;
-  loadModel(path: string, device: string, threads: number, kvCacheType: 'f32' | 'f16'): Promise<unknown>;
+  loadModel(path: string, device: string, threads: number, kvCacheType: 'f32' | 'f16', kvCacheBytes: number): Promise<unknown>;
   disposeModel(model: unknown): void;
+  kvPoolInfo(model: unknown): unknown;
   createSession(model: unknown, maxTokens: number, plan?: NativePlan): unknown;
   evaluateBatch(sessions: unknown[], tokens: Int32Array[], allLogits: boolean[]): Promise<(Float32Array | { code: string; message: string })[]>;
   rewind(session: unknown, tokens: number): void;

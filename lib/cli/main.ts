@@ -12,6 +12,7 @@ import { interrupted } from './format';
 import { registerGenerateCommand } from './generate';
 import { registerInfoCommand } from './info';
 import { registerPullCommand } from './pull';
+import { registerServeCommand } from './serve';
 
 async function main(argv: string[]): Promise<void> {
   const program = new Command();
@@ -24,6 +25,7 @@ async function main(argv: string[]): Promise<void> {
   registerCalibrateCommand(program);
   registerEvalCommand(program);
   registerPullCommand(program);
+  registerServeCommand(program);
   await program.parseAsync(argv);
 }
 

@@ -114,7 +114,8 @@ Napi::Object config_to_js(Napi::Env env, const LlamaConfig& c) {
   return o;
 }
 
-// loadModel(path, device, threads, kvCacheType) → Promise<{ handle, metadata, tensors, config, version, tiedOutput, weightBytes }>
+// loadModel(path, device, threads, kvCacheType, kvCacheBytes) → Promise<{ handle, metadata, tensors, config, version, tiedOutput, weightBytes }>
+// kvCacheBytes caps the model's KV pool (0: no cap).
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const std::string path = string_arg(info, 0, "path");
@@ -123,14 +124,22 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     if (threads < 0 || threads > 1024) invalid("threads must be between 0 (all) and 1024");
     const DType kv_dtype = dtype_from_name(string_arg(info, 3, "kvCacheType"));
     if (kv_dtype != DType::F32 && kv_dtype != DType::F16) invalid("kvCacheType must be 'f32' or 'f16'");
+    const double cap_bytes = info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : 0;
+    if (!(cap_bytes >= 0) || cap_bytes > 9e15) invalid("kvCacheBytes must be a number of bytes >= 0 (0: no cap)");
     return queue_job<std::shared_ptr<LoadedModel>>(
         info.Env(),
-        [path, device, threads, kv_dtype] {
+        [path, device, threads, kv_dtype, cap_bytes] {
           auto loaded = std::make_shared<LoadedModel>();
           loaded->model = LlamaModel::load(open_model_description(path));
+          const int head_dim = loaded->model->config().head_dim;
+          const size_t page_bytes = size_t(kPageTokens) * dtype_row_bytes(kv_dtype, head_dim);
+          const size_t max_pages = size_t(cap_bytes) / page_bytes;
+          CHAI_REQUIRE(cap_bytes == 0 || max_pages > 0, ErrorCode::InvalidArgument,
+                       "kvCacheBytes (" + std::to_string(size_t(cap_bytes)) + ") is less than one KV page of this model (" +
+                           std::to_string(page_bytes) + " bytes)");
           loaded->backend = backend_for(device, threads);
           if (device != "cpu") loaded->resident = std::make_unique<ResidentWeights>(loaded->model->weights(), *loaded->backend);
-          loaded->pool = std::make_unique<KvPool>(*loaded->backend, loaded->model->config().head_dim, kPageTokens, kv_dtype);
+          loaded->pool = std::make_unique<KvPool>(*loaded->backend, head_dim, kPageTokens, kv_dtype, max_pages);
           loaded->workspace = std::make_unique<Workspace>(*loaded->backend);
           return loaded;
         },
@@ -315,6 +324,20 @@ Napi::Value SessionInfo(const Napi::CallbackInfo& info) {
   });
 }
 
+// kvPoolInfo(model) → { pageTokens, pageBytes, pagesInUse, capacityPages, maxPages }
+Napi::Value KvPoolInfo(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const KvPool& pool = *live_model(info, 0)->pool;
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("pageTokens", pool.page_tokens());
+    o.Set("pageBytes", double(pool.page_bytes()));
+    o.Set("pagesInUse", double(pool.pages_in_use()));
+    o.Set("capacityPages", double(pool.capacity_pages()));
+    o.Set("maxPages", double(pool.max_pages()));
+    return o;
+  });
+}
+
 // assignment(session, layer) → null | { membership, representatives }
 Napi::Value Assignment(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -368,6 +391,7 @@ Napi::Value DisposeSession(const Napi::CallbackInfo& info) {
 void register_engine(Napi::Env env, Napi::Object exports) {
   exports.Set("loadModel", Napi::Function::New(env, LoadModel));
   exports.Set("disposeModel", Napi::Function::New(env, DisposeModel));
+  exports.Set("kvPoolInfo", Napi::Function::New(env, KvPoolInfo));
   exports.Set("createSession", Napi::Function::New(env, CreateSession));
   exports.Set("evaluateBatch", Napi::Function::New(env, EvaluateBatch));
   exports.Set("rewind", Napi::Function::New(env, Rewind));

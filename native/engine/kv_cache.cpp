@@ -1,13 +1,14 @@
 #include "kv_cache.h"
 
 #include <algorithm>
+#include <string>
 
 #include "core/error.h"
 
 namespace chai {
 
-KvPool::KvPool(Backend& backend, int head_dim, int page_tokens, DType dtype)
-    : backend_(backend), head_dim_(head_dim), page_tokens_(page_tokens), dtype_(dtype) {
+KvPool::KvPool(Backend& backend, int head_dim, int page_tokens, DType dtype, size_t max_pages)
+    : backend_(backend), head_dim_(head_dim), page_tokens_(page_tokens), dtype_(dtype), max_pages_(max_pages) {
   CHAI_REQUIRE(head_dim > 0 && page_tokens > 0, ErrorCode::InvalidArgument, "KV pool: head_dim and page_tokens must be > 0");
   CHAI_REQUIRE(dtype == DType::F32 || dtype == DType::F16, ErrorCode::InvalidArgument,
           std::string("the KV cache can be f32 or f16, not ") + dtype_name(dtype));
@@ -19,7 +20,8 @@ KvPool::~KvPool() {
 
 void KvPool::grow(size_t min_capacity) {
   // Doubling keeps the number of moves logarithmic; ids are offsets, so they survive a move.
-  const size_t capacity = std::max(min_capacity, std::max<size_t>(64, capacity_ * 2));
+  size_t capacity = std::max(min_capacity, std::max<size_t>(64, capacity_ * 2));
+  if (max_pages_ > 0) capacity = std::min(capacity, std::max(min_capacity, max_pages_));
   std::unique_lock<std::shared_mutex> moving(arena_mutex_);
   void* grown = backend_.alloc(capacity * page_bytes());
   if (base_) {
@@ -34,6 +36,9 @@ void KvPool::grow(size_t min_capacity) {
 std::vector<int32_t> KvPool::allocate(size_t count) {
   std::lock_guard<std::mutex> lock(mutex_);
   CHAI_REQUIRE(in_use_ + count < size_t(INT32_MAX), ErrorCode::DeviceOom, "KV pool: page ids exhausted");
+  CHAI_REQUIRE(max_pages_ == 0 || in_use_ + count <= max_pages_, ErrorCode::DeviceOom,
+               "the KV cache is full: " + std::to_string(count) + " more pages asked, " + std::to_string(in_use_) + " of " +
+                   std::to_string(max_pages_) + " in use; finish or dispose other sessions, or load the model with a larger kvCacheBytes");
   if (free_.size() < count) grow(in_use_ + count);
   std::vector<int32_t> pages(free_.end() - std::ptrdiff_t(count), free_.end());
   free_.resize(free_.size() - count);

@@ -15,7 +15,9 @@ namespace chai {
 class KvPool {
  public:
   // dtype: the element type of the cached rows, F32 or F16 (half the bytes, rounded to nearest).
-  KvPool(Backend& backend, int head_dim, int page_tokens, DType dtype = DType::F32);
+  // max_pages caps the pool (0: it grows while memory lasts); past the cap allocate() throws
+  // DeviceOom, so a server can admit work by pages free instead of failing mid-generation.
+  KvPool(Backend& backend, int head_dim, int page_tokens, DType dtype = DType::F32, size_t max_pages = 0);
   ~KvPool();
   KvPool(const KvPool&) = delete;
   KvPool& operator=(const KvPool&) = delete;
@@ -35,6 +37,7 @@ class KvPool {
 
   size_t pages_in_use() const;
   size_t capacity_pages() const;
+  size_t max_pages() const { return max_pages_; }
 
  private:
   void grow(size_t min_capacity);
@@ -43,6 +46,7 @@ class KvPool {
   int head_dim_;
   int page_tokens_;
   DType dtype_;
+  size_t max_pages_;
   mutable std::mutex mutex_;               // free list and counters
   mutable std::shared_mutex arena_mutex_;  // exclusive while the arena moves
   void* base_ = nullptr;

@@ -1,6 +1,7 @@
 // The CPU engine on the test model: loads, and the forward pass is consistent with itself
 // (one prefill equals token-by-token decoding; rewinding replays exactly).
 #include <algorithm>
+#include <memory>
 #include <string>
 
 #include "core/backend.h"
@@ -101,6 +102,28 @@ int main() {
   const size_t in_use = pool.pages_in_use();
   { Session temp(c, model->weights(), *cpu, pool, 64); temp.evaluate({1, 2, 3}, false); }
   suite.check(pool.pages_in_use() == in_use, "a disposed session returns its pages");
+
+  // A capped pool refuses what would pass its cap (DeviceOom, the session unchanged) and serves
+  // the same request once another session has returned its pages.
+  {
+    const size_t per_page_row = size_t(c.n_layers) * c.n_kv_heads * 2;  // K and V of every KV head: 16 tokens
+    KvPool capped(*cpu, c.head_dim, 16, DType::F32, per_page_row + per_page_row / 2);
+    auto first = std::make_unique<Session>(c, model->weights(), *cpu, capped, 64);
+    first->evaluate({1, 2, 3}, false);
+    Session second(c, model->weights(), *cpu, capped, 64);
+    bool full = false;
+    try {
+      second.evaluate({1, 2, 3}, false);
+    } catch (const Error& e) {
+      full = e.code() == ErrorCode::DeviceOom;
+    }
+    suite.check(full && second.n_past() == 0 && capped.pages_in_use() == per_page_row,
+                "a full capped pool is DeviceOom and leaves the session as it was");
+    suite.check(capped.capacity_pages() <= capped.max_pages(), "a capped pool never grows past its cap");
+    first.reset();
+    const auto logits = second.evaluate({1, 2, 3}, false);
+    suite.check(!logits.empty() && capped.pages_in_use() == per_page_row, "pages returned to a capped pool serve the next session");
+  }
 
   // Each architecture's extras (RoPE frequency factors, NeoX pairs, q/k/v biases, per-head q/k
   // norms) read from its description; prefill equals token-by-token decoding, full and CHAI.

@@ -1,0 +1,303 @@
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import Fastify, { FastifyInstance, FastifyReply } from 'fastify';
+import { z } from 'zod';
+import { ChaiError } from '../errors';
+import type { Model } from '../model';
+import { ChatFormat, ChatMessage } from './chat-format';
+import type { ServerMetrics } from './metrics';
+import { Generation, Scheduler, SchedulerError } from './scheduler';
+
+export interface OpenAiAppOptions {
+  /** The id clients name in `model` and that /v1/models lists. */
+  modelId: string;
+  /** Bearer token that /v1/* requests must carry; none: open. */
+  apiKey?: string;
+  /** How chats become prompts. */
+  chatFormat: ChatFormat;
+}
+
+/** An error in OpenAI's shape: `{ error: { message, type, param, code } }` with an HTTP status. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: string,
+    readonly code: string | null = null,
+    readonly param: string | null = null,
+  ) {
+    super(message);
+  }
+
+  body(): { error: { message: string; type: string; param: string | null; code: string | null } } {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+function invalid(message: string, param: string | null = null, code: string | null = null): ApiError {
+  return new ApiError(400, message, 'invalid_request_error', code, param);
+}
+
+/** OpenAI options this server does not implement: accepted only absent, null or at a value that means "off". */
+const unsupported = (what: string, ...off: unknown[]) =>
+  z
+    .unknown()
+    .refine((v) => v === undefined || v === null || off.includes(v) || (typeof v === 'object' && Object.keys(v as object).length === 0), {
+      message: `${what} is not supported by this server`,
+    })
+    .optional();
+
+const samplingFields = {
+  model: z.string().min(1),
+  max_tokens: z.number().int().min(0).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  top_k: z.number().int().min(0).nullish(),
+  // The sampler's generator has 32 bits of state: larger seeds would collide with small ones.
+  seed: z.number().int().min(0).max(2 ** 32 - 1).nullish(),
+  stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+  n: z.literal(1, { message: 'only n = 1 is supported' }).nullish(),
+  presence_penalty: unsupported('presence_penalty', 0),
+  frequency_penalty: unsupported('frequency_penalty', 0),
+  logit_bias: unsupported('logit_bias'),
+  logprobs: unsupported('logprobs', false, 0),
+  user: z.string().nullish(),
+};
+
+const CompletionRequest = z.object({
+  ...samplingFields,
+  prompt: z.union([z.string(), z.array(z.string()).length(1, { message: 'one prompt per request' }), z.array(z.number().int().min(0)).min(1)]),
+  echo: unsupported('echo', false),
+  best_of: unsupported('best_of', 1),
+  suffix: z.null().optional(),
+});
+
+const MessageContent = z.union([z.string(), z.array(z.object({ type: z.literal('text'), text: z.string() })), z.null()]);
+
+const ChatRequest = z.object({
+  ...samplingFields,
+  max_completion_tokens: z.number().int().min(0).nullish(),
+  messages: z.array(z.object({ role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']), content: MessageContent.optional() })).min(1),
+  top_logprobs: unsupported('top_logprobs'),
+  tools: unsupported('tools'),
+});
+
+type SamplingRequest = z.infer<typeof CompletionRequest> | z.infer<typeof ChatRequest>;
+
+function parse<T>(schema: z.ZodType<T>, body: unknown): T {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid('the request body must be a JSON object');
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const param = issue.path.map(String).join('.') || null;
+  throw invalid(param ? `${param}: ${issue.message}` : issue.message, param);
+}
+
+function checkApiKey(header: string | undefined, key: string): boolean {
+  const expected = Buffer.from(`Bearer ${key}`);
+  const given = Buffer.from(header ?? '');
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+/** What the engine and the scheduler throw, as the HTTP error a client should see. */
+function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof SchedulerError) {
+    if (error.code === 'queue_full') return new ApiError(429, error.message, 'rate_limit_error', 'queue_full');
+    if (error.code === 'too_large') return invalid(error.message, 'max_tokens', 'context_length_exceeded');
+    return new ApiError(503, error.message, 'server_error', 'shutting_down');
+  }
+  if (error instanceof ChaiError) {
+    if (error.code === 'E_CONTEXT_OVERFLOW') return invalid(error.message, null, 'context_length_exceeded');
+    if (error.code === 'E_INVALID_ARGUMENT') return invalid(error.message, error.option ?? null);
+  }
+  // Fastify's own errors (bad JSON, wrong content type, body too large) keep their 4xx status.
+  const { statusCode, code, message } = (error ?? {}) as { statusCode?: number; code?: string; message?: string };
+  if (statusCode !== undefined && statusCode >= 400 && statusCode < 500) return new ApiError(statusCode, message ?? 'bad request', 'invalid_request_error', code ?? null);
+  return new ApiError(500, message ?? String(error), 'server_error', 'internal_error');
+}
+
+interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+function usageOf(g: Pick<Generation, 'promptTokens' | 'completionTokens'>): Usage {
+  return { prompt_tokens: g.promptTokens, completion_tokens: g.completionTokens, total_tokens: g.promptTokens + g.completionTokens };
+}
+
+/** The two endpoints differ only in how they shape their prompt and their replies. */
+interface Endpoint {
+  idPrefix: string;
+  object: string;
+  chunkObject: string;
+  choice(text: string, finishReason: string | null): object;
+  chunkChoice(text: string, finishReason: string | null, first: boolean): object;
+}
+
+const COMPLETIONS: Endpoint = {
+  idPrefix: 'cmpl-',
+  object: 'text_completion',
+  chunkObject: 'text_completion',
+  choice: (text, finish_reason) => ({ index: 0, text, logprobs: null, finish_reason }),
+  chunkChoice: (text, finish_reason) => ({ index: 0, text, logprobs: null, finish_reason }),
+};
+
+const CHAT: Endpoint = {
+  idPrefix: 'chatcmpl-',
+  object: 'chat.completion',
+  chunkObject: 'chat.completion.chunk',
+  choice: (content, finish_reason) => ({ index: 0, message: { role: 'assistant', content }, logprobs: null, finish_reason }),
+  chunkChoice: (content, finish_reason, first) => ({
+    index: 0,
+    delta: finish_reason !== null ? {} : first ? { role: 'assistant', content } : { content },
+    logprobs: null,
+    finish_reason,
+  }),
+};
+
+/**
+ * The OpenAI-compatible HTTP API over a scheduler: POST /v1/completions and /v1/chat/completions
+ * (JSON or server-sent events), GET /v1/models, /health and /metrics. Errors have OpenAI's shape.
+ */
+export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: ServerMetrics, options: OpenAiAppOptions): FastifyInstance {
+  const app = Fastify({ logger: false, forceCloseConnections: 'idle' });
+  const created = Math.floor(Date.now() / 1000);
+  let stopping = false;
+
+  app.addHook('onRequest', async (request, reply) => {
+    const endpoint = request.routeOptions.url ?? 'unknown';
+    reply.raw.once('close', () => metrics.countRequest(endpoint, reply.raw.writableFinished ? String(reply.raw.statusCode) : 'cancelled'));
+    if (options.apiKey !== undefined && request.url.startsWith('/v1/') && !checkApiKey(request.headers.authorization, options.apiKey)) {
+      throw new ApiError(401, 'a valid API key is needed: send the header "Authorization: Bearer <key>"', 'invalid_request_error', 'invalid_api_key');
+    }
+  });
+
+  app.setErrorHandler((error, _request, reply) => {
+    const api = toApiError(error);
+    void reply.status(api.status).send(api.body());
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const api = new ApiError(404, `no route ${request.method} ${request.url}`, 'invalid_request_error', 'not_found');
+    void reply.status(404).send(api.body());
+  });
+
+  const modelCard = { id: options.modelId, object: 'model', created, owned_by: 'chai-attention' };
+  app.get('/v1/models', async () => ({ object: 'list', data: [modelCard] }));
+  app.get<{ Params: { id: string } }>('/v1/models/:id', async (request) => {
+    if (request.params.id !== options.modelId) throw new ApiError(404, `the model '${request.params.id}' does not exist; this server has '${options.modelId}'`, 'invalid_request_error', 'model_not_found', 'model');
+    return modelCard;
+  });
+
+  app.get('/health', async (_request, reply) => {
+    const body = { status: stopping ? 'stopping' : 'ok', model: options.modelId, running: scheduler.runningSequences, queued: scheduler.queueDepth };
+    return reply.status(stopping ? 503 : 200).send(body);
+  });
+
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+
+  /** Runs one request through the scheduler and answers it as JSON or as a stream of events. */
+  async function generate(reply: FastifyReply, endpoint: Endpoint, body: SamplingRequest, prompt: number[], maxTokens: number | null | undefined, defaultMaxTokens: number, extraStop: readonly string[]): Promise<void> {
+    if (body.model !== options.modelId) throw new ApiError(404, `the model '${body.model}' does not exist; this server has '${options.modelId}'`, 'invalid_request_error', 'model_not_found', 'model');
+    const context = scheduler.contextTokens;
+    if (prompt.length >= context) throw invalid(`the prompt has ${prompt.length} tokens; this server's context is ${context} tokens`, 'prompt', 'context_length_exceeded');
+    if (maxTokens != null && prompt.length + maxTokens > context) {
+      throw invalid(`the prompt (${prompt.length} tokens) and max_tokens (${maxTokens}) pass this server's context of ${context} tokens`, 'max_tokens', 'context_length_exceeded');
+    }
+    const maxNewTokens = maxTokens ?? Math.min(defaultMaxTokens, context - prompt.length);
+    const stops = (typeof body.stop === 'string' ? [body.stop] : (body.stop ?? [])).concat(extraStop).filter((s) => s.length > 0);
+    const controller = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) controller.abort();
+    });
+
+    const id = endpoint.idPrefix + randomUUID().replace(/-/g, '');
+    const stamp = { id, created: Math.floor(Date.now() / 1000), model: options.modelId };
+    const stream = body.stream === true;
+    const includeUsage = stream && body.stream_options?.include_usage === true;
+    let first = true;
+    const send = (payload: object): void => {
+      if (!reply.raw.destroyed) reply.raw.write(`data: ${JSON.stringify(payload)}\n\n`);
+    };
+    const chunk = (text: string, finishReason: string | null): object => ({
+      ...stamp,
+      object: endpoint.chunkObject,
+      choices: [endpoint.chunkChoice(text, finishReason, first)],
+      ...(includeUsage ? { usage: null } : {}),
+    });
+
+    const done = scheduler.submit({
+      prompt,
+      maxNewTokens,
+      temperature: body.temperature ?? 1,
+      topK: body.top_k ?? 0,
+      topP: body.top_p ?? 1,
+      seed: body.seed ?? Math.floor(Math.random() * 2 ** 32),
+      stop: stops,
+      signal: controller.signal,
+      onText: stream
+        ? (text) => {
+            send(chunk(text, null));
+            first = false;
+          }
+        : undefined,
+    });
+
+    if (!stream) {
+      let generation: Generation;
+      try {
+        generation = await done;
+      } catch (error) {
+        if (controller.signal.aborted) return reply.hijack(); // the client is gone: nobody to answer
+        throw error;
+      }
+      return void reply.send({ ...stamp, object: endpoint.object, choices: [endpoint.choice(generation.text, generation.finishReason)], usage: usageOf(generation) });
+    }
+
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    try {
+      const generation = await done;
+      send(chunk('', generation.finishReason));
+      if (includeUsage) send({ ...stamp, object: endpoint.chunkObject, choices: [], usage: usageOf(generation) });
+    } catch (error) {
+      if (!controller.signal.aborted) send(toApiError(error).body());
+    }
+    if (!reply.raw.destroyed) reply.raw.end('data: [DONE]\n\n');
+  }
+
+  const tokenizer = model.tokenizer;
+  app.post('/v1/completions', async (request, reply) => {
+    const body = parse(CompletionRequest, request.body);
+    let prompt: number[];
+    if (typeof body.prompt === 'string' || typeof body.prompt[0] === 'string') {
+      prompt = tokenizer.encode(typeof body.prompt === 'string' ? body.prompt : (body.prompt[0] as string), { addBos: tokenizer.addBos });
+    } else {
+      prompt = body.prompt as number[];
+      const bad = prompt.find((t) => t >= model.info.vocabSize);
+      if (bad !== undefined) throw invalid(`token id ${bad} is outside the vocabulary (0..${model.info.vocabSize - 1})`, 'prompt');
+    }
+    if (prompt.length === 0) throw invalid('the prompt is empty', 'prompt');
+    // OpenAI's default for legacy completions is 16 new tokens.
+    await generate(reply, COMPLETIONS, body, prompt, body.max_tokens, 16, []);
+  });
+
+  app.post('/v1/chat/completions', async (request, reply) => {
+    const body = parse(ChatRequest, request.body);
+    const messages: ChatMessage[] = body.messages.map((m) => ({
+      role: m.role,
+      content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((part) => part.text).join(''),
+    }));
+    const format = options.chatFormat;
+    const prompt = tokenizer.encode(format.render(messages), { addBos: format.addBos ?? tokenizer.addBos });
+    await generate(reply, CHAT, body, prompt, body.max_completion_tokens ?? body.max_tokens, Infinity, format.stop);
+  });
+
+  app.addHook('preClose', async () => {
+    stopping = true;
+  });
+  return app;
+}

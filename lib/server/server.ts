@@ -1,0 +1,56 @@
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Model } from '../model';
+import { ChatFormat, plainChatFormat } from './chat-format';
+import { Scheduler, SchedulerOptions } from './scheduler';
+
+export interface ServeOptions extends Omit<SchedulerOptions, 'observer'> {
+  /** Address to bind. Default 127.0.0.1 (this machine only). */
+  host?: string;
+  /** Port; 0 picks a free one. Default 8080. */
+  port?: number;
+  /** Bearer token that /v1/* requests must carry. Default: none. */
+  apiKey?: string;
+  /** The model's id in the API. Default: the file name without `.gguf`. */
+  modelId?: string;
+  /** How chats become prompts. Default: plainChatFormat. */
+  chatFormat?: ChatFormat;
+}
+
+export interface RunningServer {
+  /** http://host:port */
+  url: string;
+  port: number;
+  modelId: string;
+  scheduler: Scheduler;
+  app: FastifyInstance;
+  /**
+   * Stops accepting requests and connections, lets running and queued requests finish (after
+   * graceMs, default: no limit, they are cancelled) and resolves once every connection is closed.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Serves `model` over the OpenAI API with continuous batching. The caller keeps owning the model. */
+export async function serveModel(model: Model, options: ServeOptions = {}): Promise<RunningServer> {
+  // Loaded here, not at the top: the HTTP stack costs about half a second to load, and only serving needs it.
+  const [{ ServerMetrics }, { buildOpenAiApp }] = await Promise.all([import('./metrics'), import('./openai')]);
+  const metrics = new ServerMetrics();
+  const scheduler = new Scheduler(model, { ...options, observer: metrics.observer });
+  metrics.watch(scheduler, model);
+  const modelId = options.modelId ?? path.basename(model.path).replace(/\.gguf$/i, '');
+  const app = buildOpenAiApp(model, scheduler, metrics, { modelId, apiKey: options.apiKey, chatFormat: options.chatFormat ?? plainChatFormat });
+  const host = options.host ?? '127.0.0.1';
+  await app.listen({ host, port: options.port ?? 8080 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : (options.port ?? 8080);
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    port,
+    modelId,
+    scheduler,
+    app,
+    close: (graceMs) => (closing ??= Promise.all([scheduler.close(graceMs), app.close()]).then(() => undefined)),
+  };
+}
