@@ -3,7 +3,7 @@ export { devices, buildInfo, resolveDevice, Device, DeviceRequest, DeviceList, B
 export { matmul, rmsnorm, softmax, toHalf, fromHalf, WeightMatrix, WeightDType, HalfDType, OpOptions } from './ops';
 export { loadModel, Model, TensorInfo, LoadModelOptions, LoadProgress, KvPool, KvPoolStats } from './model';
 export { Session, SessionOptions, GenerateOptions, GeneratedToken, GenerationResult, FinishReason, CacheStats, Assignment, ChaiSource } from './session';
-export { Tokenizer, SentencePieceTokenizer, BytePairTokenizer, StreamingDecoder, Metadata, MetadataValue } from './tokenizer';
+export { Tokenizer, EncodeOptions, SentencePieceTokenizer, BytePairTokenizer, StreamingDecoder, Metadata, MetadataValue } from './tokenizer';
 export { SamplingOptions } from './sampling';
 export { writeGguf, GgufWriteValue, GgufWriteTensor } from './gguf-writer';
 export { writeSyntheticLlama, SyntheticLlamaConfig } from './synthetic';
@@ -16,9 +16,11 @@ export { measurePlans, paragraphWindows } from './quality';
 export { calibrationChartSvg } from './quality-chart';
 export { evaluateChai, EvaluateOptions, EvaluationReport, evaluationWindows } from './evaluate';
 export { measureThroughput, ThroughputOptions, Throughput } from './bench';
+export { ChatTemplate, ChatMessage, ChatRenderer, RenderOptions, chatRenderer } from './chat/template';
+export { ChatSession, ChatSessionOptions, ChatReply } from './chat/chat-session';
 export { pullModel, PullOptions, PullProgress, PullResult } from './models/pull';
 export { modelsCacheDir, parseModelName, resolveModelPath, RemoteModel } from './models/cache';
 export { writeSafetensors, SafetensorsWriteTensor, SafetensorsDType } from './safetensors-writer';
 export { serveModel, ServeOptions, RunningServer } from './server/server';
 export { Scheduler, SchedulerOptions, SchedulerObserver, GenerationRequest, Generation, SchedulerError } from './server/scheduler';
-export { ChatFormat, ChatMessage, plainChatFormat } from './server/chat-format';
+export { ChatFormat, plainChatFormat } from './server/chat-format'; // ChatMessage is chat/template's; the server's narrower one (OpenAI roles) stays internal

@@ -17,6 +17,10 @@ export interface ModelInfo {
   /** The context length the model was trained with (metadata). */
   contextLength: number;
   ropeFreqBase: number;
+  /** Which elements RoPE rotates together: 'normal' pairs (2i, 2i+1) or 'neox' halves (i, i + headDim/2). */
+  ropeStyle: 'normal' | 'neox';
+  /** Tokens a position attends to at most (0: no window). Sessions hold at most this many tokens. */
+  slidingWindow: number;
   rmsEps: number;
   /** The output projection reuses the token embedding. */
   tiedOutput: boolean;

@@ -19,13 +19,16 @@ export function paragraphWindows(model: Model, text: string, windowTokens: numbe
   return Array.from({ length: count }, (_, i) => candidates[Math.floor((i * candidates.length) / count)]);
 }
 
+// Indexed loops: iterators and Float64Array.from's callback cost 10x here on 150k-token vocabularies.
 function logSoftmax(row: Float32Array): Float64Array {
   let max = -Infinity;
-  for (const v of row) max = Math.max(max, v);
+  for (let i = 0; i < row.length; i++) if (row[i] > max) max = row[i];
   let sum = 0;
-  for (const v of row) sum += Math.exp(v - max);
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
   const lse = max + Math.log(sum);
-  return Float64Array.from(row, (v) => v - lse);
+  const out = new Float64Array(row.length);
+  for (let i = 0; i < row.length; i++) out[i] = row[i] - lse;
+  return out;
 }
 
 function argmax(row: ArrayLike<number>): number {

@@ -9,6 +9,8 @@ export interface SamplingOptions {
   topP?: number;
   /** Seed of the sampler's generator, an integer in [0, 2**32); the same seed gives the same tokens. Default: random. */
   seed?: number;
+  /** Added to the logits of these token ids before sampling (OpenAI's logit_bias; -Infinity bans a token). */
+  logitBias?: Readonly<Record<number, number>>;
 }
 
 /** mulberry32: a tiny seeded generator, uniform in [0, 1). */
@@ -29,7 +31,7 @@ export function argmax(logits: ArrayLike<number>): number {
   return best;
 }
 
-export function validateSampling(o: SamplingOptions): Required<Omit<SamplingOptions, 'seed'>> & { seed: number } {
+export function validateSampling(o: SamplingOptions): Required<Omit<SamplingOptions, 'seed' | 'logitBias'>> & { seed: number } {
   const temperature = o.temperature ?? 0.8;
   const topK = o.topK ?? 40;
   const topP = o.topP ?? 0.95;
@@ -40,6 +42,21 @@ export function validateSampling(o: SamplingOptions): Required<Omit<SamplingOpti
   // The generator's state is 32 bits: larger seeds would be truncated and collide with small ones.
   if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw invalidOption('seed', `must be an integer in [0, 2**32), got ${String(o.seed)}`);
   return { temperature, topK, topP, seed };
+}
+
+/** The logits with `bias` added (a copy; the input is left alone). Ids must be in the vocabulary. */
+export function biasLogits(logits: Float32Array, bias: Readonly<Record<number, number>> | undefined): Float32Array {
+  if (bias === undefined) return logits;
+  const out = Float32Array.from(logits);
+  for (const [key, value] of Object.entries(bias)) {
+    const id = Number(key);
+    if (!Number.isInteger(id) || id < 0 || id >= logits.length) {
+      throw new ChaiError('E_INVALID_ARGUMENT', `logitBias names token ${key}, outside the vocabulary (0..${logits.length - 1})`);
+    }
+    if (typeof value !== 'number' || Number.isNaN(value)) throw new ChaiError('E_INVALID_ARGUMENT', `logitBias for token ${key} must be a number`);
+    out[id] += value;
+  }
+  return out;
 }
 
 /**

@@ -3,7 +3,7 @@ import { native } from './native';
 import type { SessionHost } from './model-info';
 import { ClusterPlan } from './plan';
 import { loadCachedPlan } from './plan-cache';
-import { sample, SamplingOptions, seededRandom, validateSampling } from './sampling';
+import { biasLogits, sample, SamplingOptions, seededRandom, validateSampling } from './sampling';
 import { StreamingDecoder } from './tokenizer';
 
 export interface SessionOptions {
@@ -147,9 +147,18 @@ export class Session {
   ) {
     optionsArgument(options, 'createSession');
     const context = model.info.contextLength;
-    const maxTokens = options.maxTokens ?? Math.min(context, 4096);
+    let maxTokens = options.maxTokens ?? Math.min(context, 4096);
     if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > context) {
       throw invalidOption('maxTokens', `must be an integer in 1..${context} (the model's context length), got ${String(options.maxTokens)}`);
+    }
+    const window = model.info.slidingWindow;
+    if (window > 0 && maxTokens > window) {
+      // Attention limited to `window` tokens is full attention while the context fits in the window.
+      process.emitWarning(
+        `the model attends over a sliding window of ${window} tokens; this session holds at most ${window} tokens (asked ${maxTokens})`,
+        { code: 'CHAI_SLIDING_WINDOW' },
+      );
+      maxTokens = window;
     }
     this.maxTokens = maxTokens;
     const { plan, source } = resolvePlan(model, options.chai);
@@ -245,7 +254,7 @@ export class Session {
     let finishReason: FinishReason = 'maxNewTokens';
     while (generated.length < maxNewTokens) {
       options.signal?.throwIfAborted();
-      const token = sample(logits, sampling, random);
+      const token = sample(biasLogits(logits, options.logitBias), sampling, random);
       if (tokenizer.isEndOfGeneration(token)) {
         finishReason = 'endOfGeneration';
         break;

@@ -23,6 +23,10 @@ export interface SyntheticLlamaConfig {
   logitScale?: number;
   /** Metadata entries added to (or replacing) the generated ones, e.g. to write a malformed file. */
   metadata?: Record<string, GgufWriteValue>;
+  /** Tensors written after the generated ones (tests of tensors a loader must refuse). */
+  extraTensors?: GgufWriteTensor[];
+  /** general.architecture and the prefix of its metadata keys (default 'llama'; 'mistral' has the same tensors). */
+  architecture?: string;
 }
 
 function random(seed: number): () => number {
@@ -87,16 +91,17 @@ export function writeSyntheticLlama(file: string, c: SyntheticLlamaConfig): void
     tokens.push(`\u2581t${i}`);
     types.push(1);
   }
+  const arch = c.architecture ?? 'llama';
   const metadata: Record<string, GgufWriteValue> = {
-    'general.architecture': { type: 'string', value: 'llama' },
+    'general.architecture': { type: 'string', value: arch },
     'general.name': { type: 'string', value: 'synthetic' },
-    'llama.block_count': { type: 'u32', value: c.layers },
-    'llama.embedding_length': { type: 'u32', value: c.embeddingLength },
-    'llama.feed_forward_length': { type: 'u32', value: c.feedForwardLength },
-    'llama.attention.head_count': { type: 'u32', value: c.heads },
-    'llama.attention.head_count_kv': { type: 'u32', value: c.kvHeads },
-    'llama.context_length': { type: 'u32', value: 4096 },
-    'llama.attention.layer_norm_rms_epsilon': { type: 'f32', value: 1e-5 },
+    [`${arch}.block_count`]: { type: 'u32', value: c.layers },
+    [`${arch}.embedding_length`]: { type: 'u32', value: c.embeddingLength },
+    [`${arch}.feed_forward_length`]: { type: 'u32', value: c.feedForwardLength },
+    [`${arch}.attention.head_count`]: { type: 'u32', value: c.heads },
+    [`${arch}.attention.head_count_kv`]: { type: 'u32', value: c.kvHeads },
+    [`${arch}.context_length`]: { type: 'u32', value: 4096 },
+    [`${arch}.attention.layer_norm_rms_epsilon`]: { type: 'f32', value: 1e-5 },
     'tokenizer.ggml.model': { type: 'string', value: 'llama' },
     'tokenizer.ggml.tokens': { type: 'string[]', value: tokens },
     'tokenizer.ggml.scores': { type: 'f32[]', value: new Float32Array(tokens.length) },
@@ -104,5 +109,5 @@ export function writeSyntheticLlama(file: string, c: SyntheticLlamaConfig): void
     'tokenizer.ggml.bos_token_id': { type: 'u32', value: 1 },
     'tokenizer.ggml.eos_token_id': { type: 'u32', value: 2 },
   };
-  writeGguf(file, { ...metadata, ...c.metadata }, tensors);
+  writeGguf(file, { ...metadata, ...c.metadata }, [...tensors, ...(c.extraTensors ?? [])]);
 }

@@ -23,13 +23,31 @@ export interface Tokenizer {
   readonly eos: number | null;
   /** Whether encode() puts BOS first by default (the file's add_bos_token flag). */
   readonly addBos: boolean;
-  /** Text to token ids, as llama.cpp tokenizes it (special-token text is not parsed). */
-  encode(text: string, options?: { addBos?: boolean }): number[];
+  /**
+   * Tokens that end a generation or a chat turn: EOS, EOT (`<|eot_id|>`, `<|im_end|>`, ...) and the
+   * other end-of-turn tokens llama.cpp recognises by their text, ascending.
+   */
+  readonly endOfGeneration: readonly number[];
+  /**
+   * Text to token ids, as llama.cpp tokenizes it. Text that spells a control token (such as
+   * `<|im_start|>`) becomes that token only with parseSpecial (default false: it is tokenized as
+   * plain text); user-defined tokens (such as `<think>`) are matched either way.
+   */
+  encode(text: string, options?: EncodeOptions): number[];
   /** Token ids to text; control tokens (BOS, EOS) produce nothing. */
   decode(tokens: readonly number[]): string;
   /** The raw bytes one token stands for, for streaming (a UTF-8 character may span tokens). */
   tokenBytes(token: number): Uint8Array;
+  /** The vocabulary entry as stored (special tokens: their text, such as `<|im_end|>`). */
+  tokenText(token: number): string;
   isEndOfGeneration(token: number): boolean;
+}
+
+export interface EncodeOptions {
+  /** Put BOS first (default: the model's add_bos_token flag). */
+  addBos?: boolean;
+  /** Turn the text of control tokens into those tokens (default false). */
+  parseSpecial?: boolean;
 }
 
 function formatError(message: string): never {
@@ -67,53 +85,125 @@ function flag(metadata: Metadata, key: string, fallback: boolean): boolean {
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8');
 
+// Token texts that llama.cpp treats as control tokens whatever their stored type, and those that
+// end a generation (llama-vocab.cpp: "control-looking" tokens and the end-of-generation list).
+const EOT_TEXTS = ['<|eot_id|>', '<|im_end|>', '<|end|>', '<end_of_turn>', '<|endoftext|>', '<EOT>', '_<EOT>', '<｜end▁of▁sentence｜>', '</s>'];
+const FIM_TEXTS = [
+  '<|fim_prefix|>', '<fim-prefix>', '<｜fim▁begin｜>', '<PRE>', '<|fim_suffix|>', '<fim-suffix>', '<｜fim▁hole｜>', '<SUF>',
+  '<|fim_middle|>', '<fim-middle>', '<｜fim▁end｜>', '<MID>', '<|fim_pad|>', '<fim-pad>', '<PAD>',
+  '<|fim_repo|>', '<|repo_name|>', '<fim-repo>', '<REPO>', '<|file_sep|>',
+];
+const FIM_END_TEXTS = ['<|fim_pad|>', '<fim-pad>', '<PAD>', '<|fim_repo|>', '<|repo_name|>', '<fim-repo>', '<REPO>', '<|file_sep|>'];
+const EOG_TEXTS = ['<|eot_id|>', '<|im_end|>', '<|end|>', '<end_of_turn>', '<|endoftext|>', '<|eom_id|>', '<EOT>', '_<EOT>', '<|end_of_text|>'];
+
+/** A piece of text still to tokenize, or a special token already matched. */
+type Fragment = string | number;
+
 abstract class BaseTokenizer implements Tokenizer {
   abstract readonly kind: 'llama' | 'gpt2';
   readonly vocabSize: number;
   readonly bos: number | null;
   readonly eos: number | null;
   readonly addBos: boolean;
+  readonly endOfGeneration: readonly number[];
   protected readonly pieces: string[];
-  protected readonly types: ArrayLike<number>;
+  protected readonly types: number[];
   protected readonly ids = new Map<string, number>();
-  private readonly eot: number | null;
+  private readonly endSet: ReadonlySet<number>;
+  // Control, user-defined and unknown tokens, longest text first (llama.cpp's matching order).
+  private readonly specials: number[];
   private readonly byteCache = new Map<number, Uint8Array>();
 
   constructor(metadata: Metadata, addBosDefault: boolean) {
     this.pieces = stringArray(metadata, 'tokenizer.ggml.tokens');
     this.vocabSize = this.pieces.length;
     if (this.vocabSize === 0) formatError('the vocabulary is empty');
-    this.types = numberArray(metadata, 'tokenizer.ggml.token_type', this.vocabSize, TokenType.Normal);
+    this.types = Array.from(numberArray(metadata, 'tokenizer.ggml.token_type', this.vocabSize, TokenType.Normal));
     this.pieces.forEach((p, id) => {
       if (!this.ids.has(p)) this.ids.set(p, id);
     });
     this.bos = optionalId(metadata, 'tokenizer.ggml.bos_token_id', this.vocabSize);
     this.eos = optionalId(metadata, 'tokenizer.ggml.eos_token_id', this.vocabSize);
-    this.eot = optionalId(metadata, 'tokenizer.ggml.eot_token_id', this.vocabSize);
+    const eot = optionalId(metadata, 'tokenizer.ggml.eot_token_id', this.vocabSize);
+    const eom = optionalId(metadata, 'tokenizer.ggml.eom_token_id', this.vocabSize);
     this.addBos = flag(metadata, 'tokenizer.ggml.add_bos_token', addBosDefault) && this.bos !== null;
+
+    const present = (texts: string[]): number[] => texts.flatMap((t) => (this.ids.has(t) ? [this.ids.get(t)!] : []));
+    const controlLooking = [...(eot === null ? present(EOT_TEXTS) : []), ...(eom === null ? present(['<|eom_id|>']) : [])];
+    controlLooking.push(...present(FIM_TEXTS), ...present(EOG_TEXTS));
+    for (const id of controlLooking) this.types[id] = TokenType.Control;
+    const ends = new Set<number>([...present(FIM_END_TEXTS), ...present(EOG_TEXTS)]);
+    if (eot === null) present(EOT_TEXTS).forEach((id) => ends.add(id));
+    for (const id of [this.eos, eot, eom]) if (id !== null) ends.add(id);
+    this.endSet = ends;
+    this.endOfGeneration = [...ends].sort((a, b) => a - b);
+
+    const special = (t: number): boolean => t === TokenType.Control || t === TokenType.UserDefined || t === TokenType.Unknown;
+    this.specials = this.types.flatMap((t, id) => (special(t) ? [id] : []));
+    this.specials.sort((a, b) => this.pieces[b].length - this.pieces[a].length || a - b);
   }
 
-  encode(text: string, options?: { addBos?: boolean }): number[] {
+  encode(text: string, options?: EncodeOptions): number[] {
     if (typeof text !== 'string') throw new ChaiError('E_INVALID_ARGUMENT', `encode takes a string, got ${text === null ? 'null' : typeof text}`);
-    const add = optionsArgument(options, 'encode').addBos ?? this.addBos;
-    const tokens = this.encodeText(text);
-    return add && this.bos !== null ? [this.bos, ...tokens] : tokens;
+    const { addBos, parseSpecial } = optionsArgument(options, 'encode');
+    const out: number[] = [];
+    let afterSpecial = true; // the start of the text counts as following a special token
+    for (const fragment of this.partition(text, parseSpecial ?? false)) {
+      if (typeof fragment === 'number') {
+        out.push(fragment);
+        afterSpecial = true;
+      } else {
+        out.push(...this.encodeText(fragment, afterSpecial));
+        afterSpecial = false;
+      }
+    }
+    const add = addBos ?? this.addBos;
+    return add && this.bos !== null ? [this.bos, ...out] : out;
   }
 
-  /** The token ids of `text`, without BOS. */
-  protected abstract encodeText(text: string): number[];
+  /** Splits text at special-token text: user-defined tokens always, control tokens when asked. */
+  private partition(text: string, parseSpecial: boolean): Fragment[] {
+    let fragments: Fragment[] = text.length > 0 ? [text] : [];
+    for (const id of this.specials) {
+      if (!parseSpecial && this.types[id] !== TokenType.UserDefined) continue;
+      const piece = this.pieces[id];
+      if (piece.length === 0 || !fragments.some((f) => typeof f === 'string' && f.includes(piece))) continue;
+      fragments = fragments.flatMap((f) => {
+        if (typeof f !== 'string') return [f];
+        const parts: Fragment[] = [];
+        f.split(piece).forEach((raw, i) => {
+          if (i > 0) parts.push(id);
+          if (raw.length > 0) parts.push(raw);
+        });
+        return parts;
+      });
+    }
+    return fragments;
+  }
+
+  /** Tokens of plain text (no special tokens in it); afterSpecial: it starts the text or follows a special token. */
+  protected abstract encodeText(text: string, afterSpecial: boolean): number[];
   protected abstract pieceBytes(token: number): Uint8Array;
 
-  tokenBytes(token: number): Uint8Array {
+  private checkId(token: number): void {
     if (!Number.isInteger(token) || token < 0 || token >= this.vocabSize) {
       throw new ChaiError('E_INVALID_ARGUMENT', `token id ${token} is outside the vocabulary (0..${this.vocabSize - 1})`);
     }
+  }
+
+  tokenBytes(token: number): Uint8Array {
+    this.checkId(token);
     let bytes = this.byteCache.get(token);
     if (!bytes) {
       bytes = this.types[token] === TokenType.Control ? new Uint8Array(0) : this.pieceBytes(token);
       this.byteCache.set(token, bytes);
     }
     return bytes;
+  }
+
+  tokenText(token: number): string {
+    this.checkId(token);
+    return this.pieces[token];
   }
 
   decode(tokens: readonly number[]): string {
@@ -135,7 +225,7 @@ abstract class BaseTokenizer implements Tokenizer {
   }
 
   isEndOfGeneration(token: number): boolean {
-    return token === this.eos || token === this.eot;
+    return this.endSet.has(token);
   }
 }
 
@@ -208,9 +298,8 @@ export class SentencePieceTokenizer extends BaseTokenizer {
     }
   }
 
-  protected encodeText(text: string): number[] {
-    if (text.length === 0) return [];
-    const normalized = (this.addSpacePrefix ? ' ' + text : text).replace(/ /g, SPACE);
+  protected encodeText(text: string, afterSpecial: boolean): number[] {
+    const normalized = (this.addSpacePrefix && afterSpecial ? ' ' + text : text).replace(/ /g, SPACE);
     // Symbols start as single characters (code points) in a doubly linked list.
     const chars = Array.from(normalized);
     const texts = chars.slice();
@@ -306,6 +395,9 @@ const PRE_TOKENIZERS: Record<string, RegExp> = {
     /(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu,
 };
 PRE_TOKENIZERS['llama-bpe'] = PRE_TOKENIZERS.llama3;
+// Qwen2/2.5/3: llama3's pattern with single digits.
+PRE_TOKENIZERS.qwen2 =
+  /(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu;
 PRE_TOKENIZERS.default = PRE_TOKENIZERS.gpt2;
 
 /** Byte-level BPE (the GGUF 'gpt2' model): pre-split, then merges by rank within each piece. */

@@ -5,8 +5,8 @@ import { GenerationResult } from '../session';
 import { interrupted, note, number, withFlags, MODEL_HELP } from './format';
 import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
 
-/** API option → the flag of this command that sets it (for error messages). */
-const FLAGS = {
+/** API option → the flag of this command (and of chat, which takes the same) that sets it, for error messages. */
+export const GENERATE_FLAGS = {
   maxNewTokens: '--max-tokens',
   maxTokens: '--context',
   temperature: '--temperature',
@@ -110,5 +110,5 @@ export function registerGenerateCommand(program: Command): void {
     .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
     .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
     .option('--json', 'print one JSON object with token ids, text, speed and cache stats')
-    .action((opts: GenerateFlags) => withFlags(FLAGS, () => generate(opts)));
+    .action((opts: GenerateFlags) => withFlags(GENERATE_FLAGS, () => generate(opts)));
 }

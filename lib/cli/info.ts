@@ -43,7 +43,7 @@ async function printModel(file: string, json: boolean): Promise<void> {
         `${model.path}`,
         `  architecture ${i.architecture}${i.name ? ` (${i.name})` : ''}, ${i.ggufVersion ? `GGUF v${i.ggufVersion}` : 'Hugging Face folder'}`,
         `  ${i.layers} layers, embedding ${i.embeddingLength}, ${i.heads} heads / ${i.kvHeads} KV heads of ${i.headDim}, feed-forward ${i.feedForwardLength}`,
-        `  vocabulary ${i.vocabSize} (${model.tokenizer.kind} tokenizer), trained context ${i.contextLength}, rope base ${i.ropeFreqBase}, rms eps ${i.rmsEps}`,
+        `  vocabulary ${i.vocabSize} (${model.tokenizer.kind} tokenizer), trained context ${i.contextLength}, rope ${i.ropeStyle} base ${i.ropeFreqBase}${i.slidingWindow ? `, sliding window ${i.slidingWindow}` : ''}, rms eps ${i.rmsEps}`,
         `  tensors: ${model.tensors.length} (${types})${i.tiedOutput ? ', output tied to the embedding' : ''}`,
         `  memory: weights ${kib(i.weightBytes)} (mapped), KV cache ${kib(kvBytesPerToken(model))} per token (f32, full attention)`,
       ].join('\n') + '\n',

@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { ChaiError } from '../errors';
 import { registerBenchCommand } from './bench';
 import { registerCalibrateCommand } from './calibrate';
+import { registerChatCommand } from './chat';
 import { registerEvalCommand } from './eval';
 import { interrupted } from './format';
 import { registerGenerateCommand } from './generate';
@@ -19,6 +20,7 @@ async function main(argv: string[]): Promise<void> {
   program.name('chai-attn').description('LLaMA-family inference with CHAI (Clustered Head Attention)').version(version);
   registerInfoCommand(program);
   registerGenerateCommand(program);
+  registerChatCommand(program);
   registerBenchCommand(program);
   registerCalibrateCommand(program);
   registerEvalCommand(program);

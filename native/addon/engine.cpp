@@ -109,6 +109,8 @@ Napi::Object config_to_js(Napi::Env env, const LlamaConfig& c) {
   o.Set("contextLength", c.n_ctx_train);
   o.Set("rmsEps", c.rms_eps);
   o.Set("ropeFreqBase", c.rope_base);
+  o.Set("ropeStyle", c.rope_style == RopeStyle::Neox ? "neox" : "normal");
+  o.Set("slidingWindow", c.sliding_window);
   return o;
 }
 

@@ -125,9 +125,10 @@ void Backend::embed(const TensorView& table, const int32_t* tokens, const Tensor
   run_embed(table, tokens, out);
 }
 
-void Backend::rope(const TensorView& x, int head_dim, const int32_t* positions, float base) {
+void Backend::rope(const TensorView& x, int head_dim, const int32_t* positions, float base, RopeStyle style,
+                   const float* freq_factors) {
   check_rope_args(x, head_dim, positions, base);
-  run_rope(x, head_dim, positions, base);
+  run_rope(x, head_dim, positions, base, style, freq_factors);
 }
 
 void Backend::swiglu(const TensorView& gate, const TensorView& up) {
@@ -138,6 +139,16 @@ void Backend::swiglu(const TensorView& gate, const TensorView& up) {
 void Backend::add(const TensorView& x, const TensorView& y) {
   check_same_f32(x, y, "add");
   run_add(x, y);
+}
+
+void Backend::add_bias(const TensorView& x, const TensorView& bias) {
+  require_data(x, "add_bias input");
+  require_data(bias, "add_bias bias");
+  require_f32(x, "add_bias input");
+  require_f32(bias, "add_bias bias");
+  CHAI_REQUIRE(bias.numel() == x.cols, ErrorCode::InvalidArgument,
+          "add_bias: the bias " + bias.shape_string() + " must have one value per column of " + x.shape_string());
+  run_add_bias(x, bias);
 }
 
 void Backend::attention(const AttentionParams& p) {

@@ -28,6 +28,10 @@ struct HeadFeatureParams {
 
 inline int feature_length(int t0) { return t0 * (t0 + 1) / 2; }
 
+// Which elements of a head RoPE rotates together: llama's adjacent pairs (2i, 2i+1), or GPT-NeoX's
+// halves (i, i + head_dim/2) as Qwen uses. Pair i turns by the same angle in both.
+enum class RopeStyle { Normal, Neox };
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -48,20 +52,26 @@ class Backend {
   // in their stored type and are converted inside the kernel).
   void matmul(const TensorView& x, const TensorView& w, const TensorView& y);
   // y[i, :] = x[i, :] / sqrt(mean(x[i, :]²) + eps) * weight. All F32; weight has cols entries.
+  // y may be x (in place); a [rows · heads, head_dim] view of x normalises every head on its own.
   void rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y);
   // Numerically stable softmax of every row, in place. F32.
   void softmax_rows(const TensorView& x);
 
   // out[i, :] = table[tokens[i], :] decoded to f32. `tokens` (n ints) lives in backend memory.
   void embed(const TensorView& table, const int32_t* tokens, const TensorView& out);
-  // Rotary position embedding as llama.cpp applies it to the llama architecture: within each
-  // head, pairs (2i, 2i+1) rotate by positions[row] · base^(−2i/head_dim). In place, F32.
-  // `positions` (x.rows ints, backend memory) lets one call cover rows of several sequences.
-  void rope(const TensorView& x, int head_dim, const int32_t* positions, float base);
+  // Rotary position embedding as llama.cpp applies it: within each head, pair i (see RopeStyle)
+  // rotates by positions[row] · base^(−2i/head_dim) / freq_factors[i]. In place, F32.
+  // `positions` (x.rows ints, backend memory) lets one call cover rows of several sequences;
+  // `freq_factors` (head_dim/2 floats, backend memory, or null for all ones) are Llama 3.1's
+  // per-frequency scaling (rope_freqs.weight).
+  void rope(const TensorView& x, int head_dim, const int32_t* positions, float base, RopeStyle style = RopeStyle::Normal,
+            const float* freq_factors = nullptr);
   // gate = silu(gate) · up, element-wise, in place. F32.
   void swiglu(const TensorView& gate, const TensorView& up);
   // x += y, element-wise. F32.
   void add(const TensorView& x, const TensorView& y);
+  // x[i, :] += bias for every row (Qwen2's q/k/v projection biases). F32; bias has x.cols entries.
+  void add_bias(const TensorView& x, const TensorView& bias);
   // Clustered causal attention over a paged cache; see AttentionParams.
   void attention(const AttentionParams& p);
   // Writes K or V rows into cache pages; see KvStoreParams.
@@ -74,9 +84,11 @@ class Backend {
   virtual void run_rmsnorm(const TensorView& x, const TensorView& weight, float eps, const TensorView& y) = 0;
   virtual void run_softmax_rows(const TensorView& x) = 0;
   virtual void run_embed(const TensorView& table, const int32_t* tokens, const TensorView& out) = 0;
-  virtual void run_rope(const TensorView& x, int head_dim, const int32_t* positions, float base) = 0;
+  virtual void run_rope(const TensorView& x, int head_dim, const int32_t* positions, float base, RopeStyle style,
+                        const float* freq_factors) = 0;
   virtual void run_swiglu(const TensorView& gate, const TensorView& up) = 0;
   virtual void run_add(const TensorView& x, const TensorView& y) = 0;
+  virtual void run_add_bias(const TensorView& x, const TensorView& bias) = 0;
   virtual void run_attention(const AttentionParams& p) = 0;
   virtual void run_store_kv(const KvStoreParams& p) = 0;
   virtual void run_head_features(const HeadFeatureParams& p) = 0;

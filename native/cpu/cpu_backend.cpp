@@ -43,14 +43,18 @@ class CpuBackend final : public Backend {
   void run_embed(const TensorView& table, const int32_t* tokens, const TensorView& out) override {
     cpu::embed(pool_, table, tokens, out);
   }
-  void run_rope(const TensorView& x, int head_dim, const int32_t* positions, float base) override {
-    cpu::rope(pool_, x, head_dim, positions, base);
+  void run_rope(const TensorView& x, int head_dim, const int32_t* positions, float base, RopeStyle style,
+                const float* freq_factors) override {
+    cpu::rope(pool_, x, head_dim, positions, base, style, freq_factors);
   }
   void run_swiglu(const TensorView& gate, const TensorView& up) override {
     cpu::swiglu(pool_, gate, up);
   }
   void run_add(const TensorView& x, const TensorView& y) override {
     cpu::add(pool_, x, y);
+  }
+  void run_add_bias(const TensorView& x, const TensorView& bias) override {
+    cpu::add_bias(pool_, x, bias);
   }
   void run_attention(const AttentionParams& p) override {
     cpu::attention(pool_, p);

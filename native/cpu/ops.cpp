@@ -127,14 +127,19 @@ void embed(ThreadPool& pool, const TensorView& table, const int32_t* tokens, con
   });
 }
 
-void rope(ThreadPool& pool, const TensorView& x, int head_dim, const int32_t* positions, float base) {
+void rope(ThreadPool& pool, const TensorView& x, int head_dim, const int32_t* positions, float base, RopeStyle style,
+          const float* freq_factors) {
   const int half = head_dim / 2;
+  // Pair i is (2i, 2i+1) in the normal style and (i, i + half) in NeoX's.
+  const int first_stride = style == RopeStyle::Neox ? 1 : 2;
+  const int partner = style == RopeStyle::Neox ? half : 1;
   pool.parallel_for(x.rows, 4, [&](int64_t begin, int64_t end) {
     std::vector<float> cos_t(static_cast<size_t>(half)), sin_t(static_cast<size_t>(half));
     for (int64_t r = begin; r < end; ++r) {
       const double pos = double(positions[r]);
       for (int i = 0; i < half; ++i) {
-        const double theta = pos * std::pow(double(base), -2.0 * i / head_dim);
+        double theta = pos * std::pow(double(base), -2.0 * i / head_dim);
+        if (freq_factors) theta /= double(freq_factors[i]);
         cos_t[size_t(i)] = float(std::cos(theta));
         sin_t[size_t(i)] = float(std::sin(theta));
       }
@@ -142,9 +147,11 @@ void rope(ThreadPool& pool, const TensorView& x, int head_dim, const int32_t* po
       for (int64_t h = 0; h < x.cols / head_dim; ++h) {
         float* v = row + h * head_dim;
         for (int i = 0; i < half; ++i) {
-          const float a = v[2 * i], b = v[2 * i + 1];
-          v[2 * i] = a * cos_t[size_t(i)] - b * sin_t[size_t(i)];
-          v[2 * i + 1] = a * sin_t[size_t(i)] + b * cos_t[size_t(i)];
+          float& a = v[first_stride * i];
+          float& b = v[first_stride * i + partner];
+          const float a0 = a, b0 = b;
+          a = a0 * cos_t[size_t(i)] - b0 * sin_t[size_t(i)];
+          b = a0 * sin_t[size_t(i)] + b0 * cos_t[size_t(i)];
         }
       }
     }
@@ -163,6 +170,14 @@ void swiglu(ThreadPool& pool, const TensorView& gate, const TensorView& up) {
 void add(ThreadPool& pool, const TensorView& x, const TensorView& y) {
   pool.parallel_for(x.numel(), 4096, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) x.as<float>()[i] += y.as<float>()[i];
+  });
+}
+
+void add_bias(ThreadPool& pool, const TensorView& x, const TensorView& bias) {
+  const int64_t d = x.cols;
+  pool.parallel_for(x.rows, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      for (int64_t c = 0; c < d; ++c) x.as<float>()[i * d + c] += bias.as<float>()[c];
   });
 }
 

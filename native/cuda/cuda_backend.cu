@@ -86,14 +86,18 @@ class CudaBackend final : public Backend {
   void run_embed(const TensorView& table, const int32_t* tokens, const TensorView& out) override {
     on_stream([&] { cuda::embed(table, tokens, out, stream_); });
   }
-  void run_rope(const TensorView& x, int head_dim, const int32_t* positions, float base) override {
-    on_stream([&] { cuda::rope(x, head_dim, positions, base, stream_); });
+  void run_rope(const TensorView& x, int head_dim, const int32_t* positions, float base, RopeStyle style,
+                const float* freq_factors) override {
+    on_stream([&] { cuda::rope(x, head_dim, positions, base, style, freq_factors, stream_); });
   }
   void run_swiglu(const TensorView& gate, const TensorView& up) override {
     on_stream([&] { cuda::swiglu(gate, up, stream_); });
   }
   void run_add(const TensorView& x, const TensorView& y) override {
     on_stream([&] { cuda::add(x, y, stream_); });
+  }
+  void run_add_bias(const TensorView& x, const TensorView& bias) override {
+    on_stream([&] { cuda::add_bias(x, bias, stream_); });
   }
   void run_attention(const AttentionParams& p) override {
     on_stream([&] { cuda::attention(p, stream_); });

@@ -31,19 +31,24 @@ void launch_embed(const TensorView& table, const int32_t* tokens, const TensorVi
 }
 
 // One thread per rotated pair; the angle in double so that it matches the CPU to float precision.
+// Pair i of a head is (2i, 2i+1) in the normal style and (i, i + head_dim/2) in NeoX's.
 __global__ void rope_kernel(float* __restrict__ x, const int32_t* __restrict__ positions, int64_t pairs, int cols,
-                            int head_dim, double log_base) {
+                            int head_dim, double log_base, bool neox, const float* __restrict__ freq_factors) {
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= pairs) return;
+  const int half = head_dim / 2;
   const int64_t row = idx / (cols / 2);
   const int pair_in_row = int(idx % (cols / 2));
-  const int i = pair_in_row % (head_dim / 2);
-  const double theta = double(positions[row]) * exp(-2.0 * i / head_dim * log_base);
+  const int head = pair_in_row / half, i = pair_in_row % half;
+  double theta = double(positions[row]) * exp(-2.0 * i / head_dim * log_base);
+  if (freq_factors) theta /= double(freq_factors[i]);
   const float c = float(cos(theta)), s = float(sin(theta));
-  float* v = x + row * cols + 2 * pair_in_row;
-  const float a = v[0], b = v[1];
-  v[0] = a * c - b * s;
-  v[1] = a * s + b * c;
+  float* v = x + row * cols + int64_t(head) * head_dim;
+  float* a = neox ? v + i : v + 2 * i;
+  float* b = neox ? v + i + half : v + 2 * i + 1;
+  const float a0 = *a, b0 = *b;
+  *a = a0 * c - b0 * s;
+  *b = a0 * s + b0 * c;
 }
 
 __global__ void swiglu_kernel(float* __restrict__ gate, const float* __restrict__ up, int64_t n) {
@@ -54,6 +59,11 @@ __global__ void swiglu_kernel(float* __restrict__ gate, const float* __restrict_
 __global__ void add_kernel(float* __restrict__ x, const float* __restrict__ y, int64_t n) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) x[i] += y[i];
+}
+
+__global__ void add_bias_kernel(float* __restrict__ x, const float* __restrict__ bias, int64_t n, int cols) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] += bias[i % cols];
 }
 
 __device__ __forceinline__ void store(float* dst, float v) { *dst = v; }
@@ -84,10 +94,11 @@ void embed(const TensorView& table, const int32_t* tokens, const TensorView& out
   cuda_check(cudaGetLastError(), "embed kernel launch");
 }
 
-void rope(const TensorView& x, int head_dim, const int32_t* positions, float base, cudaStream_t stream) {
+void rope(const TensorView& x, int head_dim, const int32_t* positions, float base, RopeStyle style,
+          const float* freq_factors, cudaStream_t stream) {
   const int64_t pairs = x.numel() / 2;
   rope_kernel<<<blocks_for(pairs), kThreads, 0, stream>>>(x.as<float>(), positions, pairs, int(x.cols), head_dim,
-                                                          std::log(double(base)));
+                                                          std::log(double(base)), style == RopeStyle::Neox, freq_factors);
   cuda_check(cudaGetLastError(), "rope kernel launch");
 }
 
@@ -99,6 +110,11 @@ void swiglu(const TensorView& gate, const TensorView& up, cudaStream_t stream) {
 void add(const TensorView& x, const TensorView& y, cudaStream_t stream) {
   add_kernel<<<blocks_for(x.numel()), kThreads, 0, stream>>>(x.as<float>(), y.as<float>(), x.numel());
   cuda_check(cudaGetLastError(), "add kernel launch");
+}
+
+void add_bias(const TensorView& x, const TensorView& bias, cudaStream_t stream) {
+  add_bias_kernel<<<blocks_for(x.numel()), kThreads, 0, stream>>>(x.as<float>(), bias.as<float>(), x.numel(), int(x.cols));
+  cuda_check(cudaGetLastError(), "add_bias kernel launch");
 }
 
 void store_kv(const KvStoreParams& p, cudaStream_t stream) {

@@ -16,9 +16,11 @@ void rmsnorm(const TensorView& x, const TensorView& weight, float eps, const Ten
 void softmax_rows(const TensorView& x, cudaStream_t stream);
 // Token ids must be inside the table (callers check on the host); rows of bad ids become zeros.
 void embed(const TensorView& table, const int32_t* tokens, const TensorView& out, cudaStream_t stream);
-void rope(const TensorView& x, int head_dim, const int32_t* positions, float base, cudaStream_t stream);
+void rope(const TensorView& x, int head_dim, const int32_t* positions, float base, RopeStyle style,
+          const float* freq_factors, cudaStream_t stream);
 void swiglu(const TensorView& gate, const TensorView& up, cudaStream_t stream);
 void add(const TensorView& x, const TensorView& y, cudaStream_t stream);
+void add_bias(const TensorView& x, const TensorView& bias, cudaStream_t stream);
 void attention(const AttentionParams& p, cudaStream_t stream);
 // Attention version 2, the sequences with n_chunks > 0: split-KV decoding, then the merge.
 void attention_decode(const AttentionParams& p, cudaStream_t stream);

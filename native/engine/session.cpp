@@ -89,6 +89,31 @@ void emit_logits(const std::vector<Session::BatchItem*>& items, const std::vecto
   }
 }
 
+// One layer's Q/K/V projections and what the architecture does to them before attention: biases
+// (Qwen2), per-head RMSNorm of q and k (Qwen3), then RoPE in the architecture's style with
+// optional frequency factors (Llama 3.1). Reads only the config's description fields.
+void project_qkv(Backend& backend, const LlamaConfig& c, const LlamaWeights& weights, const LlamaLayer& w,
+                 const TensorView& normed, const TensorView& Q, const TensorView& K, const TensorView& V,
+                 const int32_t* positions) {
+  backend.matmul(normed, w.wq, Q);
+  backend.matmul(normed, w.wk, K);
+  backend.matmul(normed, w.wv, V);
+  if (c.qkv_bias) {
+    backend.add_bias(Q, w.bq);
+    backend.add_bias(K, w.bk);
+    backend.add_bias(V, w.bv);
+  }
+  if (c.qk_norm) {
+    const TensorView q_heads{Q.data, DType::F32, Q.rows * c.n_heads, c.head_dim};
+    const TensorView k_heads{K.data, DType::F32, K.rows * c.n_kv_heads, c.head_dim};
+    backend.rmsnorm(q_heads, w.q_norm, c.rms_eps, q_heads);
+    backend.rmsnorm(k_heads, w.k_norm, c.rms_eps, k_heads);
+  }
+  const float* factors = weights.rope_factors.data ? weights.rope_factors.as<float>() : nullptr;
+  backend.rope(Q, c.head_dim, positions, c.rope_base, c.rope_style, factors);
+  backend.rope(K, c.head_dim, positions, c.rope_base, c.rope_style, factors);
+}
+
 }  // namespace
 
 HeadClusters HeadClusters::identity(int n_heads) {
@@ -139,6 +164,11 @@ Session::Session(const LlamaConfig& config, const LlamaWeights& weights, Backend
   CHAI_REQUIRE(max_tokens > 0 && max_tokens <= config.n_ctx_train, ErrorCode::InvalidArgument,
           "maxTokens must be in 1.." + std::to_string(config.n_ctx_train) + " (the model's context length), got " +
               std::to_string(max_tokens));
+  // Attention over at most `window` tokens equals full attention while the context fits in it.
+  CHAI_REQUIRE(config.sliding_window == 0 || max_tokens <= config.sliding_window, ErrorCode::InvalidArgument,
+          "this model attends over a sliding window of " + std::to_string(config.sliding_window) +
+              " tokens, which this engine runs exactly only up to that length: use maxTokens <= " +
+              std::to_string(config.sliding_window));
   CHAI_REQUIRE(pool.head_dim() == config.head_dim, ErrorCode::Internal, "KV pool head size differs from the model's");
   if (plan_) validate_plan(*plan_, config);
   packed_clusters_.resize(size_t(config.n_layers));
@@ -397,11 +427,7 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
     for (int l = 0; l < c.n_layers; ++l) {
       const LlamaLayer& w = weights.layers[size_t(l)];
       backend.rmsnorm(X, w.attn_norm, c.rms_eps, H);
-      backend.matmul(H, w.wq, Q);
-      backend.matmul(H, w.wk, K);
-      backend.matmul(H, w.wv, V);
-      backend.rope(Q, c.head_dim, pos, c.rope_base);
-      backend.rope(K, c.head_dim, pos, c.rope_base);
+      project_qkv(backend, c, weights, w, H, Q, K, V, pos);
       for (size_t s = 0; s < steps.size(); ++s) {
         Session& session = *steps[s].session;
         session.before_attention(l, steps[s], Q, K, planner, reading);

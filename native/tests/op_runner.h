@@ -102,14 +102,42 @@ inline std::vector<float> run_embed(Backend& be, const HostWeights& table, int v
   return y;
 }
 
-// Rows at positions pos0, pos0 + 1, ... (as one sequence's prompt).
-inline std::vector<float> run_rope(Backend& be, const std::vector<float>& x, int n, int cols, int head_dim, int pos0, float base) {
-  DeviceBuffer dx(be, x.size() * 4), dpos(be, size_t(n) * 4);
+// Rows at positions pos0, pos0 + 1, ... (as one sequence's prompt); freq_factors empty: none.
+inline std::vector<float> run_rope(Backend& be, const std::vector<float>& x, int n, int cols, int head_dim, int pos0, float base,
+                                   RopeStyle style = RopeStyle::Normal, const std::vector<float>& freq_factors = {}) {
+  DeviceBuffer dx(be, x.size() * 4), dpos(be, size_t(n) * 4), dff(be, std::max<size_t>(freq_factors.size(), 1) * 4);
   be.upload(dx.get(), x.data(), dx.bytes());
   std::vector<int32_t> positions(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) positions[size_t(i)] = pos0 + i;
   be.upload(dpos.get(), positions.data(), dpos.bytes());
-  be.rope({dx.get(), DType::F32, n, cols}, head_dim, static_cast<const int32_t*>(dpos.get()), base);
+  if (!freq_factors.empty()) be.upload(dff.get(), freq_factors.data(), freq_factors.size() * 4);
+  be.rope({dx.get(), DType::F32, n, cols}, head_dim, static_cast<const int32_t*>(dpos.get()), base, style,
+          freq_factors.empty() ? nullptr : static_cast<const float*>(dff.get()));
+  std::vector<float> y(x.size());
+  be.download(y.data(), dx.get(), dx.bytes());
+  return y;
+}
+
+// x[n, d] += bias[d] on every row.
+inline std::vector<float> run_add_bias(Backend& be, const std::vector<float>& x, const std::vector<float>& bias, int n, int d) {
+  DeviceBuffer dx(be, x.size() * 4), db(be, bias.size() * 4);
+  be.upload(dx.get(), x.data(), dx.bytes());
+  be.upload(db.get(), bias.data(), db.bytes());
+  be.add_bias({dx.get(), DType::F32, n, d}, {db.get(), DType::F32, 1, d});
+  std::vector<float> y(x.size());
+  be.download(y.data(), dx.get(), dx.bytes());
+  return y;
+}
+
+// Per-head RMSNorm in place, as Qwen3 normalises q and k: x[n, heads * head_dim] viewed as
+// [n * heads, head_dim], every head scaled by the same head_dim weights.
+inline std::vector<float> run_head_rmsnorm(Backend& be, const std::vector<float>& x, const std::vector<float>& g, int n, int heads,
+                                           int head_dim, float eps) {
+  DeviceBuffer dx(be, x.size() * 4), dg(be, g.size() * 4);
+  be.upload(dx.get(), x.data(), dx.bytes());
+  be.upload(dg.get(), g.data(), dg.bytes());
+  const TensorView heads_view{dx.get(), DType::F32, int64_t(n) * heads, head_dim};
+  be.rmsnorm(heads_view, {dg.get(), DType::F32, 1, head_dim}, eps, heads_view);
   std::vector<float> y(x.size());
   be.download(y.data(), dx.get(), dx.bytes());
   return y;

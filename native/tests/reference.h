@@ -40,16 +40,21 @@ inline std::vector<double> softmax_ref(const std::vector<float>& x, int n, int d
   return y;
 }
 
-// llama.cpp's RoPE for the llama architecture: adjacent pairs in each head.
-inline std::vector<double> rope_ref(const std::vector<float>& x, int n, int cols, int head_dim, int pos0, double base) {
+// llama.cpp's RoPE: pair i of each head is (2i, 2i+1), or (i, i + head_dim/2) when neox, turned by
+// position · base^(-2i/head_dim) / freq_factors[i] (no factors: 1).
+inline std::vector<double> rope_ref(const std::vector<float>& x, int n, int cols, int head_dim, int pos0, double base,
+                                    bool neox = false, const std::vector<float>& freq_factors = {}) {
   std::vector<double> y(x.begin(), x.end());
+  const int half = head_dim / 2;
   for (int r = 0; r < n; ++r)
     for (int h = 0; h < cols / head_dim; ++h)
-      for (int i = 0; i < head_dim / 2; ++i) {
-        const double theta = double(pos0 + r) * std::pow(base, -2.0 * i / head_dim);
-        const size_t at = size_t(r) * cols + size_t(h) * head_dim + 2 * i;
-        y[at] = x[at] * std::cos(theta) - x[at + 1] * std::sin(theta);
-        y[at + 1] = x[at] * std::sin(theta) + x[at + 1] * std::cos(theta);
+      for (int i = 0; i < half; ++i) {
+        double theta = double(pos0 + r) * std::pow(base, -2.0 * i / head_dim);
+        if (!freq_factors.empty()) theta /= double(freq_factors[size_t(i)]);
+        const size_t head = size_t(r) * cols + size_t(h) * head_dim;
+        const size_t a = head + (neox ? i : 2 * i), b = head + (neox ? i + half : 2 * i + 1);
+        y[a] = x[a] * std::cos(theta) - x[b] * std::sin(theta);
+        y[b] = x[a] * std::sin(theta) + x[b] * std::cos(theta);
       }
   return y;
 }

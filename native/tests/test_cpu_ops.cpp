@@ -117,6 +117,38 @@ int main() {
                       1e-6, "rope n=" + std::to_string(n) + " heads=" + std::to_string(heads) + " hd=" + std::to_string(hd) +
                                 " pos0=" + std::to_string(pos0));
   }
+  // NeoX pairs and Llama 3.1 frequency factors (factors > 1 slow a frequency down, as rope_freqs does).
+  for (auto [n, heads, hd, pos0] : {std::array<int, 4>{1, 1, 2, 0}, {1, 4, 16, 77}, {5, 3, 10, 3}, {33, 2, 128, 1000}}) {
+    const auto x = random_nonzero(size_t(n) * heads * hd, seed++);
+    auto factors = random_nonzero(size_t(hd / 2), seed++, 4.f);
+    for (float& f : factors) f = 1.0f + std::fabs(f);
+    const std::string shape = " n=" + std::to_string(n) + " heads=" + std::to_string(heads) + " hd=" + std::to_string(hd) +
+                              " pos0=" + std::to_string(pos0);
+    for (bool neox : {false, true}) {
+      const RopeStyle style = neox ? RopeStyle::Neox : RopeStyle::Normal;
+      const std::string name = std::string(neox ? "rope neox" : "rope normal");
+      suite.check_close(relative_error(run_rope(*many, x, n, heads * hd, hd, pos0, 5e5f, style),
+                                       rope_ref(x, n, heads * hd, hd, pos0, 5e5, neox)),
+                        1e-6, name + shape);
+      suite.check_close(relative_error(run_rope(*many, x, n, heads * hd, hd, pos0, 5e5f, style, factors),
+                                       rope_ref(x, n, heads * hd, hd, pos0, 5e5, neox, factors)),
+                        1e-6, name + " with frequency factors" + shape);
+    }
+  }
+  for (auto [n, d] : {std::pair{1, 1}, {1, 16}, {3, 7}, {17, 33}}) {
+    const auto x = random_nonzero(size_t(n) * d, seed++), bias = random_nonzero(size_t(d), seed++);
+    std::vector<double> want(x.size());
+    for (size_t i = 0; i < x.size(); ++i) want[i] = double(x[i]) + bias[i % size_t(d)];
+    suite.check_close(relative_error(run_add_bias(*many, x, bias, n, d), want), 1e-7,
+                      "add_bias n=" + std::to_string(n) + " d=" + std::to_string(d));
+  }
+  // Per-head RMSNorm (Qwen3's q/k norms): rmsnorm in place on a [rows · heads, head_dim] view.
+  for (auto [n, heads, hd] : {std::array<int, 3>{1, 1, 2}, {1, 4, 16}, {7, 3, 10}, {33, 8, 128}}) {
+    const auto x = random_nonzero(size_t(n) * heads * hd, seed++, 3.0f), g = random_nonzero(size_t(hd), seed++);
+    suite.check_close(relative_error(run_head_rmsnorm(*many, x, g, n, heads, hd, 1e-6f), rmsnorm_ref(x, g, n * heads, hd, 1e-6)),
+                      1e-6, "per-head rmsnorm in place n=" + std::to_string(n) + " heads=" + std::to_string(heads) +
+                                " hd=" + std::to_string(hd));
+  }
   {
     const auto g = random_nonzero(3 * 173, seed++, 4.f), u = random_nonzero(3 * 173, seed++);
     suite.check_close(relative_error(run_binary(*many, true, g, u, 3, 173), swiglu_ref(g, u)), 1e-6, "swiglu 3x173");

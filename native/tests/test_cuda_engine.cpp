@@ -1,5 +1,7 @@
 // The whole engine on the GPU against the CPU: stories260K greedy tokens (full attention and
-// CHAI, every attention version) and clusters. Exits 77 (ctest: skipped) with the reason when no device.
+// CHAI, every attention version) and clusters, and each architecture fixture (RoPE styles and
+// frequency factors, q/k/v biases, per-head q/k norms). Exits 77 (ctest: skipped) with the reason
+// when no device.
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -99,6 +101,30 @@ int main() {
                         what + ": layer " + std::to_string(l) + " clusters equal");
         suite.check(on_gpu.cache_stats().k_bytes == on_cpu.cache_stats().k_bytes, what + ": same K bytes");
       }
+    }
+  }
+  // Architecture fixtures: 4 query heads, 2 KV heads, 2 layers.
+  const std::vector<int32_t> text = {100, 2000, 30, 4000, 500, 60, 7000, 80};
+  for (const char* file : {"synth-llama3.gguf", "synth-qwen2.gguf", "synth-qwen3.gguf"}) {
+    auto model = LlamaModel::load(GgufFile::open(models + file));
+    const LlamaConfig& c = model->config();
+    ResidentWeights resident(model->weights(), *gpu);
+    for (bool clustered : {false, true}) {
+      KvPool cpu_pool(*cpu, c.head_dim, 16), gpu_pool(*gpu, c.head_dim, 16);
+      std::optional<ChaiPlan> plan;
+      if (clustered) {
+        plan = ChaiPlan{};
+        plan->clustering.method = ClusterMethod::Agglomerative;
+        plan->clusters = {2, 2};
+      }
+      Session on_cpu(c, model->weights(), *cpu, cpu_pool, 64, plan);
+      Session on_gpu(c, resident.weights(), *gpu, gpu_pool, 64, plan);
+      std::vector<float> lc, lg;
+      const auto a = greedy(on_cpu, text, 10, &lc);
+      const auto b = greedy(on_gpu, text, 10, &lg);
+      const std::string what = std::string(file) + (clustered ? " CHAI" : " full");
+      suite.check_close(relative_error(lg, lc), 1e-4, what + ": prompt logits GPU vs CPU");
+      suite.check(a == b, what + ": 10 greedy tokens equal the CPU's");
     }
   }
   // Quantized files: the GPU against the CPU on the dequantized weights (same math, other order).

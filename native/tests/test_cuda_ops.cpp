@@ -75,6 +75,31 @@ int main() {
                                      run_rope(*cpu, x, n, heads * hd, hd, pos0, 10000.f)),
                       1e-6, "rope n=" + std::to_string(n) + " hd=" + std::to_string(hd) + " pos0=" + std::to_string(pos0));
   }
+  for (auto [n, heads, hd, pos0] : {std::array<int, 4>{1, 1, 2, 0}, {1, 4, 16, 77}, {5, 3, 10, 3}, {33, 2, 128, 1000}}) {
+    const auto x = random_nonzero(size_t(n) * heads * hd, seed++);
+    auto factors = random_nonzero(size_t(hd / 2), seed++, 4.f);
+    for (float& f : factors) f = 1.0f + std::fabs(f);
+    for (RopeStyle style : {RopeStyle::Normal, RopeStyle::Neox})
+      for (bool with_factors : {false, true}) {
+        const std::vector<float> ff = with_factors ? factors : std::vector<float>{};
+        suite.check_close(relative_error(run_rope(*gpu, x, n, heads * hd, hd, pos0, 5e5f, style, ff),
+                                         run_rope(*cpu, x, n, heads * hd, hd, pos0, 5e5f, style, ff)),
+                          1e-6, std::string("rope ") + (style == RopeStyle::Neox ? "neox" : "normal") +
+                                    (with_factors ? " with factors" : "") + " n=" + std::to_string(n) +
+                                    " hd=" + std::to_string(hd) + " pos0=" + std::to_string(pos0));
+      }
+  }
+  for (auto [n, d] : {std::pair{1, 1}, {1, 16}, {3, 7}, {17, 33}}) {
+    const auto x = random_nonzero(size_t(n) * d, seed++), bias = random_nonzero(size_t(d), seed++);
+    suite.check_close(relative_error(run_add_bias(*gpu, x, bias, n, d), run_add_bias(*cpu, x, bias, n, d)), 1e-7,
+                      "add_bias n=" + std::to_string(n) + " d=" + std::to_string(d));
+  }
+  for (auto [n, heads, hd] : {std::array<int, 3>{1, 1, 2}, {1, 4, 16}, {7, 3, 10}, {33, 8, 128}}) {
+    const auto x = random_nonzero(size_t(n) * heads * hd, seed++, 3.0f), g = random_nonzero(size_t(hd), seed++);
+    suite.check_close(relative_error(run_head_rmsnorm(*gpu, x, g, n, heads, hd, 1e-6f), run_head_rmsnorm(*cpu, x, g, n, heads, hd, 1e-6f)),
+                      1e-5, "per-head rmsnorm in place n=" + std::to_string(n) + " heads=" + std::to_string(heads) +
+                                " hd=" + std::to_string(hd));
+  }
   {
     const auto g = random_nonzero(3 * 173, seed++, 4.f), u = random_nonzero(3 * 173, seed++);
     suite.check_close(relative_error(run_binary(*gpu, true, g, u, 3, 173), run_binary(*cpu, true, g, u, 3, 173)), 1e-6, "swiglu");

@@ -155,5 +155,34 @@ int main() {
     const auto logits = second.evaluate({1, 2, 3}, false);
     suite.check(!logits.empty() && capped.pages_in_use() == per_page_row, "pages returned to a capped pool serve the next session");
   }
+
+  // Each architecture's extras (RoPE frequency factors, NeoX pairs, q/k/v biases, per-head q/k
+  // norms) read from its description; prefill equals token-by-token decoding, full and CHAI.
+  const std::vector<int32_t> text = {100, 2000, 30, 4000, 500, 60, 7000, 80};
+  for (const char* file : {"synth-llama3.gguf", "synth-qwen2.gguf", "synth-qwen3.gguf"}) {
+    auto arch_model = LlamaModel::load(GgufFile::open(models + file));
+    const LlamaConfig& ac = arch_model->config();
+    const LlamaWeights& aw = arch_model->weights();
+    const bool qwen = ac.architecture != "llama";
+    suite.check((ac.rope_style == RopeStyle::Neox) == qwen && (aw.rope_factors.data != nullptr) == !qwen &&
+                    ac.qkv_bias == (ac.architecture == "qwen2") && ac.qk_norm == (ac.architecture == "qwen3"),
+                std::string(file) + ": description fields");
+    KvPool arch_pool(*cpu, ac.head_dim, 16);
+    for (bool clustered : {false, true}) {
+      std::optional<ChaiPlan> plan;
+      if (clustered) {
+        plan = ChaiPlan{};
+        plan->clustering.method = ClusterMethod::Agglomerative;
+        plan->clusters = {2, 1};
+      }
+      Session whole(ac, aw, *cpu, arch_pool, 16, plan), steps(ac, aw, *cpu, arch_pool, 16, plan);
+      const auto prefill = whole.evaluate(text, false);
+      steps.evaluate(std::vector<int32_t>(text.begin(), text.begin() + 5), false);
+      std::vector<float> decoded;
+      for (size_t i = 5; i < text.size(); ++i) decoded = steps.evaluate({text[i]}, false);
+      suite.check_close(relative_error(decoded, prefill), 1e-5,
+                        std::string(file) + (clustered ? " CHAI" : " full") + ": prefill equals decoding");
+    }
+  }
   return suite.finish();
 }
