@@ -3,6 +3,7 @@
 import path from 'node:path';
 import OpenAI from 'openai';
 import { chatFormatFor, ChatSession, ChatTemplate, encodeChatPrompt, loadModel, Model, plainChatFormat, RunningServer, serveModel } from '../lib';
+import { argmax } from '../lib/sampling';
 
 const models = path.join(__dirname, '..', '..', 'shared', 'models');
 const LLAMA3 = path.join(models, 'synth-llama3.gguf');
@@ -74,17 +75,41 @@ describe('serve with the chat template of synth-llama3', () => {
 
   test("an end-of-turn token ends the reply with finish_reason 'stop' and never shows in the text", async () => {
     expect(model.tokenizer.endOfGeneration).toContain(EOT);
-    // Random weights rarely pick <|eot_id|>: a logit bias (OpenAI's logit_bias, at most 100) forces it
-    // as the first token; neither it nor its text '<|eot_id|>' may reach the reply.
-    const forced = await openai.chat.completions.create({ model: server.modelId, messages: MESSAGES, max_tokens: 8, temperature: 0, logit_bias: { [EOT]: 100 } });
-    expect(forced.choices[0].finish_reason).toBe('stop');
-    expect(forced.choices[0].message.content).toBe('');
-    expect(forced.usage?.completion_tokens).toBe(0);
+    // Random weights rarely pick <|eot_id|>. Along the greedy path, find the first step k > 0 where
+    // <|eot_id|> trails the best token by less than at every earlier step: a logit_bias between the
+    // two gaps leaves steps 0..k-1 unchanged and makes <|eot_id|> win at step k.
+    const prompt = encodeChatPrompt(model.tokenizer, chatFormatFor(model).render(MESSAGES), true);
+    const session = model.createSession({ maxTokens: 64 });
+    const gaps: number[] = [];
+    try {
+      let logits = await session.evaluate(prompt);
+      for (let i = 0; i < 16; i++) {
+        const best = argmax(logits);
+        gaps.push(logits[best] - logits[EOT]);
+        logits = await session.evaluate([best]);
+      }
+    } finally {
+      await session.dispose();
+    }
+    const k = gaps.findIndex((gap, i) => i > 0 && gap < Math.min(...gaps.slice(0, i)));
+    expect(k).toBeGreaterThan(0);
+    const bias = (gaps[k] + Math.min(...gaps.slice(0, k))) / 2;
+    expect(bias).toBeLessThanOrEqual(100); // OpenAI's limit
 
     const chat = new ChatSession(model, { systemPrompt: SYSTEM, maxTokens: 64 });
-    const reply = await chat.reply(USER, { temperature: 0, maxNewTokens: 8, logitBias: { [EOT]: 100 } }).finally(() => chat.dispose());
+    const reply = await chat.reply(USER, { temperature: 0, maxNewTokens: 24, logitBias: { [EOT]: bias } }).finally(() => chat.dispose());
     expect(reply.finishReason).toBe('endOfGeneration');
-    expect(reply.text).toBe('');
+    expect(reply.tokens).toHaveLength(k);
+
+    const r = await openai.chat.completions.create({ model: server.modelId, messages: MESSAGES, max_tokens: 24, temperature: 0, logit_bias: { [EOT]: bias } });
+    expect(r.choices[0].finish_reason).toBe('stop');
+    expect(r.usage?.completion_tokens).toBe(k);
+    expect(r.choices[0].message.content).toBe(reply.text);
+    expect(r.choices[0].message.content).not.toContain('<|eot_id|>');
+
+    // Forced as the very first token: an empty reply, still 'stop'.
+    const forced = await openai.chat.completions.create({ model: server.modelId, messages: MESSAGES, max_tokens: 8, temperature: 0, logit_bias: { [EOT]: 100 } });
+    expect([forced.choices[0].finish_reason, forced.choices[0].message.content, forced.usage?.completion_tokens]).toEqual(['stop', '', 0]);
   });
 });
 
