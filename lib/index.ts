@@ -16,11 +16,11 @@ export { measurePlans, paragraphWindows } from './quality';
 export { calibrationChartSvg } from './quality-chart';
 export { evaluateChai, EvaluateOptions, EvaluationReport, evaluationWindows } from './evaluate';
 export { measureThroughput, ThroughputOptions, Throughput } from './bench';
-export { ChatTemplate, ChatMessage, ChatRenderer, RenderOptions, chatRenderer } from './chat/template';
+export { ChatTemplate, ChatMessage, ChatRenderer, RenderOptions, chatRenderer, encodeChatPrompt } from './chat/template';
 export { ChatSession, ChatSessionOptions, ChatReply } from './chat/chat-session';
 export { pullModel, PullOptions, PullProgress, PullResult } from './models/pull';
 export { modelsCacheDir, parseModelName, resolveModelPath, RemoteModel } from './models/cache';
 export { writeSafetensors, SafetensorsWriteTensor, SafetensorsDType } from './safetensors-writer';
 export { serveModel, ServeOptions, RunningServer } from './server/server';
 export { Scheduler, SchedulerOptions, SchedulerObserver, GenerationRequest, Generation, SchedulerError } from './server/scheduler';
-export { ChatFormat, plainChatFormat } from './server/chat-format'; // ChatMessage is chat/template's; the server's narrower one (OpenAI roles) stays internal
+export { ChatFormat, chatFormatFor, plainChatFormat } from './server/chat-format'; // ChatMessage is chat/template's; the server's narrower one (OpenAI roles) stays internal

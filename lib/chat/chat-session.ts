@@ -3,7 +3,7 @@
 import { ChaiError } from '../errors';
 import type { Model } from '../model';
 import { FinishReason, GeneratedToken, GenerateOptions, Session, SessionOptions } from '../session';
-import { ChatMessage, ChatTemplate, RenderOptions } from './template';
+import { ChatMessage, ChatTemplate, encodeChatPrompt, RenderOptions } from './template';
 
 export interface ChatSessionOptions extends SessionOptions {
   /** First message of the conversation, with role 'system'. */
@@ -59,13 +59,6 @@ export class ChatSession {
     return this.template.render([...this.messages, ...next], { addGenerationPrompt: true, variables: this.variables });
   }
 
-  /** Prompt tokens: BOS only when the rendered text does not already start with it. */
-  private tokenize(prompt: string): number[] {
-    const tokenizer = this.model.tokenizer;
-    const startsWithBos = tokenizer.bos !== null && prompt.startsWith(tokenizer.tokenText(tokenizer.bos));
-    return tokenizer.encode(prompt, { parseSpecial: true, addBos: tokenizer.addBos && !startsWithBos });
-  }
-
   /**
    * Adds a user message and streams the assistant's reply; the iterator's return value is the
    * ChatReply, and the reply joins the history once the stream ends.
@@ -76,7 +69,7 @@ export class ChatSession {
     this.busy = true;
     try {
       const user: ChatMessage = { role: 'user', content: userText };
-      const promptTokens = this.tokenize(this.render([user]));
+      const promptTokens = encodeChatPrompt(this.model.tokenizer, this.render([user]));
       const cached = this.session.tokens;
       let reused = 0;
       while (reused < cached.length && reused < promptTokens.length - 1 && cached[reused] === promptTokens[reused]) reused++;

@@ -3,6 +3,7 @@
 import { Template } from '@huggingface/jinja';
 import { ChaiError } from '../errors';
 import type { Model } from '../model';
+import type { Tokenizer } from '../tokenizer';
 
 export interface ChatMessage {
   /** 'system', 'user' or 'assistant' (templates may know other roles). */
@@ -37,8 +38,8 @@ export class ChatTemplate {
 
   /** The template of a loaded model (E_UNSUPPORTED when its file has none). */
   static of(model: Model): ChatTemplate {
-    const source = model.metadata['tokenizer.chat_template'];
-    if (typeof source !== 'string' || source.length === 0) {
+    const source = chatTemplateSource(model);
+    if (source === null) {
       throw new ChaiError('E_UNSUPPORTED', "the model file has no chat template ('tokenizer.chat_template'); pass one as the template option");
     }
     return ChatTemplate.forModel(model, source);
@@ -68,6 +69,22 @@ export class ChatTemplate {
       throw new ChaiError('E_INVALID_ARGUMENT', `the chat template failed on these messages: ${(e as Error).message}`);
     }
   }
+}
+
+/** The model file's `tokenizer.chat_template`, or null when it has none. */
+export function chatTemplateSource(model: Model): string | null {
+  const source = model.metadata['tokenizer.chat_template'];
+  return typeof source === 'string' && source.length > 0 ? source : null;
+}
+
+/**
+ * A rendered prompt as tokens. With parseSpecial (what templates need) control-token text such as
+ * `<|eot_id|>` becomes that token, and BOS is added only when the text does not already begin with
+ * it (templates that write `{{ bos_token }}`); without it the text is plain text after the usual BOS.
+ */
+export function encodeChatPrompt(tokenizer: Tokenizer, prompt: string, parseSpecial = true): number[] {
+  const startsWithBos = parseSpecial && tokenizer.bos !== null && prompt.startsWith(tokenizer.tokenText(tokenizer.bos));
+  return tokenizer.encode(prompt, { parseSpecial, addBos: tokenizer.addBos && !startsWithBos });
 }
 
 /** The renderer of a model's own chat template, for anything that turns messages into a prompt. */

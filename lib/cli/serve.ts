@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { Command, Option } from 'commander';
+import { chatTemplateSource } from '../chat/template';
 import { DeviceRequest, devices, resolveDevice } from '../device';
 import { ChaiError } from '../errors';
 import { loadModel } from '../model';
@@ -71,9 +72,7 @@ async function serve(flags: ServeFlags): Promise<void> {
         `up to ${server.scheduler.maxConcurrent} sequences of ${server.scheduler.contextTokens} tokens, queue ${server.scheduler.maxQueue}, ` +
         `KV cache cap ${mib(kvCacheBytes)} (${pool.pagesTotal} pages of ${pool.pageBytes} bytes)`,
     );
-    if (model.metadata['tokenizer.chat_template'] !== undefined) {
-      note('the model has a chat template; /v1/chat/completions uses the plain "User: / Assistant:" format');
-    }
+    if (chatTemplateSource(model) === null) note('the model has no chat template; /v1/chat/completions uses the plain "User: / Assistant:" format');
     process.stdout.write(`listening on ${server.url}\n`);
 
     // SIGTERM, or the first Ctrl-C (chai-attn then exits with 130; a second one exits at once).

@@ -1,6 +1,7 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import Fastify, { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
+import { encodeChatPrompt } from '../chat/template';
 import { ChaiError } from '../errors';
 import type { Model } from '../model';
 import { ChatFormat, ChatMessage } from './chat-format';
@@ -60,7 +61,8 @@ const samplingFields = {
   n: z.literal(1, { message: 'only n = 1 is supported' }).nullish(),
   presence_penalty: unsupported('presence_penalty', 0),
   frequency_penalty: unsupported('frequency_penalty', 0),
-  logit_bias: unsupported('logit_bias'),
+  // Token id (as a string) -> bias added to its logit before sampling, in OpenAI's range.
+  logit_bias: z.record(z.string().regex(/^\d+$/, { message: 'keys must be token ids' }), z.number().min(-100).max(100)).nullish(),
   logprobs: unsupported('logprobs', false, 0),
   user: z.string().nullish(),
 };
@@ -208,6 +210,9 @@ export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: Serv
       throw invalid(`the prompt (${prompt.length} tokens) and max_tokens (${maxTokens}) pass this server's context of ${context} tokens`, 'max_tokens', 'context_length_exceeded');
     }
     const maxNewTokens = maxTokens ?? Math.min(defaultMaxTokens, context - prompt.length);
+    const logitBias = body.logit_bias ?? undefined;
+    const outside = Object.keys(logitBias ?? {}).find((id) => Number(id) >= model.info.vocabSize);
+    if (outside !== undefined) throw invalid(`logit_bias names token ${outside}, outside the vocabulary (0..${model.info.vocabSize - 1})`, 'logit_bias');
     const stops = (typeof body.stop === 'string' ? [body.stop] : (body.stop ?? [])).concat(extraStop).filter((s) => s.length > 0);
     const controller = new AbortController();
     reply.raw.once('close', () => {
@@ -236,6 +241,7 @@ export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: Serv
       topK: body.top_k ?? 0,
       topP: body.top_p ?? 1,
       seed: body.seed ?? Math.floor(Math.random() * 2 ** 32),
+      logitBias,
       stop: stops,
       signal: controller.signal,
       onText: stream
@@ -292,7 +298,7 @@ export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: Serv
       content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((part) => part.text).join(''),
     }));
     const format = options.chatFormat;
-    const prompt = tokenizer.encode(format.render(messages), { addBos: format.addBos ?? tokenizer.addBos });
+    const prompt = encodeChatPrompt(tokenizer, format.render(messages), format.parseSpecial ?? false);
     await generate(reply, CHAT, body, prompt, body.max_completion_tokens ?? body.max_tokens, Infinity, format.stop);
   });
 

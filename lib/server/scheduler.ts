@@ -1,7 +1,7 @@
 import { ChaiError, invalidOption } from '../errors';
 import type { Model } from '../model';
 import type { ClusterPlan } from '../plan';
-import { sample, seededRandom, validateSampling } from '../sampling';
+import { biasLogits, sample, seededRandom, validateSampling } from '../sampling';
 import type { Session } from '../session';
 import { StreamingDecoder } from '../tokenizer';
 
@@ -46,6 +46,8 @@ export interface GenerationRequest {
   topK: number;
   topP: number;
   seed: number;
+  /** Added to the logits of these token ids before sampling. */
+  logitBias?: Readonly<Record<number, number>>;
   /** Strings that end the generation; the text stops before the first one. */
   stop?: readonly string[];
   /** Cancels the request: it leaves the queue at once, or the batch before the next step. */
@@ -374,7 +376,7 @@ export class Scheduler {
   private accept(seq: Sequence, logits: Float32Array): GenerationFinish | null {
     const { request } = seq;
     if (request.maxNewTokens === 0) return 'length';
-    const token = sample(logits, request, seq.random);
+    const token = sample(biasLogits(logits, request.logitBias), request, seq.random);
     if (this.model.tokenizer.isEndOfGeneration(token)) return 'stop';
     const now = performance.now();
     if (seq.generated === 0) this.observer.firstToken?.((now - seq.submitted) / 1000);

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Model } from '../model';
-import { ChatFormat, plainChatFormat } from './chat-format';
+import { ChatFormat, chatFormatFor } from './chat-format';
 import { Scheduler, SchedulerOptions } from './scheduler';
 
 export interface ServeOptions extends Omit<SchedulerOptions, 'observer'> {
@@ -13,7 +13,7 @@ export interface ServeOptions extends Omit<SchedulerOptions, 'observer'> {
   apiKey?: string;
   /** The model's id in the API. Default: the file name without `.gguf`. */
   modelId?: string;
-  /** How chats become prompts. Default: plainChatFormat. */
+  /** How chats become prompts. Default: chatFormatFor(model), the model's chat template when it has one. */
   chatFormat?: ChatFormat;
 }
 
@@ -39,7 +39,7 @@ export async function serveModel(model: Model, options: ServeOptions = {}): Prom
   const scheduler = new Scheduler(model, { ...options, observer: metrics.observer });
   metrics.watch(scheduler, model);
   const modelId = options.modelId ?? path.basename(model.path).replace(/\.gguf$/i, '');
-  const app = buildOpenAiApp(model, scheduler, metrics, { modelId, apiKey: options.apiKey, chatFormat: options.chatFormat ?? plainChatFormat });
+  const app = buildOpenAiApp(model, scheduler, metrics, { modelId, apiKey: options.apiKey, chatFormat: options.chatFormat ?? chatFormatFor(model) });
   const host = options.host ?? '127.0.0.1';
   await app.listen({ host, port: options.port ?? 8080 });
   const address = app.server.address();
