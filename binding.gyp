@@ -11,6 +11,7 @@
         "native/core/tensor.cpp",
         "native/core/backend.cpp",
         "native/core/thread_pool.cpp",
+        "native/core/attention_plan.cpp",
         "native/core/no_cuda.cpp",
         "native/cpu/simd.cpp",
         "native/cpu/quant_dot.cpp",
@@ -25,6 +26,7 @@
         "native/model/qwen.cpp",
         "native/engine/kv_cache.cpp",
         "native/engine/session.cpp",
+        "native/engine/attention_planner.cpp",
         "native/engine/resident_weights.cpp",
         "native/chai/clustering.cpp",
         "native/chai/calibration.cpp"
