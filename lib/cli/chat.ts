@@ -1,27 +1,14 @@
 import readline from 'node:readline';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { ChatSession } from '../chat/chat-session';
-import { DeviceRequest } from '../device';
 import { loadModel } from '../model';
-import { interrupted, number, readText, withFlags } from './format';
-import { GENERATE_FLAGS } from './generate';
-import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP, planFromFlag } from './plan-flag';
+import { readText, withFlags, MODEL_HELP } from './format';
+import { addGenerationFlags, GENERATION_FLAG_NAMES, GenerationFlags, generationOptions } from './generation-flags';
+import { planFromFlag } from './plan-flag';
 
-
-interface ChatFlags {
-  model: string;
+interface ChatFlags extends GenerationFlags {
   system?: string;
   template?: string;
-  maxTokens: number;
-  temperature: number;
-  topK: number;
-  topP: number;
-  seed?: number;
-  device: DeviceRequest;
-  context?: number;
-  plan: string;
-  calibrationData?: string;
-  kvCache: 'f32' | 'f16';
 }
 
 /** One user turn per line of stdin (a terminal or a pipe); replies stream to stdout. */
@@ -48,14 +35,7 @@ async function chat(flags: ChatFlags): Promise<void> {
         if (interactive) process.stdout.write('> ');
         continue;
       }
-      const stream = conversation.send(line, {
-        maxNewTokens: flags.maxTokens,
-        temperature: flags.temperature,
-        topK: flags.topK,
-        topP: flags.topP,
-        seed: flags.seed,
-        signal: interrupted.signal,
-      });
+      const stream = conversation.send(line, generationOptions(flags));
       let shown = 0;
       for (;;) {
         const step = await stream.next();
@@ -76,21 +56,15 @@ async function chat(flags: ChatFlags): Promise<void> {
 }
 
 export function registerChatCommand(program: Command): void {
-  program
+  const command = program
     .command('chat')
-    .description("chat with an instruction-tuned model through its chat template (one user turn per line of stdin)")
-    .requiredOption('--model <file>', 'a .gguf model file')
+    .description('chat with an instruction-tuned model through its chat template (one user turn per line of stdin)')
+    .requiredOption('--model <model>', MODEL_HELP)
     .option('--system <text>', 'system prompt')
-    .option('--template <file>', "a Jinja chat template instead of the model's own")
-    .option('--max-tokens <n>', 'most new tokens per reply', number('int'), 512)
-    .option('--temperature <t>', '0 = greedy', number('float'), 0.8)
-    .option('--top-k <k>', 'keep the k most likely tokens (0 = all)', number('int'), 40)
-    .option('--top-p <p>', 'nucleus sampling threshold', number('float'), 0.95)
-    .option('--seed <s>', 'sampler seed (default: random)', number('int'))
-    .option('--context <n>', 'conversation size in tokens (default: min(model context, 4096))', number('int'))
-    .addOption(new Option('--device <device>', "'auto', 'cpu' or 'cuda:N'").default('auto'))
-    .option('--plan <file|auto|off>', PLAN_FLAG_HELP, 'off')
-    .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
-    .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
-    .action((opts: ChatFlags) => withFlags(GENERATE_FLAGS, () => chat(opts)));
+    .option('--template <file>', "a Jinja chat template instead of the model's own");
+  addGenerationFlags(command, {
+    maxTokens: 512,
+    maxTokensHelp: 'most new tokens per reply',
+    contextHelp: 'conversation size in tokens (default: min(model context, 4096))',
+  }).action((opts: ChatFlags) => withFlags(GENERATION_FLAG_NAMES, () => chat(opts)));
 }

@@ -11,13 +11,7 @@
 #include <vector>
 
 #include "dtype.h"
-
-// The accessors below also run inside CUDA kernels (the same definition as core/quant_blocks.h).
-#ifdef __CUDACC__
-#define CHAI_HOST_DEVICE __host__ __device__
-#else
-#define CHAI_HOST_DEVICE
-#endif
+#include "host_device.h"
 
 namespace chai {
 

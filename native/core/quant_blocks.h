@@ -12,13 +12,7 @@
 #include <cstdint>
 
 #include "dtype.h"
-
-// The scale helpers below also run inside CUDA kernels.
-#ifdef __CUDACC__
-#define CHAI_HOST_DEVICE __host__ __device__
-#else
-#define CHAI_HOST_DEVICE
-#endif
+#include "host_device.h"
 
 namespace chai {
 

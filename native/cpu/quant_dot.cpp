@@ -6,12 +6,7 @@
 #include "../core/error.h"
 #include "../core/quant_blocks.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#define CHAI_X86 1
-#include <immintrin.h>
-#else
-#define CHAI_X86 0
-#endif
+#include "x86.h"
 
 namespace chai {
 namespace {

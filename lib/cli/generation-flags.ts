@@ -1,0 +1,60 @@
+import { Command, Option } from 'commander';
+import { DeviceRequest } from '../device';
+import { GenerateOptions } from '../session';
+import { interrupted, number } from './format';
+import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP } from './plan-flag';
+
+/** API option → the flag that sets it in generate and chat, for error messages. */
+export const GENERATION_FLAG_NAMES = {
+  maxNewTokens: '--max-tokens',
+  maxTokens: '--context',
+  temperature: '--temperature',
+  topK: '--top-k',
+  topP: '--top-p',
+  seed: '--seed',
+  kvCacheType: '--kv-cache',
+  device: '--device',
+  chai: '--plan',
+};
+
+/** The flags generate and chat share: sampling, session size, device, CHAI plan and cache type. */
+export interface GenerationFlags {
+  model: string;
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed?: number;
+  device: DeviceRequest;
+  context?: number;
+  plan: string;
+  calibrationData?: string;
+  kvCache: 'f32' | 'f16';
+}
+
+/** Adds the shared flags; `maxTokensHelp` and `contextHelp` say what one reply and one session are. */
+export function addGenerationFlags(command: Command, defaults: { maxTokens: number; maxTokensHelp: string; contextHelp: string }): Command {
+  return command
+    .option('--max-tokens <n>', defaults.maxTokensHelp, number('int'), defaults.maxTokens)
+    .option('--temperature <t>', '0 = greedy', number('float'), 0.8)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = all)', number('int'), 40)
+    .option('--top-p <p>', 'nucleus sampling threshold', number('float'), 0.95)
+    .option('--seed <s>', 'sampler seed (default: random)', number('int'))
+    .option('--context <n>', defaults.contextHelp, number('int'))
+    .addOption(new Option('--device <device>', "'auto', 'cpu' or 'cuda:N'").default('auto'))
+    .option('--plan <file|auto|off>', PLAN_FLAG_HELP, 'off')
+    .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
+    .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'));
+}
+
+/** The sampling options of one generation, stopped by Ctrl-C. */
+export function generationOptions(flags: GenerationFlags): GenerateOptions {
+  return {
+    maxNewTokens: flags.maxTokens,
+    temperature: flags.temperature,
+    topK: flags.topK,
+    topP: flags.topP,
+    seed: flags.seed,
+    signal: interrupted.signal,
+  };
+}
