@@ -29,10 +29,24 @@ function build() {
   step('cmake', ['--build', 'build-native', '-j', jobs]);
 }
 
+// ctest shows the output of failed tests only; a skipped test (exit 77) says why in its own output
+// ("SKIPPED: ..."), which ctest keeps in LastTest.log: repeat those lines so the log says why.
+function printSkipReasons(buildDir) {
+  const log = path.join(root, buildDir, 'Testing', 'Temporary', 'LastTest.log');
+  if (!fs.existsSync(log)) return;
+  let test = '';
+  for (const line of fs.readFileSync(log, 'utf8').split('\n')) {
+    const started = /^\d+\/\d+ Test: (\S+)/.exec(line);
+    if (started) test = started[1];
+    else if (line.startsWith('SKIPPED:')) process.stdout.write(`${test} skipped: ${line.slice('SKIPPED:'.length).trim()}\n`);
+  }
+}
+
 const [command, ...rest] = process.argv.slice(2);
 if (command === 'test') {
   build();
   step('ctest', ['--test-dir', 'build-native', '--output-on-failure']);
+  printSkipReasons('build-native');
 } else if (command === 'sanitize') {
   // Any sanitizer report fails its test: UBSan does not recover, ASan checks leaks at exit.
   step('cmake', ['-S', '.', '-B', 'build-sanitize', '-DCHAI_NODE=OFF', '-DCHAI_CUDA=OFF', '-DCHAI_SANITIZE=ON', '-DCMAKE_BUILD_TYPE=Release']);
@@ -44,6 +58,7 @@ if (command === 'test') {
     CHAI_GGUF_FUZZ_ITERATIONS: '1000',
   };
   step('ctest', ['--test-dir', 'build-sanitize', '--output-on-failure'], env);
+  printSkipReasons('build-sanitize');
 } else if (command === 'bench') {
   build();
   const outDir = path.join(root, 'bench', 'results');
