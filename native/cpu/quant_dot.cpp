@@ -82,14 +82,6 @@ void dot4x_scalar(const void* x, int64_t x_stride, const void* w, int64_t k, flo
 }
 
 #if CHAI_X86
-#define CHAI_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-CHAI_AVX2 inline float hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 CHAI_AVX2 inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 CHAI_AVX2 inline void store32(int8_t* p, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }

@@ -79,14 +79,6 @@ void axpy_f16_scalar(float* acc, float w, const uint16_t* v, int64_t n) {
 }
 
 #if CHAI_X86
-#define CHAI_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-CHAI_AVX2 inline float hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // Eight-lane loads of weights as float, per storage type.
 CHAI_AVX2 inline __m256 load8(const float* w, int64_t i) { return _mm256_loadu_ps(w + i); }

@@ -8,3 +8,17 @@
 #else
 #define CHAI_X86 0
 #endif
+
+#if CHAI_X86
+#define CHAI_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace chai {
+// The sum of the eight lanes.
+CHAI_AVX2 inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+}  // namespace chai
+#endif

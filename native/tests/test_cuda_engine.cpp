@@ -60,7 +60,7 @@ int main() {
     return 77;
   }
   Suite suite("cuda_engine");
-  const std::string models = models_dir(CHAI_SHARED_DIR);
+  const std::string models = models_dir();
   auto cpu = make_cpu_backend(0);
   auto gpu = make_cuda_backend(0);
   const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 432, 383, 286};

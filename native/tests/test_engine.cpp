@@ -14,13 +14,9 @@
 using namespace chai;
 using namespace chai::testing;
 
-#ifndef CHAI_SHARED_DIR
-#error "CHAI_SHARED_DIR must point at ../shared (set by native/tests/CMakeLists.txt)"
-#endif
-
 int main() {
   Suite suite("engine");
-  const std::string models = models_dir(CHAI_SHARED_DIR);
+  const std::string models = models_dir();
   std::shared_ptr<LlamaModel> model;
   try {
     model = LlamaModel::load(GgufFile::open(models + "stories260K.gguf"));

@@ -24,10 +24,6 @@
 using namespace chai;
 using namespace chai::testing;
 
-#ifndef CHAI_SHARED_DIR
-#error "CHAI_SHARED_DIR must point at ../shared (set by native/tests/CMakeLists.txt)"
-#endif
-
 namespace {
 
 // Where the fields of the header sit, so mutations can hit them rather than only random bytes.
@@ -161,7 +157,7 @@ int main(int argc, char** argv) {
   const int iterations = argc > 1 ? std::atoi(argv[1]) : from_env ? std::atoi(from_env) : 400;
   const uint64_t seed = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 20261130;
   Suite suite("gguf_fuzz");
-  const std::string model = models_dir(CHAI_SHARED_DIR) + "stories260K.gguf";
+  const std::string model = models_dir() + "stories260K.gguf";
   std::ifstream in(model, std::ios::binary);
   const std::vector<uint8_t> original((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (original.size() < 1024) {

@@ -12,10 +12,6 @@
 using namespace chai;
 using namespace chai::testing;
 
-#ifndef CHAI_SHARED_DIR
-#error "CHAI_SHARED_DIR must point at ../shared (set by native/tests/CMakeLists.txt)"
-#endif
-
 namespace {
 
 template <typename Fn>
@@ -57,7 +53,7 @@ int main() {
   suite.check(pool.pages_in_use() == 0, "a destroyed sequence returns every page");
 
   // A session whose tables grow step by step computes exactly what one with small tables does.
-  const std::string models = models_dir(CHAI_SHARED_DIR);
+  const std::string models = models_dir();
   std::shared_ptr<LlamaModel> model;
   try {
     model = LlamaModel::load(GgufFile::open(models + "stories260K-mha.gguf"));

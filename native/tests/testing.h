@@ -13,10 +13,11 @@
 namespace chai::testing {
 
 // The test models' folder, ending in '/': $CHAI_MODELS where it is set (a machine without
-// ../shared, such as a lent GPU), else shared_dir/models.
-inline std::string models_dir(const char* shared_dir) {
+// ../shared, such as a lent GPU), else ../shared/models (CHAI_SHARED_DIR, set for every test by
+// native/tests/CMakeLists.txt).
+inline std::string models_dir() {
   const char* env = std::getenv("CHAI_MODELS");
-  return env && *env ? std::string(env) + "/" : std::string(shared_dir) + "/models/";
+  return env && *env ? std::string(env) + "/" : std::string(CHAI_SHARED_DIR) + "/models/";
 }
 
 // Uniform in ±[0.05, 1): random and never zero, so no term of a sum vanishes by accident.
