@@ -31,7 +31,8 @@ export function argmax(logits: ArrayLike<number>): number {
   return best;
 }
 
-export function validateSampling(o: SamplingOptions): Required<Omit<SamplingOptions, 'seed' | 'logitBias'>> & { seed: number } {
+/** Checks the options once per generation (logitBias ids against `vocabSize`); sampling each token then trusts them. */
+export function validateSampling(o: SamplingOptions, vocabSize: number): Required<Omit<SamplingOptions, 'seed' | 'logitBias'>> & { seed: number } {
   const temperature = o.temperature ?? 0.8;
   const topK = o.topK ?? 40;
   const topP = o.topP ?? 0.95;
@@ -41,21 +42,21 @@ export function validateSampling(o: SamplingOptions): Required<Omit<SamplingOpti
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
   // The generator's state is 32 bits: larger seeds would be truncated and collide with small ones.
   if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw invalidOption('seed', `must be an integer in [0, 2**32), got ${String(o.seed)}`);
+  for (const [key, value] of Object.entries(o.logitBias ?? {})) {
+    const id = Number(key);
+    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+      throw invalidOption('logitBias', `names token ${key}, outside the vocabulary (0..${vocabSize - 1})`);
+    }
+    if (typeof value !== 'number' || Number.isNaN(value)) throw invalidOption('logitBias', `for token ${key} must be a number`);
+  }
   return { temperature, topK, topP, seed };
 }
 
-/** The logits with `bias` added (a copy; the input is left alone). Ids must be in the vocabulary. */
+/** The logits with `bias` added (a copy; the input is left alone); validateSampling checked the ids. */
 export function biasLogits(logits: Float32Array, bias: Readonly<Record<number, number>> | undefined): Float32Array {
   if (bias === undefined) return logits;
   const out = Float32Array.from(logits);
-  for (const [key, value] of Object.entries(bias)) {
-    const id = Number(key);
-    if (!Number.isInteger(id) || id < 0 || id >= logits.length) {
-      throw new ChaiError('E_INVALID_ARGUMENT', `logitBias names token ${key}, outside the vocabulary (0..${logits.length - 1})`);
-    }
-    if (typeof value !== 'number' || Number.isNaN(value)) throw new ChaiError('E_INVALID_ARGUMENT', `logitBias for token ${key} must be a number`);
-    out[id] += value;
-  }
+  for (const [key, value] of Object.entries(bias)) out[Number(key)] += value;
   return out;
 }
 

@@ -229,7 +229,7 @@ export class Session {
   }
 
   private async *generateTokens(prompt: string | readonly number[], options: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult> {
-    const sampling = validateSampling(options);
+    const sampling = validateSampling(options, this.model.info.vocabSize);
     const maxNewTokens = options.maxNewTokens ?? 256;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
       throw invalidOption('maxNewTokens', `must be an integer >= 0, got ${String(options.maxNewTokens)}`);

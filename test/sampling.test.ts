@@ -1,4 +1,4 @@
-import { sample, seededRandom, topTokens } from '../lib/sampling';
+import { biasLogits, sample, seededRandom, topTokens, validateSampling } from '../lib/sampling';
 describe('sampling', () => {
   test('topTokens equals sorting the whole vocabulary, ties to the lower id', () => {
     let seed = 9;
@@ -22,5 +22,17 @@ describe('sampling', () => {
     // p(1) ≈ 0.50 of everything: top-p 0.3 keeps token 1 alone.
     for (let i = 0; i < 200; i++) seen.add(sample(logits, { temperature: 1, topK: 0, topP: 0.3 }, random));
     expect([...seen]).toEqual([1]);
+  });
+});
+
+describe('logitBias', () => {
+  test('is checked once against the vocabulary, then added to a copy of the logits', () => {
+    expect(() => validateSampling({ logitBias: { 5: 1 } }, 5)).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT', option: 'logitBias' }));
+    expect(() => validateSampling({ logitBias: { 1.5: 1 } }, 5)).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+    expect(() => validateSampling({ logitBias: { 2: NaN } }, 5)).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+    expect(() => validateSampling({ logitBias: { 4: -100 } }, 5)).not.toThrow();
+    const logits = Float32Array.from([0.5, 1, 2, 3, 4]);
+    expect(Array.from(biasLogits(logits, { 4: -100, 0: 1 }))).toEqual([1.5, 1, 2, 3, -96]);
+    expect(Array.from(logits)).toEqual([0.5, 1, 2, 3, 4]);
   });
 });

@@ -215,7 +215,7 @@ export class Scheduler {
     if (!Number.isInteger(request.maxNewTokens) || request.maxNewTokens < 0) {
       throw new ChaiError('E_INVALID_ARGUMENT', `maxNewTokens must be an integer >= 0, got ${request.maxNewTokens}`);
     }
-    validateSampling(request);
+    validateSampling(request, this.model.info.vocabSize);
     const maxTokens = Math.min(this.contextTokens, request.prompt.length + request.maxNewTokens);
     if (request.prompt.length >= this.contextTokens) {
       throw new ChaiError('E_CONTEXT_OVERFLOW', `the prompt has ${request.prompt.length} tokens; this server's context is ${this.contextTokens}`);
