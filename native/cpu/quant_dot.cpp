@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 
 #include "../core/error.h"
 #include "../core/quant_blocks.h"
@@ -15,7 +17,7 @@ template <typename Block>
 using ActivationFor = ActivationBlock<kBlockValues<Block>>;
 
 template <int V>
-void quantize_blocks(const float* x, void* out, int64_t k) {
+void quantize_blocks_scalar(const float* x, void* out, int64_t k) {
   auto* blocks = static_cast<ActivationBlock<V>*>(out);
   for (int64_t b = 0; b < k / V; ++b) {
     const float* xb = x + b * V;
@@ -107,6 +109,41 @@ CHAI_AVX2 inline __m256i fifth_bits(const uint8_t* qh) {
 CHAI_AVX2 inline __m256i iq4_lookup(__m256i nibbles) {
   const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
   return _mm256_shuffle_epi8(table, nibbles);
+}
+
+// The vector twins of quantize_blocks_scalar give the same bytes: the same max, d and 1/d, and
+// rounding half away from zero as truncate(v + copysign(0.5, v)) (v - 0.5 is exactly -(0.5 - v)).
+template <int V>
+CHAI_AVX2 void quantize_blocks_avx2(const float* x, void* out, int64_t k) {
+  auto* blocks = static_cast<ActivationBlock<V>*>(out);
+  const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f);
+  for (int64_t b = 0; b < k / V; ++b) {
+    const float* xb = x + b * V;
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < V; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + j)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    const float amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    const __m256 inv = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+    ActivationBlock<V>& a = blocks[b];
+    a.d = amax / 127.0f;
+    for (int g = 0; g < V / kGroup; ++g) {
+      __m256i q[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(xb + 16 * g + 8 * h), inv);
+        const __m256 rounded = _mm256_add_ps(v, _mm256_or_ps(half, _mm256_and_ps(v, sign)));
+        q[h] = _mm256_min_epi32(_mm256_cvttps_epi32(rounded), _mm256_set1_epi32(127));
+      }
+      const __m256i sum8 = _mm256_add_epi32(q[0], q[1]);
+      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum8), _mm256_extracti128_si256(sum8, 1));
+      s4 = _mm_hadd_epi32(s4, s4);
+      a.sums[g] = int16_t(_mm_cvtsi128_si32(_mm_hadd_epi32(s4, s4)));
+      // int32 -> int16 -> int8 with saturation (values are in [-127, 127]); packs interleave lanes.
+      const __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
+      const __m128i bytes = _mm_packs_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(a.q + 16 * g), bytes);
+    }
+  }
 }
 
 // Vector twins of decode_quants (quant_blocks.h), writing the same int8 values.
@@ -282,15 +319,160 @@ CHAI_AVX512 void dot_rows_avx512(const void* x, int64_t x_stride, const void* w,
   for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]) + hsum256(acc_small[r]) + small_mins[r];
 }
 
+// Q4_K, Q5_K and Q6_K never leave registers: each 256-value block becomes four 64-value steps of
+// unsigned values (maddubs's u8 operand, so no sign juggling), in the natural order of the
+// activation block, with per step the int16 scales of its 32 maddubs pair sums (lane i of step c
+// belongs to group 4c + i/8). Q6_K is stored as q + 32, so its -32 joins the min term:
+// value = d·scale·q + dmin·min with dmin = -32·d and min = scale.
+struct RegisterBlock {
+  __m512i q[4];
+  __m512i scale[4];
+  __m256i min;  // sixteen int16 mins, one per group of 16 (the activation's sums are per group too)
+  float d, dmin;
+};
+
+// Lane i of step c gets entry 4c + i/8 of a 16-entry int16 vector.
+CHAI_AVX512 inline void spread_scales(__m256i per_group, __m512i* scale) {
+  alignas(64) static constexpr int16_t kLane[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                                    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+  const __m512i group = _mm512_srli_epi16(_mm512_load_si512(kLane), 3);
+  const __m512i table = _mm512_castsi256_si512(per_group);
+  for (int c = 0; c < 4; ++c)
+    scale[c] = _mm512_permutexvar_epi16(_mm512_add_epi16(group, _mm512_set1_epi16(short(4 * c))), table);
+}
+
+// Eight bytes as sixteen int16: each byte twice.
+CHAI_AVX512 inline __m256i each_twice(uint64_t bytes) {
+  const __m256i v = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(bytes)));
+  return _mm256_or_si256(v, _mm256_slli_epi32(v, 16));
+}
+
+// Q4_K / Q5_K: eight 6-bit scales and mins from the 12 packed bytes (k_scale_min, four at a time),
+// each repeated for the two groups of 16 of its sub-block.
+CHAI_AVX512 inline void k_scales_avx512(const uint8_t* packed, RegisterBlock& r) {
+  uint32_t u[3];
+  std::memcpy(u, packed, 12);
+  const uint32_t low6 = 0x3F3F3F3F, top2 = 0x03030303, nib = 0x0F0F0F0F;
+  const uint64_t scales = uint64_t(u[0] & low6) | uint64_t((u[2] & nib) | ((u[0] >> 6) & top2) << 4) << 32;
+  const uint64_t mins = uint64_t(u[1] & low6) | uint64_t(((u[2] >> 4) & nib) | ((u[1] >> 6) & top2) << 4) << 32;
+  spread_scales(each_twice(scales), r.scale);
+  r.min = each_twice(mins);
+}
+
+// Q4_K / Q5_K nibbles: 64 bytes hold values 0..31 (low nibbles of bytes 0..31), 32..63 (their
+// high nibbles), 64..95 and 96..127 (bytes 32..63); two 128-bit-lane shuffles restore the order.
+CHAI_AVX512 inline void k_nibbles_avx512(const uint8_t* qs, __m512i* q) {
+  const __m512i mask = _mm512_set1_epi8(0x0F);
+  for (int h = 0; h < 2; ++h) {
+    const __m512i v = _mm512_loadu_si512(qs + 64 * h);
+    const __m512i low = _mm512_and_si512(v, mask), high = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+    q[2 * h] = _mm512_shuffle_i64x2(low, high, 0x44);
+    q[2 * h + 1] = _mm512_shuffle_i64x2(low, high, 0xEE);
+  }
+}
+
+CHAI_AVX512 inline void load_register_block(const BlockQ4_K& b, RegisterBlock& r) {
+  r.d = _cvtsh_ss(b.d);
+  r.dmin = -_cvtsh_ss(b.dmin);
+  k_scales_avx512(b.scales, r);
+  k_nibbles_avx512(b.qs, r.q);
+}
+CHAI_AVX512 inline void load_register_block(const BlockQ5_K& b, RegisterBlock& r) {
+  r.d = _cvtsh_ss(b.d);
+  r.dmin = -_cvtsh_ss(b.dmin);
+  k_scales_avx512(b.scales, r);
+  k_nibbles_avx512(b.qs, r.q);
+  // qh byte l, bit 2c: fifth bit of value 64c + l; bit 2c + 1: of value 64c + 32 + l.
+  const __m512i qh = _mm512_broadcast_i64x4(load32(b.qh));
+  for (int c = 0; c < 4; ++c) {
+    const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(char(1 << (2 * c))), _mm256_set1_epi8(char(1 << (2 * c + 1))), 1);
+    r.q[c] = _mm512_mask_add_epi8(r.q[c], _mm512_test_epi8_mask(qh, bit), r.q[c], _mm512_set1_epi8(0x10));
+  }
+}
+CHAI_AVX512 inline void load_register_block(const BlockQ6_K& b, RegisterBlock& r) {
+  r.d = _cvtsh_ss(b.d);
+  r.dmin = -32.0f * r.d;
+  const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+  spread_scales(scales, r.scale);
+  r.min = scales;
+  const __m512i mask = _mm512_set1_epi8(0x0F), high_bits = _mm512_set1_epi8(0x30);
+  // Per 128 values: ql's 64 bytes hold values 0..63 in their low nibbles and 64..127 in their
+  // high ones; qh's 32 bytes hold their two high bits, bits 2j..2j+1 for value 32j + l.
+  const __m512i to_low = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+  const __m512i to_high = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  for (int h = 0; h < 2; ++h) {
+    const __m512i ql = _mm512_loadu_si512(b.ql + 64 * h);
+    const __m512i qh = _mm512_broadcast_i64x4(load32(b.qh + 32 * h));
+    r.q[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, mask), _mm512_and_si512(_mm512_sllv_epi16(qh, to_low), high_bits));
+    r.q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), mask),
+                                     _mm512_and_si512(_mm512_srlv_epi16(qh, to_high), high_bits));
+  }
+}
+
+template <typename Block>
+inline constexpr bool kRegisterDecoded = std::is_same_v<Block, BlockQ4_K> || std::is_same_v<Block, BlockQ5_K> ||
+                                         std::is_same_v<Block, BlockQ6_K>;
+
+template <typename Block, int R>
+CHAI_AVX512 void dot_rows_registers_avx512(const void* x, int64_t x_stride, const void* w, int64_t k, float* out) {
+  const auto* wb = static_cast<const Block*>(w);
+  __m512 acc[R];
+  __m256 acc_min[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm512_setzero_ps();
+    acc_min[r] = _mm256_setzero_ps();
+  }
+  RegisterBlock blk;
+  for (int64_t b = 0; b < k / kSuperBlock; ++b) {
+    load_register_block(wb[b], blk);
+    for (int r = 0; r < R; ++r) {
+      const auto& a = reinterpret_cast<const ActivationBlock<kSuperBlock>*>(static_cast<const uint8_t*>(x) + r * x_stride)[b];
+      __m512i sum = _mm512_setzero_si512();
+      for (int c = 0; c < 4; ++c)
+        sum = _mm512_dpwssd_epi32(sum, _mm512_maddubs_epi16(blk.q[c], _mm512_loadu_si512(a.q + 64 * c)), blk.scale[c]);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(a.d * blk.d), acc[r]);
+      const __m256i mins = _mm256_madd_epi16(load32(a.sums), blk.min);
+      acc_min[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * blk.dmin), acc_min[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]) + hsum256(acc_min[r]);
+}
+
+// One group of 16 values is one 512-bit vector here.
+template <int V>
+CHAI_AVX512 void quantize_blocks_avx512(const float* x, void* out, int64_t k) {
+  auto* blocks = static_cast<ActivationBlock<V>*>(out);
+  const __m512 half = _mm512_set1_ps(0.5f);
+  const __m512i sign = _mm512_set1_epi32(int(0x80000000u));
+  for (int64_t b = 0; b < k / V; ++b) {
+    const float* xb = x + b * V;
+    __m512 m = _mm512_setzero_ps();
+    for (int j = 0; j < V; j += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xb + j)));
+    const float amax = _mm512_reduce_max_ps(m);
+    const __m512 inv = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+    ActivationBlock<V>& a = blocks[b];
+    a.d = amax / 127.0f;
+    for (int g = 0; g < V / kGroup; ++g) {
+      const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(xb + 16 * g), inv);
+      const __m512 away = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(half), _mm512_castps_si512(v), sign, 0xF8));
+      const __m512i q = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(v, away)), _mm512_set1_epi32(127));
+      a.sums[g] = int16_t(_mm512_reduce_add_epi32(q));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(a.q + 16 * g), _mm512_cvtepi32_epi8(q));
+    }
+  }
+}
+
 template <typename Block>
 CHAI_AVX512 float dot_avx512(const void* x, const void* w, int64_t k) {
   float out;
-  dot_rows_avx512<Block, 1>(x, 0, w, k, &out);
+  if constexpr (kRegisterDecoded<Block>) dot_rows_registers_avx512<Block, 1>(x, 0, w, k, &out);
+  else dot_rows_avx512<Block, 1>(x, 0, w, k, &out);
   return out;
 }
 template <typename Block>
 CHAI_AVX512 void dot4x_avx512(const void* x, int64_t x_stride, const void* w, int64_t k, float* out) {
-  dot_rows_avx512<Block, 4>(x, x_stride, w, k, out);
+  if constexpr (kRegisterDecoded<Block>) dot_rows_registers_avx512<Block, 4>(x, x_stride, w, k, out);
+  else dot_rows_avx512<Block, 4>(x, x_stride, w, k, out);
 }
 #pragma GCC diagnostic pop
 #endif
@@ -315,9 +497,21 @@ size_t activation_row_bytes(DType weight, int64_t k) {
                                                    : size_t(k / 32) * sizeof(ActivationBlock<32>);
 }
 
-void quantize_activation_row(DType weight, const float* x, void* out, int64_t k) {
-  if (dtype_block_values(weight) == kSuperBlock) quantize_blocks<kSuperBlock>(x, out, k);
-  else quantize_blocks<32>(x, out, k);
+namespace {
+template <int V>
+void quantize_blocks(const float* x, void* out, int64_t k, SimdLevel level) {
+#if CHAI_X86
+  if (level == SimdLevel::Avx512) return quantize_blocks_avx512<V>(x, out, k);
+  if (level == SimdLevel::Avx2) return quantize_blocks_avx2<V>(x, out, k);
+#endif
+  (void)level;
+  quantize_blocks_scalar<V>(x, out, k);
+}
+}  // namespace
+
+void quantize_activation_row(DType weight, const float* x, void* out, int64_t k, SimdLevel level) {
+  if (dtype_block_values(weight) == kSuperBlock) quantize_blocks<kSuperBlock>(x, out, k, level);
+  else quantize_blocks<32>(x, out, k, level);
 }
 
 const QuantDotKernels& quant_dot_kernels(DType weight, SimdLevel level) {

@@ -22,8 +22,9 @@ struct ActivationBlock {
 
 // Bytes of one activation row of k values quantized for weights of type `weight`.
 size_t activation_row_bytes(DType weight, int64_t k);
-// Quantizes x[0..k) for dot products with `weight` rows; k must be a multiple of its block.
-void quantize_activation_row(DType weight, const float* x, void* out, int64_t k);
+// Quantizes x[0..k) for dot products with `weight` rows; k must be a multiple of its block. Every
+// SIMD level writes the same bytes.
+void quantize_activation_row(DType weight, const float* x, void* out, int64_t k, SimdLevel level = simd_level());
 
 struct QuantDotKernels {
   // Σ x·w of one packed weight row and one quantized activation row of k values.

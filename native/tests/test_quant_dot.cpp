@@ -117,7 +117,7 @@ int main() {
       std::vector<uint8_t> xq(x_row * xs);
       std::vector<float> x_decoded(x.size());
       for (int r = 0; r < xs; ++r) {
-        quantize_activation_row(type, x.data() + r * k, xq.data() + r * x_row, k);
+        quantize_activation_row(type, x.data() + r * k, xq.data() + r * x_row, k, SimdLevel::Scalar);
         // Activation blocks: d, sums, then q (quant_dot.h).
         for (int b = 0; b < k / v; ++b) {
           const uint8_t* blk = xq.data() + r * x_row + size_t(b) * (x_row / size_t(k / v));
@@ -128,6 +128,26 @@ int main() {
         }
       }
       suite.check_close(relative_error(x_decoded, x), 1e-2, name + " activation quantization error");
+      // Vector quantizers write the scalar one's bytes, also on ties: a row whose largest value is
+      // 127 (scale 1) and whose others are odd halves rounds every value half away from zero.
+      std::vector<float> ties(static_cast<size_t>(k));
+      for (int j = 0; j < k; ++j) ties[size_t(j)] = j % 32 == 0 ? 127.0f : float((j * 7) % 253 - 126) + 0.5f;
+      std::vector<uint8_t> ties_q(x_row);
+      quantize_activation_row(type, ties.data(), ties_q.data(), k, SimdLevel::Scalar);
+      const auto* first = reinterpret_cast<const int8_t*>(ties_q.data() + 4 + 2 * (v / 16));
+      bool away = true;
+      for (int j = 1; j < 32; ++j) {
+        const int whole = (j * 7) % 253 - 126;  // x = whole + 0.5 rounds to whole + 1 above 0, to whole below
+        away = away && first[j] == (whole >= 0 ? whole + 1 : whole);
+      }
+      suite.check(away, name + " activation ties round half away from zero");
+      for (SimdLevel level : {SimdLevel::Avx2, SimdLevel::Avx512}) {
+        if (simd_level() < level) continue;
+        std::vector<uint8_t> vq(xq.size()), vt(x_row);
+        for (int r = 0; r < xs; ++r) quantize_activation_row(type, x.data() + r * k, vq.data() + r * x_row, k, level);
+        quantize_activation_row(type, ties.data(), vt.data(), k, level);
+        suite.check(vq == xq && vt == ties_q, std::string(simd_level_name(level)) + " quantizes " + name + " activations to the same bytes");
+      }
       const auto want = matmul_ref(x_decoded, w.decoded, xs, rows, k);
       const size_t w_row = dtype_row_bytes(type, k);
       std::vector<SimdLevel> levels = {SimdLevel::Scalar};
