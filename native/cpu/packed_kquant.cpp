@@ -14,47 +14,64 @@
 namespace chai {
 namespace {
 
-// One super-block (256 values) of a panel of 16 rows. values: per 4 values of the block, a 64-byte
-// vector of those 4 values of each row (row j at bytes 4j..4j+3), unsigned. Per row: d and dmin of
-// the decoded form (quant_blocks.h) and its scales per group of Groups; pairs[p] are the int16
-// pairs (lanes) that multiply the activation's sums of groups 2p and 2p + 1 (the min term).
-template <int Groups, int ValueBytes>
-struct alignas(64) PanelBlock {
-  uint8_t values[ValueBytes];
+// One super-block (256 values) of a panel of 16 rows, values unsigned (q + offset). Per 4 values
+// ("step") a 64-byte vector holds those 4 values of each row (row j in bytes 4j..4j+3). The low 4
+// bits of each value are nibbles: per 32 values ("window" w, steps 8w..8w+7), vector 4w + i holds
+// step 8w + i in its low and step 8w + 4 + i in its high nibbles. Values of more than 4 bits keep
+// their high bits in planes: per window, HighBits vectors; step s of the window has bits
+// (HighBits·s) % 8 .. of plane vector HighBits·s / 8. Per row: d and dmin of the decoded form
+// (quant_blocks.h) and its scale per scale group; the min term Σ dmin·min[g]·Σx[g] runs on int16
+// pairs (min[2p], min[2p + 1]) against the activation's sums of groups 2p and 2p + 1.
+// Types with a scale per 16 values (Q6_K) have their scales as min pairs, read from `scale`.
+template <int Groups>
+struct MinPairs {
+  int8_t mins[8][kPanelRows][2];
+};
+template <>
+struct MinPairs<16> {};
+
+template <int HighBits, int Groups>
+struct alignas(64) PanelBlock : MinPairs<Groups> {
+  static constexpr int kHighBits = HighBits, kGroups = Groups;
+  uint8_t nibbles[32][64];
+  uint8_t high[8 * HighBits][64];
   float d[kPanelRows];
   float dmin[kPanelRows];
   int8_t scale[Groups][kPanelRows];
-  int8_t pairs[8][kPanelRows][2];
 };
 
 template <typename Block>
 struct PackTraits;
-// Q4_K: values 0..15, two per byte (low nibble: 4 values of a sub-block's first half, high nibble:
-// the same 4 of its second half), one scale per sub-block of 32, mins in the pairs.
+// Q4_K / Q5_K: values 0..15 / 0..31, a scale and a min per sub-block of 32.
 template <>
 struct PackTraits<BlockQ4_K> {
-  static constexpr int kScaleValues = 32, kOffset = 0;
-  static constexpr bool kNibbles = true;
-  using Panel = PanelBlock<8, 2048>;
+  static constexpr int kOffset = 0;
+  using Panel = PanelBlock<0, 8>;
 };
-// Q6_K: values q + 32 (0..63), one per byte, a scale per group of 16; the -32 · scale term is the
-// min term (pairs = scales, dmin = -32 · d).
+template <>
+struct PackTraits<BlockQ5_K> {
+  static constexpr int kOffset = 0;
+  using Panel = PanelBlock<1, 8>;
+};
+// Q6_K: values q + 32 (0..63), a scale per group of 16; the -32 · scale term is the min term
+// (min = scale, dmin = -32 · d).
 template <>
 struct PackTraits<BlockQ6_K> {
-  static constexpr int kScaleValues = 16, kOffset = 32;
-  static constexpr bool kNibbles = false;
-  using Panel = PanelBlock<16, 4096>;
+  static constexpr int kOffset = 32;
+  using Panel = PanelBlock<2, 16>;
 };
 
 template <typename Block>
 void pack_panels(const TensorView& w, typename PackTraits<Block>::Panel* out) {
   using T = PackTraits<Block>;
+  using Panel = typename T::Panel;
+  constexpr int kScaleValues = kSuperBlock / Panel::kGroups, hb = Panel::kHighBits;
   const int64_t blocks = w.cols / kSuperBlock;
   const auto* rows = w.as<const Block>();
   DecodedBlock dec;
   for (int64_t p = 0; p < w.rows / kPanelRows; ++p)
     for (int64_t b = 0; b < blocks; ++b) {
-      auto& o = out[p * blocks + b];
+      Panel& o = out[p * blocks + b];
       std::memset(&o, 0, sizeof o);
       for (int j = 0; j < kPanelRows; ++j) {
         const Block& blk = rows[(p * kPanelRows + j) * blocks + b];
@@ -62,18 +79,15 @@ void pack_panels(const TensorView& w, typename PackTraits<Block>::Panel* out) {
         decode_quants(blk, dec.q);
         o.d[j] = dec.d;
         o.dmin[j] = T::kOffset ? -float(T::kOffset) * dec.d : dec.dmin;
-        for (int g = 0; g < kSuperBlock / T::kScaleValues; ++g) o.scale[g][j] = int8_t(dec.scale[g * T::kScaleValues / kGroup]);
-        for (int pr = 0; pr < 8; ++pr)
-          for (int h = 0; h < 2; ++h) o.pairs[pr][j][h] = int8_t(T::kOffset ? dec.scale[2 * pr + h] : dec.min[2 * pr + h]);
+        for (int g = 0; g < Panel::kGroups; ++g) o.scale[g][j] = int8_t(dec.scale[g * kScaleValues / kGroup]);
+        if constexpr (Panel::kGroups == 8)
+          for (int pr = 0; pr < 8; ++pr)
+            for (int h = 0; h < 2; ++h) o.mins[pr][j][h] = int8_t(dec.min[2 * pr + h]);
         for (int v = 0; v < kSuperBlock; ++v) {
           const auto u = uint8_t(dec.q[v] + T::kOffset);
-          const int t = v / 4, byte = 4 * j + v % 4;
-          if constexpr (T::kNibbles) {
-            const int within = t % 8;  // 4-value step within the sub-block t / 8
-            o.values[64 * (4 * (t / 8) + within % 4) + byte] |= uint8_t(within < 4 ? u : u << 4);
-          } else {
-            o.values[64 * t + byte] = u;
-          }
+          const int window = v / 32, step = v % 32 / 4, byte = 4 * j + v % 4;
+          o.nibbles[4 * window + step % 4][byte] |= uint8_t(step < 4 ? u & 0xF : (u & 0xF) << 4);
+          if constexpr (hb > 0) o.high[hb * window + hb * step / 8][byte] |= uint8_t((u >> 4) << (hb * step % 8));
         }
       }
     }
@@ -91,46 +105,71 @@ CHAI_AVX512_VNNI inline __m512i broadcast4(const void* p) {
   return _mm512_set1_epi32(v);
 }
 
+// Bits 4.. of step s's values (0..7 within a window) from the window's high-bit planes.
+template <int HighBits>
+CHAI_AVX512_VNNI inline __m512i high_bits(const __m512i* plane, int s) {
+  const int offset = HighBits * s % 8;
+  const __m512i v = plane[HighBits * s / 8];
+  const __m512i at4 = offset <= 4 ? _mm512_sll_epi16(v, _mm_cvtsi32_si128(4 - offset)) : _mm512_srl_epi16(v, _mm_cvtsi32_si128(offset - 4));
+  return _mm512_and_si512(at4, _mm512_set1_epi8(char(((1 << HighBits) - 1) << 4)));
+}
+
+CHAI_AVX512_VNNI inline __m512i group_scales(const int8_t* per_row) {
+  return _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(per_row)));
+}
+
 // R activation rows (x_stride bytes apart) against one panel: y[r · y_stride + 0..15].
 template <typename Block, int R>
 CHAI_AVX512_VNNI void panel_rows(const uint8_t* x, int64_t x_stride, const typename PackTraits<Block>::Panel* panel,
                                  int64_t blocks, float* y, int64_t y_stride) {
-  using T = PackTraits<Block>;
-  constexpr int kGroups = kSuperBlock / T::kScaleValues, kStepsPerGroup = T::kScaleValues / 4;
+  using Panel = typename PackTraits<Block>::Panel;
+  constexpr int hb = Panel::kHighBits;
+  constexpr bool kGroupPerHalfWindow = Panel::kGroups == 16;  // else one group per window of 32
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   const __m512i nibble = _mm512_set1_epi8(0x0F);
   for (int64_t b = 0; b < blocks; ++b) {
-    const auto& P = panel[b];
+    const Panel& P = panel[b];
     const ActivationBlock<kSuperBlock>* a[R];
     for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActivationBlock<kSuperBlock>*>(x + r * x_stride) + b;
     __m512i total[R], pair[R];
     for (int r = 0; r < R; ++r) total[r] = pair[r] = _mm512_setzero_si512();
-    for (int g = 0; g < kGroups; ++g) {
-      __m512i group[R];
-      for (int r = 0; r < R; ++r) group[r] = _mm512_setzero_si512();
-      if constexpr (T::kNibbles) {
-        for (int i = 0; i < 4; ++i) {
-          const __m512i v = _mm512_load_si512(P.values + 64 * (4 * g + i));
-          const __m512i low = _mm512_and_si512(v, nibble), high = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
-          for (int r = 0; r < R; ++r) {
-            group[r] = _mm512_dpbusd_epi32(group[r], low, broadcast4(a[r]->q + 4 * (8 * g + i)));
-            group[r] = _mm512_dpbusd_epi32(group[r], high, broadcast4(a[r]->q + 4 * (8 * g + 4 + i)));
-          }
+    for (int w = 0; w < 8; ++w) {
+      __m512i plane[hb > 0 ? hb : 1];
+      for (int h = 0; h < hb; ++h) plane[h] = _mm512_load_si512(P.high[hb * w + h]);
+      __m512i first[R], second[R];  // sums of the window's first and second 16 values
+      for (int r = 0; r < R; ++r) first[r] = second[r] = _mm512_setzero_si512();
+      for (int i = 0; i < 4; ++i) {
+        const __m512i v = _mm512_load_si512(P.nibbles[4 * w + i]);
+        __m512i low = _mm512_and_si512(v, nibble), high = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+        if constexpr (hb > 0) {
+          low = _mm512_or_si512(low, high_bits<hb>(plane, i));
+          high = _mm512_or_si512(high, high_bits<hb>(plane, 4 + i));
         }
-      } else {
-        for (int i = 0; i < kStepsPerGroup; ++i) {
-          const int t = kStepsPerGroup * g + i;
-          const __m512i v = _mm512_load_si512(P.values + 64 * t);
-          for (int r = 0; r < R; ++r) group[r] = _mm512_dpbusd_epi32(group[r], v, broadcast4(a[r]->q + 4 * t));
+        for (int r = 0; r < R; ++r) {
+          first[r] = _mm512_dpbusd_epi32(first[r], low, broadcast4(a[r]->q + 32 * w + 4 * i));
+          second[r] = _mm512_dpbusd_epi32(second[r], high, broadcast4(a[r]->q + 32 * w + 16 + 4 * i));
         }
       }
-      const __m512i scale = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(P.scale[g])));
-      for (int r = 0; r < R; ++r) total[r] = _mm512_add_epi32(total[r], _mm512_mullo_epi32(group[r], scale));
+      if constexpr (kGroupPerHalfWindow) {
+        const __m512i s0 = group_scales(P.scale[2 * w]), s1 = group_scales(P.scale[2 * w + 1]);
+        for (int r = 0; r < R; ++r)
+          total[r] = _mm512_add_epi32(total[r], _mm512_add_epi32(_mm512_mullo_epi32(first[r], s0), _mm512_mullo_epi32(second[r], s1)));
+      } else {
+        const __m512i s = group_scales(P.scale[w]);
+        for (int r = 0; r < R; ++r) total[r] = _mm512_add_epi32(total[r], _mm512_mullo_epi32(_mm512_add_epi32(first[r], second[r]), s));
+      }
     }
     for (int p = 0; p < 8; ++p) {
-      const __m512i weights = _mm512_cvtepi8_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(P.pairs[p])));
-      for (int r = 0; r < R; ++r) pair[r] = _mm512_dpwssd_epi32(pair[r], weights, broadcast4(a[r]->sums + 2 * p));
+      __m512i mins;
+      if constexpr (kGroupPerHalfWindow) {
+        const __m128i s0 = _mm_load_si128(reinterpret_cast<const __m128i*>(P.scale[2 * p]));
+        const __m128i s1 = _mm_load_si128(reinterpret_cast<const __m128i*>(P.scale[2 * p + 1]));
+        mins = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(s0, s1), _mm_unpacklo_epi8(s0, s1)));
+      } else {
+        mins = _mm512_cvtepi8_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(P.mins[p])));
+      }
+      for (int r = 0; r < R; ++r) pair[r] = _mm512_dpwssd_epi32(pair[r], mins, broadcast4(a[r]->sums + 2 * p));
     }
     const __m512 d = _mm512_load_ps(P.d), dmin = _mm512_load_ps(P.dmin);
     for (int r = 0; r < R; ++r) {
@@ -188,6 +227,7 @@ std::shared_ptr<const void> pack(const TensorView& w) {
 std::shared_ptr<const void> pack_kquant_weight(const TensorView& w, SimdLevel level) {
   if (!CHAI_X86 || level < SimdLevel::Avx512 || w.rows % kPanelRows != 0 || w.cols % kSuperBlock != 0) return nullptr;
   if (w.dtype == DType::Q4_K) return pack<BlockQ4_K>(w);
+  if (w.dtype == DType::Q5_K) return pack<BlockQ5_K>(w);
   if (w.dtype == DType::Q6_K) return pack<BlockQ6_K>(w);
   return nullptr;
 }
@@ -196,6 +236,7 @@ void matmul_packed_kquant(ThreadPool& pool, const uint8_t* x_rows, int64_t x_row
                           int64_t n) {
 #if CHAI_X86
   if (w.dtype == DType::Q4_K) return matmul_panels<BlockQ4_K>(pool, x_rows, x_row_bytes, w, y, n);
+  if (w.dtype == DType::Q5_K) return matmul_panels<BlockQ5_K>(pool, x_rows, x_row_bytes, w, y, n);
   if (w.dtype == DType::Q6_K) return matmul_panels<BlockQ6_K>(pool, x_rows, x_row_bytes, w, y, n);
 #else
   (void)pool, (void)x_rows, (void)x_row_bytes, (void)y, (void)n;

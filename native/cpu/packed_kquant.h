@@ -1,4 +1,4 @@
-// Q4_K and Q6_K weights repacked for AVX-512 VNNI matrix products: 16 weight rows interleaved per
+// Q4_K, Q5_K and Q6_K weights repacked for AVX-512 VNNI matrix products: 16 weight rows interleaved per
 // 4 values ("panels"), so one vpdpbusd multiplies 4 values of one activation row (broadcast) with
 // the same 4 values of 16 weight rows, and the 16 outputs of a panel leave as one vector: no
 // decoding of packed fields per row and no horizontal sums. llama.cpp repacks its weights for the
@@ -18,7 +18,7 @@ class ThreadPool;
 constexpr int64_t kPanelRows = 16;
 
 // A packed copy of w (rows × cols), or nullptr where packing does not apply: types other than
-// Q4_K / Q6_K, rows not a multiple of 16, or a CPU without AVX-512 VNNI (`level`).
+// Q4_K / Q5_K / Q6_K, rows not a multiple of 16, or a CPU without AVX-512 VNNI (`level`).
 std::shared_ptr<const void> pack_kquant_weight(const TensorView& w, SimdLevel level = simd_level());
 
 // y[n, m] = x[n, k] · wᵀ with w's packed copy; x_rows are activation rows quantized for w.dtype

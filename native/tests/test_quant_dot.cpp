@@ -191,10 +191,11 @@ int main() {
       suite.check(run_matmul(*many, x, w, s.n, s.m, s.k) == y1, what + " same with 3 threads");
     }
 
-    // Packed panels (Q4_K and Q6_K with AVX-512 VNNI): the row kernels' products up to float
+    // Packed panels (Q4_K, Q5_K and Q6_K with AVX-512 VNNI): the row kernels' products up to float
     // rounding; each row computed alike whatever the batch and thread count.
     if (v == kSuperBlock) {
-      const bool packs = (type == DType::Q4_K || type == DType::Q6_K) && simd_level() >= SimdLevel::Avx512;
+      const bool packs =
+          (type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K) && simd_level() >= SimdLevel::Avx512;
       const int m = 48, k = 3 * v;
       const HostWeights w(type, random_quant_blocks(type, int64_t(m) * k, seed++), int64_t(m) * k);
       TensorView view{const_cast<uint8_t*>(w.raw.data()), type, m, k};
