@@ -180,31 +180,135 @@ CHAI_AVX512_VNNI void panel_rows(const uint8_t* x, int64_t x_stride, const typen
   }
   for (int r = 0; r < R; ++r) _mm512_storeu_ps(y + r * y_stride, acc[r]);
 }
+
+// The AVX2 twin (no VNNI): per half panel of 8 rows, maddubs gives int16 pair sums of 4-value
+// steps, summed over as many steps as int16 holds (kStepsInt16), then madd with the group's scale
+// (in both int16 of each lane) adds them to the int32 totals. The integer totals are exact, and the
+// float steps are the AVX-512 kernel's, so both give the same bits.
+template <typename Panel>
+inline constexpr int kStepsInt16 = 32767 / (((16 << Panel::kHighBits) - 1) * 127 * 2);
+
+CHAI_AVX2 inline __m256i half_vector(const uint8_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
+CHAI_AVX2 inline __m256i broadcast4_avx2(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+// Eight int8 scales as int16 pairs (s, s).
+CHAI_AVX2 inline __m256i scale_pairs(const int8_t* per_row) {
+  const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(per_row)));
+  return _mm256_blend_epi16(v, _mm256_slli_epi32(v, 16), 0xAA);
+}
+template <int HighBits>
+CHAI_AVX2 inline __m256i high_bits_avx2(const __m256i* plane, int s) {
+  const int offset = HighBits * s % 8;
+  const __m256i v = plane[HighBits * s / 8];
+  const __m256i at4 = offset <= 4 ? _mm256_sll_epi16(v, _mm_cvtsi32_si128(4 - offset)) : _mm256_srl_epi16(v, _mm_cvtsi32_si128(offset - 4));
+  return _mm256_and_si256(at4, _mm256_set1_epi8(char(((1 << HighBits) - 1) << 4)));
+}
+
+template <typename Block, int R>
+CHAI_AVX2 void panel_rows_avx2(const uint8_t* x, int64_t x_stride, const typename PackTraits<Block>::Panel* panel,
+                               int64_t blocks, float* y, int64_t y_stride) {
+  using Panel = typename PackTraits<Block>::Panel;
+  constexpr int hb = Panel::kHighBits, kFlush = kStepsInt16<Panel> < 4 ? kStepsInt16<Panel> : 4;
+  constexpr bool kGroupPerHalfWindow = Panel::kGroups == 16;
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  for (int half = 0; half < 2; ++half) {
+    const int h8 = 8 * half, h32 = 32 * half;
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const Panel& P = panel[b];
+      const ActivationBlock<kSuperBlock>* a[R];
+      for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActivationBlock<kSuperBlock>*>(x + r * x_stride) + b;
+      __m256i total[R], pair[R];
+      for (int r = 0; r < R; ++r) total[r] = pair[r] = _mm256_setzero_si256();
+      for (int w = 0; w < 8; ++w) {
+        __m256i plane[hb > 0 ? hb : 1];
+        for (int h = 0; h < hb; ++h) plane[h] = half_vector(P.high[hb * w + h] + h32);
+        const __m256i s_first = scale_pairs((kGroupPerHalfWindow ? P.scale[2 * w] : P.scale[w]) + h8);
+        const __m256i s_second = kGroupPerHalfWindow ? scale_pairs(P.scale[2 * w + 1] + h8) : s_first;
+        __m256i first[R], second[R];  // int16 pair sums of the window's first and second 16 values
+        for (int i = 0; i < 4; ++i) {
+          const __m256i v = half_vector(P.nibbles[4 * w + i] + h32);
+          __m256i low = _mm256_and_si256(v, nibble), high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+          if constexpr (hb > 0) {
+            low = _mm256_or_si256(low, high_bits_avx2<hb>(plane, i));
+            high = _mm256_or_si256(high, high_bits_avx2<hb>(plane, 4 + i));
+          }
+          for (int r = 0; r < R; ++r) {
+            const __m256i pf = _mm256_maddubs_epi16(low, broadcast4_avx2(a[r]->q + 32 * w + 4 * i));
+            const __m256i ps = _mm256_maddubs_epi16(high, broadcast4_avx2(a[r]->q + 32 * w + 16 + 4 * i));
+            first[r] = i % kFlush == 0 ? pf : _mm256_add_epi16(first[r], pf);
+            second[r] = i % kFlush == 0 ? ps : _mm256_add_epi16(second[r], ps);
+            if (i % kFlush == kFlush - 1)
+              total[r] = _mm256_add_epi32(total[r], _mm256_add_epi32(_mm256_madd_epi16(first[r], s_first),
+                                                                     _mm256_madd_epi16(second[r], s_second)));
+          }
+        }
+      }
+      for (int p = 0; p < 8; ++p) {
+        __m128i mins;
+        if constexpr (kGroupPerHalfWindow) {
+          const __m128i s0 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(P.scale[2 * p] + h8));
+          const __m128i s1 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(P.scale[2 * p + 1] + h8));
+          mins = _mm_unpacklo_epi8(s0, s1);
+        } else {
+          mins = _mm_loadu_si128(reinterpret_cast<const __m128i*>(P.mins[p][h8]));
+        }
+        const __m256i pairs = _mm256_cvtepi8_epi16(mins);
+        for (int r = 0; r < R; ++r) pair[r] = _mm256_add_epi32(pair[r], _mm256_madd_epi16(pairs, broadcast4_avx2(a[r]->sums + 2 * p)));
+      }
+      const __m256 d = _mm256_loadu_ps(P.d + h8), dmin = _mm256_loadu_ps(P.dmin + h8);
+      for (int r = 0; r < R; ++r) {
+        const __m256 xd = _mm256_set1_ps(a[r]->d);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[r]), _mm256_mul_ps(d, xd), acc[r]);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pair[r]), _mm256_mul_ps(dmin, xd), acc[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) _mm256_storeu_ps(y + r * y_stride + h8, acc[r]);
+  }
+}
 #pragma GCC diagnostic pop
 
 template <typename Block>
-void matmul_panels(ThreadPool& pool, const uint8_t* x, int64_t x_row, const TensorView& w, float* y, int64_t n) {
+using PanelKernel = void (*)(const uint8_t*, int64_t, const typename PackTraits<Block>::Panel*, int64_t, float*, int64_t);
+
+// rows[R - 1]: the kernel for R activation rows at once (AVX2 has 16 registers: at most 2).
+template <typename Block>
+struct PanelKernels {
+  PanelKernel<Block> rows[4];
+  int max_rows;
+};
+
+template <typename Block>
+const PanelKernels<Block>& panel_kernels(SimdLevel level) {
+  static const PanelKernels<Block> avx512{
+      {panel_rows<Block, 1>, panel_rows<Block, 2>, panel_rows<Block, 3>, panel_rows<Block, 4>}, 4};
+  static const PanelKernels<Block> avx2{{panel_rows_avx2<Block, 1>, panel_rows_avx2<Block, 2>}, 2};
+  return level >= SimdLevel::Avx512 ? avx512 : avx2;
+}
+
+template <typename Block>
+void matmul_panels(ThreadPool& pool, const uint8_t* x, int64_t x_row, const TensorView& w, float* y, int64_t n,
+                   SimdLevel level) {
   using Panel = typename PackTraits<Block>::Panel;
+  const PanelKernels<Block>& kernels = panel_kernels<Block>(level);
   const auto* panels = static_cast<const Panel*>(w.packed);
   const int64_t m = w.rows, blocks = w.cols / kSuperBlock, n_panels = m / kPanelRows;
-  constexpr int64_t kTileRows = 32;  // activation rows per task: a panel is reused from L1 for them
+  constexpr int64_t kTileRows = 32;  // activation rows per task: a panel is reused from cache for them
   const int64_t row_tiles = (n + kTileRows - 1) / kTileRows;
   // Below about 32k multiply-adds, handing work to other threads costs more than it saves.
   const int64_t tasks = n_panels * row_tiles;
   const int64_t grain = n * m * w.cols < (int64_t(1) << 15) ? tasks : 1;
   pool.parallel_for(tasks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t p = t % n_panels, i0 = (t / n_panels) * kTileRows, i1 = std::min(n, i0 + kTileRows);
-      const Panel* panel = panels + p * blocks;
-      const auto at = [&](int64_t i) { return x + i * x_row; };
-      float* out = y + p * kPanelRows;
-      int64_t i = i0;
-      for (; i + 4 <= i1; i += 4) panel_rows<Block, 4>(at(i), x_row, panel, blocks, out + i * m, m);
-      switch (i1 - i) {
-        case 3: panel_rows<Block, 3>(at(i), x_row, panel, blocks, out + i * m, m); break;
-        case 2: panel_rows<Block, 2>(at(i), x_row, panel, blocks, out + i * m, m); break;
-        case 1: panel_rows<Block, 1>(at(i), x_row, panel, blocks, out + i * m, m); break;
-        default: break;
+      const int64_t p = t % n_panels, i1 = std::min(n, (t / n_panels + 1) * kTileRows);
+      for (int64_t i = (t / n_panels) * kTileRows; i < i1;) {
+        const int64_t r = std::min<int64_t>(kernels.max_rows, i1 - i);
+        kernels.rows[r - 1](x + i * x_row, x_row, panels + p * blocks, blocks, y + i * m + p * kPanelRows, m);
+        i += r;
       }
     }
   });
@@ -225,7 +329,7 @@ std::shared_ptr<const void> pack(const TensorView& w) {
 }  // namespace
 
 std::shared_ptr<const void> pack_kquant_weight(const TensorView& w, SimdLevel level) {
-  if (!CHAI_X86 || level < SimdLevel::Avx512 || w.rows % kPanelRows != 0 || w.cols % kSuperBlock != 0) return nullptr;
+  if (!CHAI_X86 || level < SimdLevel::Avx2 || w.rows % kPanelRows != 0 || w.cols % kSuperBlock != 0) return nullptr;
   if (w.dtype == DType::Q4_K) return pack<BlockQ4_K>(w);
   if (w.dtype == DType::Q5_K) return pack<BlockQ5_K>(w);
   if (w.dtype == DType::Q6_K) return pack<BlockQ6_K>(w);
@@ -233,13 +337,15 @@ std::shared_ptr<const void> pack_kquant_weight(const TensorView& w, SimdLevel le
 }
 
 void matmul_packed_kquant(ThreadPool& pool, const uint8_t* x_rows, int64_t x_row_bytes, const TensorView& w, float* y,
-                          int64_t n) {
+                          int64_t n, SimdLevel level) {
 #if CHAI_X86
-  if (w.dtype == DType::Q4_K) return matmul_panels<BlockQ4_K>(pool, x_rows, x_row_bytes, w, y, n);
-  if (w.dtype == DType::Q5_K) return matmul_panels<BlockQ5_K>(pool, x_rows, x_row_bytes, w, y, n);
-  if (w.dtype == DType::Q6_K) return matmul_panels<BlockQ6_K>(pool, x_rows, x_row_bytes, w, y, n);
+  if (level >= SimdLevel::Avx2) {
+    if (w.dtype == DType::Q4_K) return matmul_panels<BlockQ4_K>(pool, x_rows, x_row_bytes, w, y, n, level);
+    if (w.dtype == DType::Q5_K) return matmul_panels<BlockQ5_K>(pool, x_rows, x_row_bytes, w, y, n, level);
+    if (w.dtype == DType::Q6_K) return matmul_panels<BlockQ6_K>(pool, x_rows, x_row_bytes, w, y, n, level);
+  }
 #else
-  (void)pool, (void)x_rows, (void)x_row_bytes, (void)y, (void)n;
+  (void)pool, (void)x_rows, (void)x_row_bytes, (void)y, (void)n, (void)level;
 #endif
   fail(ErrorCode::InvalidArgument, std::string("no packed matmul for ") + dtype_name(w.dtype));
 }
