@@ -1,6 +1,10 @@
 #include "simd.h"
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "../core/dtype.h"
+#include "../core/error.h"
 
 #include "x86.h"
 
@@ -206,8 +210,20 @@ std::string cpu_features() {
   return out;
 }
 
+// CHAI_SIMD=scalar|avx2 caps the level (to compare kernels, or to rule one out); a level above
+// what the CPU has is not granted.
+SimdLevel capped_level() {
+  const SimdLevel detected = detect_level();
+  const char* cap = std::getenv("CHAI_SIMD");
+  if (cap == nullptr || *cap == '\0') return detected;
+  const std::string name(cap);
+  for (SimdLevel level : {SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512})
+    if (name == simd_level_name(level)) return std::min(level, detected);
+  fail(ErrorCode::InvalidArgument, "CHAI_SIMD='" + name + "' is not a kernel level: use scalar, avx2 or avx512 (or unset it)");
+}
+
 SimdLevel simd_level() {
-  static const SimdLevel level = detect_level();
+  static const SimdLevel level = capped_level();
   return level;
 }
 
