@@ -135,12 +135,14 @@ void rope(ThreadPool& pool, const TensorView& x, int head_dim, const int32_t* po
   // Pair i is (2i, 2i+1) in the normal style and (i, i + half) in NeoX's.
   const int first_stride = style == RopeStyle::Neox ? 1 : 2;
   const int partner = style == RopeStyle::Neox ? half : 1;
+  std::vector<double> frequency(static_cast<size_t>(half));  // once per call, not per row
+  for (int i = 0; i < half; ++i) frequency[size_t(i)] = std::pow(double(base), -2.0 * i / head_dim);
   pool.parallel_for(x.rows, 4, [&](int64_t begin, int64_t end) {
     std::vector<float> cos_t(static_cast<size_t>(half)), sin_t(static_cast<size_t>(half));
     for (int64_t r = begin; r < end; ++r) {
       const double pos = double(positions[r]);
       for (int i = 0; i < half; ++i) {
-        double theta = pos * std::pow(double(base), -2.0 * i / head_dim);
+        double theta = pos * frequency[size_t(i)];
         if (freq_factors) theta /= double(freq_factors[i]);
         cos_t[size_t(i)] = float(std::cos(theta));
         sin_t[size_t(i)] = float(std::sin(theta));
