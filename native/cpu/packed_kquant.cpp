@@ -61,6 +61,11 @@ struct PackTraits<BlockQ6_K> {
   using Panel = PanelBlock<2, 16>;
 };
 
+// Bytes per 16 rows × 256 values (the README quotes them): stored 2304, 2816, 3360.
+static_assert(sizeof(PackTraits<BlockQ4_K>::Panel) == 2560 && sizeof(PackTraits<BlockQ5_K>::Panel) == 3072 &&
+                  sizeof(PackTraits<BlockQ6_K>::Panel) == 3456,
+              "packed panel sizes");
+
 template <typename Block>
 void pack_panels(const TensorView& w, typename PackTraits<Block>::Panel* out) {
   using T = PackTraits<Block>;
