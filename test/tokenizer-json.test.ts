@@ -5,14 +5,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { TokenType, tokenizerFromMetadata } from '../lib/tokenizer';
 import { metadataFromTokenizerJson } from '../lib/tokenizer-json';
-import { llama3TokenizerJson, readGgufMetadata } from './hf-folder';
+import { byteLevelTokenizerJson, readGgufMetadata } from './hf-folder';
 
 const SHARED = path.join(__dirname, '..', '..', 'shared');
 
 describe("Llama 3's tokenizer.json", () => {
   const gguf = readGgufMetadata(path.join(SHARED, 'models', 'synth-llama3.gguf'));
   // Through JSON text and back, as a file on disk would go.
-  const json = JSON.parse(JSON.stringify(llama3TokenizerJson(gguf)));
+  const json = JSON.parse(JSON.stringify(byteLevelTokenizerJson(gguf)));
   const metadata = metadataFromTokenizerJson(json, { config: { bos_token_id: 128000, eos_token_id: [128001, 128008, 128009] }, tokenizerConfig: { eos_token: '<|eot_id|>' } });
 
   test('becomes the GGUF metadata llama.cpp converted it to', () => {
