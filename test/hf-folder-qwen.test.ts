@@ -82,6 +82,23 @@ describe.each(['qwen2', 'qwen3'])('a Hugging Face folder of synth-%s', (arch) =>
     expect(ours.tokens).toEqual(reference.tokens);
     expect(relativeError(ours.lastLogits, reference.lastLogits)).toBeLessThan(1e-5);
   });
+
+  test("is the model llama.cpp ran: its greedy tokens, and its last prompt logits within 2% (llama.cpp rounds to F16 and 8 bits)", async () => {
+    const golden = JSON.parse(fs.readFileSync(path.join(SHARED, 'golden', `synth-${arch}.json`), 'utf8')) as {
+      logitsPrefix: number;
+      cases: { prompt: string; promptTokens: number[]; greedy: number[]; lastLogits: number[] }[];
+    };
+    const cases = golden.cases.filter((g) => prompts.slice(0, 3).includes(g.prompt));
+    expect(cases).toHaveLength(3);
+    for (const c of cases) {
+      expect(folder.tokenizer.encode(c.prompt)).toEqual(c.promptTokens);
+      const session = folder.createSession({ maxTokens: 64 });
+      const logits = await session.evaluate(c.promptTokens);
+      await session.dispose();
+      expect(relativeError(logits.subarray(0, golden.logitsPrefix), c.lastLogits)).toBeLessThan(0.02);
+      expect((await greedy(folder, c.prompt, c.greedy.length)).tokens).toEqual(c.greedy);
+    }
+  });
 });
 
 // One architecture suffices: the dtypes pass through the same code for both.
