@@ -127,6 +127,22 @@ int64_t sliding_window(const Config& c, const HfHyperparameters& h) {
   return window;
 }
 
+// RoPE's base: 'rope_theta', or inside 'rope_parameters' where transformers 5 writes it (with the
+// RoPE type, which must be the unscaled 'default').
+double rope_base(const Config& c) {
+  const JsonValue* p = c.get("rope_parameters");
+  if (!p) return c.number("rope_theta", 10000.0);
+  if (!p->is_object()) bad("config.json 'rope_parameters' must be an object");
+  const JsonValue* type = p->find("rope_type");
+  if (type && !(type->kind == JsonValue::Kind::String && type->s == "default"))
+    unsupported("RoPE type " + (type->kind == JsonValue::Kind::String ? "'" + type->s + "'" : std::string("?")) +
+                " (config.json 'rope_parameters') is not supported; only unscaled ('default') RoPE is");
+  const JsonValue* theta = p->find("rope_theta");
+  if (!theta || theta->kind != JsonValue::Kind::Number || !(theta->number > 0))
+    bad("config.json 'rope_parameters' lacks a positive 'rope_theta'");
+  return theta->number;
+}
+
 HfHyperparameters read_hyperparameters(const Config& c, std::map<std::string, GgufValue>& meta) {
   HfHyperparameters h{};
   h.arch = &architecture_for_model_type(c.text("model_type", ""));
@@ -168,7 +184,7 @@ HfHyperparameters read_hyperparameters(const Config& c, std::map<std::string, Gg
   meta[k + "rope.dimension_count"] = uint_value(h.head_dim);
   meta[k + "vocab_size"] = uint_value(h.vocab);
   meta[k + "attention.layer_norm_rms_epsilon"] = float_value(c.number("rms_norm_eps", 1e-6));
-  meta[k + "rope.freq_base"] = float_value(c.number("rope_theta", 10000.0));
+  meta[k + "rope.freq_base"] = float_value(rope_base(c));
   if (window > 0) meta[k + "attention.sliding_window"] = uint_value(window);
   return h;
 }

@@ -197,6 +197,12 @@ int main(int argc, char** argv) {
                   LlamaModel::load(qwen3)->config().qk_norm,
               "a qwen3 folder loads with its q/k norms");
 
+  write_folder(root / "rope-parameters",
+               with_config("\"rope_theta\": 10000.0", "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000.0}"),
+               weights);
+  suite.check(open_model_description((root / "rope-parameters").string())->find("llama.rope.freq_base")->as_float() == 500000.0,
+              "transformers 5's rope_parameters give RoPE's base");
+
   write_folder(root / "mistral", with_config("\"llama\"", "\"mistral\", \"sliding_window\": 16"), weights);
   const GgufValue* window = open_model_description((root / "mistral").string())->find("llama.attention.sliding_window");
   suite.check(window && window->as_int() == 16, "Mistral's sliding window becomes llama.attention.sliding_window");
@@ -218,6 +224,9 @@ int main(int argc, char** argv) {
       {"an unknown model_type", with_config("\"llama\"", "\"phi3\""), weights, "E_UNSUPPORTED"},
       {"quantization_config", with_config("\"hidden_act\"", "\"quantization_config\": {\"bits\": 4}, \"hidden_act\""), weights, "E_UNSUPPORTED"},
       {"attention biases", with_config("\"hidden_act\"", "\"attention_bias\": true, \"hidden_act\""), weights, "E_UNSUPPORTED"},
+      {"a scaled RoPE type in rope_parameters",
+       with_config("\"rope_theta\": 10000.0", "\"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 10000.0, \"factor\": 4}"),
+       weights, "E_UNSUPPORTED"},
       {"qwen2 without its biases", with_config("\"llama\"", "\"qwen2\""), weights, "E_MODEL_FORMAT"},
       {"qwen2's sliding window", with_config("\"llama\"", "\"qwen2\", \"use_sliding_window\": true, \"sliding_window\": 16, \"max_window_layers\": 0"),
        safetensors_bytes(qwen2_tensors), "E_UNSUPPORTED"},
