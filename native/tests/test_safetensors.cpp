@@ -204,7 +204,8 @@ int main(int argc, char** argv) {
               "transformers 5's rope_parameters give RoPE's base");
 
   write_folder(root / "mistral", with_config("\"llama\"", "\"mistral\", \"sliding_window\": 16"), weights);
-  const GgufValue* window = open_model_description((root / "mistral").string())->find("llama.attention.sliding_window");
+  auto mistral = open_model_description((root / "mistral").string());
+  const GgufValue* window = mistral->find("llama.attention.sliding_window");
   suite.check(window && window->as_int() == 16, "Mistral's sliding window becomes llama.attention.sliding_window");
   struct Case {
     const char* what;
