@@ -1,10 +1,27 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { buildInfo, devices, matmul, resolveDevice } from '../lib';
+
+const dist = path.join(__dirname, '..', 'dist');
+// The kernel level a fresh process reports with CHAI_SIMD set (the level is read once per process).
+function levelWith(simd: string) {
+  const code = `try { console.log(require(${JSON.stringify(dist)}).devices().cpu.simdKernels) } catch (e) { console.log(e.code, e.message) }`;
+  return spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, CHAI_SIMD: simd } }).stdout.trim();
+}
 
 describe('devices and build info', () => {
   test('the CPU is listed with its threads and kernel level', () => {
     const d = devices();
     expect(d.cpu.threads).toBeGreaterThan(0);
     expect(['scalar', 'avx2', 'avx512']).toContain(d.cpu.simdKernels);
+  });
+
+  test('CHAI_SIMD caps the kernel level and rejects unknown levels', () => {
+    expect(levelWith('scalar')).toBe('scalar');
+    const best = devices().cpu.simdKernels;
+    expect(levelWith('avx512')).toBe(best); // never above what the CPU has
+    if (best !== 'scalar') expect(levelWith('avx2')).toBe('avx2');
+    expect(levelWith('sse9')).toMatch(/^E_INVALID_ARGUMENT .*CHAI_SIMD='sse9'.*scalar, avx2 or avx512/);
   });
 
   test('CUDA is either available with devices or unavailable with a precise reason', () => {

@@ -19,7 +19,7 @@ constexpr int kPageTokens = 16;
 struct LoadedModel {
   std::shared_ptr<LlamaModel> model;
   std::shared_ptr<Backend> backend;
-  std::unique_ptr<ResidentWeights> resident;  // device copies, for backends that are not the CPU
+  std::unique_ptr<ResidentWeights> resident;  // device copies or the mapped file, with packed copies
   std::unique_ptr<KvPool> pool;               // one pool for all of this model's sessions
   std::unique_ptr<Workspace> workspace;       // scratch of their forward passes (one at a time)
 
@@ -138,7 +138,9 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
                        "kvCacheBytes (" + std::to_string(size_t(cap_bytes)) + ") is less than one KV page of this model (" +
                            std::to_string(page_bytes) + " bytes)");
           loaded->backend = backend_for(device, threads);
-          if (device != "cpu") loaded->resident = std::make_unique<ResidentWeights>(loaded->model->weights(), *loaded->backend);
+          loaded->resident = std::make_unique<ResidentWeights>(
+              loaded->model->weights(), *loaded->backend,
+              device == "cpu" ? ResidentWeights::Placement::InPlace : ResidentWeights::Placement::Copy);
           loaded->pool = std::make_unique<KvPool>(*loaded->backend, head_dim, kPageTokens, kv_dtype, max_pages);
           loaded->workspace = std::make_unique<Workspace>(*loaded->backend);
           return loaded;

@@ -45,11 +45,17 @@ class Backend {
   virtual void synchronize() = 0;
   // Independent blocks of work that keep this backend busy; split-KV attention sizes its grid by it.
   virtual int fill_blocks() const = 0;
+  // A copy of matmul weight w (in this backend's memory) in a layout this backend multiplies
+  // faster, to set as w.packed; null where the stored layout is best. Called once per weight at load.
+  virtual std::shared_ptr<const void> pack_matmul_weight(const TensorView& w) {
+    (void)w;
+    return nullptr;
+  }
 
   // The ops. Each checks its arguments here (InvalidArgument on bad shapes or types), once for
   // every backend, then runs the backend's kernel.
-  // y[n, m] = x[n, k] · w[m, k]ᵀ. x and y are F32; w is F32, F16, BF16 or Q8_0 (weights stay
-  // in their stored type and are converted inside the kernel).
+  // y[n, m] = x[n, k] · w[m, k]ᵀ. x and y are F32; w is F32, F16, BF16, Q8_0 or a quantized type
+  // (weights stay in their stored type, or w.packed, and are converted inside the kernel).
   void matmul(const TensorView& x, const TensorView& w, const TensorView& y);
   // y[i, :] = x[i, :] / sqrt(mean(x[i, :]²) + eps) * weight. All F32; weight has cols entries.
   // y may be x (in place); a [rows · heads, head_dim] view of x normalises every head on its own.

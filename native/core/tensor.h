@@ -14,6 +14,9 @@ struct TensorView {
   DType dtype = DType::F32;
   int64_t rows = 0;
   int64_t cols = 0;
+  // A copy of this weight in the layout its backend multiplies fastest (Backend::pack_matmul_weight),
+  // or null; `data` stays valid either way.
+  const void* packed = nullptr;
 
   int64_t numel() const { return rows * cols; }
   size_t bytes() const { return size_t(rows) * dtype_row_bytes(dtype, cols); }

@@ -6,6 +6,7 @@
 
 #include "../core/error.h"
 
+#include "packed_kquant.h"
 #include "quant_dot.h"
 #include "simd.h"
 
@@ -59,6 +60,7 @@ void matmul_quantized(ThreadPool& pool, const TensorView& x, const TensorView& w
   pool.parallel_for(n, 4, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) quantize_activation_row(w.dtype, x.as<float>() + i * k, xq + size_t(i) * x_row, k);
   });
+  if (w.packed != nullptr) return matmul_packed_kquant(pool, xq, int64_t(x_row), w, y.as<float>(), n);
   const QuantDotKernels& q = quant_dot_kernels(w.dtype, simd_level());
   matmul_tiles(pool, static_cast<const uint8_t*>(xq), int64_t(x_row), w.as<uint8_t>(), y.as<float>(), n, m, k,
                int64_t(w_row), q.dot, q.dot4x);
@@ -133,12 +135,14 @@ void rope(ThreadPool& pool, const TensorView& x, int head_dim, const int32_t* po
   // Pair i is (2i, 2i+1) in the normal style and (i, i + half) in NeoX's.
   const int first_stride = style == RopeStyle::Neox ? 1 : 2;
   const int partner = style == RopeStyle::Neox ? half : 1;
+  std::vector<double> frequency(static_cast<size_t>(half));  // once per call, not per row
+  for (int i = 0; i < half; ++i) frequency[size_t(i)] = std::pow(double(base), -2.0 * i / head_dim);
   pool.parallel_for(x.rows, 4, [&](int64_t begin, int64_t end) {
     std::vector<float> cos_t(static_cast<size_t>(half)), sin_t(static_cast<size_t>(half));
     for (int64_t r = begin; r < end; ++r) {
       const double pos = double(positions[r]);
       for (int i = 0; i < half; ++i) {
-        double theta = pos * std::pow(double(base), -2.0 * i / head_dim);
+        double theta = pos * frequency[size_t(i)];
         if (freq_factors) theta /= double(freq_factors[i]);
         cos_t[size_t(i)] = float(std::cos(theta));
         sin_t[size_t(i)] = float(std::sin(theta));
@@ -196,13 +200,44 @@ const void* cache_row(const AttentionParams& b, const SequenceAttention& p, cons
   return static_cast<const uint8_t*>(b.pool) + size_t(slot) * b.head_dim * (b.kv_dtype == DType::F16 ? 2 : 4);
 }
 
-float dot_row(const VectorKernels& dot, bool half, const float* q, const void* k, int hd) {
-  return half ? dot.f16(q, static_cast<const uint16_t*>(k), hd) : dot.f32(q, static_cast<const float*>(k), hd);
+// The rows of keys / values [j0, j1) of one KV head go page by page: a page's rows are contiguous.
+template <typename Fn>
+void for_page_runs(const AttentionParams& b, const SequenceAttention& p, const int32_t* table, int kv_head, int j0,
+                   int j1, Fn&& run) {
+  for (int j = j0; j < j1;) {
+    const int n = std::min(j1, (j / b.page_tokens + 1) * b.page_tokens) - j;
+    run(j, n, cache_row(b, p, table, kv_head, j));
+    j += n;
+  }
 }
 
-void axpy_row(const VectorKernels& dot, bool half, float* acc, float w, const void* v, int hd) {
-  if (half) dot.axpy_f16(acc, w, static_cast<const uint16_t*>(v), hd);
-  else dot.axpy_f32(acc, w, static_cast<const float*>(v), hd);
+// scores[j - j0] = q · k_j · scale for keys [j0, j1), four keys per kernel call.
+void key_scores(const VectorKernels& dot, const AttentionParams& b, const SequenceAttention& p, int kv_head,
+                const float* q, int j0, int j1, float* scores) {
+  const bool half = b.kv_dtype == DType::F16;
+  const int hd = b.head_dim;
+  for_page_runs(b, p, p.k_table, kv_head, j0, j1, [&](int j, int n, const void* rows) {
+    float* out = scores + (j - j0);
+    int r = 0;
+    for (; r + 4 <= n; r += 4) {
+      if (half) dot.dot1x4_f16(q, static_cast<const uint16_t*>(rows) + int64_t(r) * hd, hd, hd, out + r);
+      else dot.dot1x4_f32(q, static_cast<const float*>(rows) + int64_t(r) * hd, hd, hd, out + r);
+    }
+    for (; r < n; ++r)
+      out[r] = half ? dot.f16(q, static_cast<const uint16_t*>(rows) + int64_t(r) * hd, hd)
+                    : dot.f32(q, static_cast<const float*>(rows) + int64_t(r) * hd, hd);
+    for (r = 0; r < n; ++r) out[r] *= b.scale;
+  });
+}
+
+// acc += Σ w[j - j0] · v_j over values [j0, j1), in key order.
+void weighted_values(const VectorKernels& dot, const AttentionParams& b, const SequenceAttention& p, int kv_head,
+                     const float* w, int j0, int j1, float* acc) {
+  const int hd = b.head_dim;
+  for_page_runs(b, p, p.v_table, kv_head, j0, j1, [&](int j, int n, const void* rows) {
+    if (b.kv_dtype == DType::F16) dot.axpy_rows_f16(acc, w + (j - j0), static_cast<const uint16_t*>(rows), hd, n, hd);
+    else dot.axpy_rows_f32(acc, w + (j - j0), static_cast<const float*>(rows), hd, n, hd);
+  });
 }
 
 void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceAttention& p) {
@@ -212,8 +247,6 @@ void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceA
   const int max_keys = p.pos0 + p.n_q;
   const float* q_base = b.q + int64_t(p.q_row) * row;
   float* out_base = b.out + int64_t(p.q_row) * row;
-  const bool half = b.kv_dtype == DType::F16;
-  auto row_of = [&](const int32_t* table, int kv_head, int token) { return cache_row(b, p, table, kv_head, token); };
   std::vector<int> cluster_of(size_t(b.n_heads), 0);
   for (int c = 0; c < p.n_clusters; ++c)
     for (int m = p.offsets[c]; m < p.offsets[c + 1]; ++m) cluster_of[size_t(p.members[m])] = c;
@@ -237,10 +270,7 @@ void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceA
         const int chunk = int(item % chunks), c = int(item / chunks % p.n_clusters), i = q0 + int(item / chunks / p.n_clusters);
         const int n_keys = p.pos0 + i + 1, j0 = chunk * kKeyChunk, j1 = std::min(n_keys, j0 + kKeyChunk);
         const float* q = q_base + i * row + int64_t(p.reps[c]) * hd;
-        float* out = prob_row(c, i);
-        for (int j = j0; j < j1; ++j) {
-          out[j] = dot_row(dot, half, q, row_of(p.k_table, p.reps[c] / group, j), hd) * b.scale;
-        }
+        key_scores(dot, b, p, p.reps[c] / group, q, j0, j1, prob_row(c, i) + j0);
       }
     });
     const int64_t rows = int64_t(p.n_clusters) * nq;
@@ -262,9 +292,7 @@ void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceA
         const int n_keys = p.pos0 + i + 1;
         const float* w = prob_row(c, i);
         std::fill(acc.begin(), acc.end(), 0.0f);
-        for (int j = 0; j < n_keys; ++j) {
-          axpy_row(dot, half, acc.data(), w[j], row_of(p.v_table, h / group, j), hd);
-        }
+        weighted_values(dot, b, p, h / group, w, 0, n_keys, acc.data());
         const float inv = inv_sum[size_t(int64_t(i - q0) * p.n_clusters + c)];
         float* o = out_base + i * row + int64_t(h) * hd;
         for (int d = 0; d < hd; ++d) o[d] = acc[size_t(d)] * inv;
@@ -285,7 +313,6 @@ struct SplitItem {
 void decode_chunk(const AttentionParams& b, const SequenceAttention& p, int task_index, int chunk, std::vector<float>& scores,
                   std::vector<float>& acc) {
   const VectorKernels& dot = vector_kernels();
-  const bool half = b.kv_dtype == DType::F16;
   const int hd = b.head_dim, group = b.n_heads / b.n_kv_heads;
   const int64_t row = int64_t(b.n_heads) * hd;
   const DecodeTask& task = p.tasks[task_index];
@@ -296,7 +323,7 @@ void decode_chunk(const AttentionParams& b, const SequenceAttention& p, int task
   for (int r = 0; r < n_reps; ++r) {
     const float* q = b.q + p.q_row * row + int64_t(p.task_reps[task.rep_begin + r]) * hd;
     float* s = scores.data() + size_t(r) * n;
-    for (int j = j0; j < j1; ++j) s[j - j0] = dot_row(dot, half, q, cache_row(b, p, p.k_table, task.kv_head, j), hd) * b.scale;
+    key_scores(dot, b, p, task.kv_head, q, j0, j1, s);
     top[size_t(r)] = *std::max_element(s, s + n);
     double total = 0;
     for (int j = 0; j < n; ++j) total += s[j] = std::exp(s[j] - top[size_t(r)]);
@@ -307,7 +334,7 @@ void decode_chunk(const AttentionParams& b, const SequenceAttention& p, int task
     const int h = p.task_members[m], r = p.task_member_rep[m];
     const float* w = scores.data() + size_t(r) * n;
     std::fill(acc.begin(), acc.end(), 0.0f);
-    for (int j = j0; j < j1; ++j) axpy_row(dot, half, acc.data(), w[j - j0], cache_row(b, p, p.v_table, h / group, j), hd);
+    weighted_values(dot, b, p, h / group, w, j0, j1, acc.data());
     if (p.n_chunks == 1) {
       float* o = b.out + p.q_row * row + int64_t(h) * hd;
       for (int d = 0; d < hd; ++d) o[d] = acc[size_t(d)] / sum[size_t(r)];

@@ -1,6 +1,10 @@
 #include "simd.h"
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "../core/dtype.h"
+#include "../core/error.h"
 
 #include "x86.h"
 
@@ -71,11 +75,21 @@ float dot_q8_0_scalar(const float* x, const BlockQ8_0* w, int64_t n) {
   return total;
 }
 
+// One x against four rows of a KV page (stride apart), each result what dot1 gives.
+template <typename W, float (*Load)(const W*, int64_t)>
+void dot1x4_scalar(const float* x, const W* rows, int64_t stride, int64_t n, float* out) {
+  dot_block_scalar<1, 4, W, Load>(x, 0, rows, stride, n, out);
+}
 void axpy_f32_scalar(float* acc, float w, const float* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) acc[i] += w * v[i];
 }
 void axpy_f16_scalar(float* acc, float w, const uint16_t* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) acc[i] += w * f16_to_f32(v[i]);
+}
+// acc += Σ_j w[j] · v_j over `rows` rows (stride apart), in order: what that many axpy calls give.
+template <typename V, void (*Axpy)(float*, float, const V*, int64_t)>
+void axpy_rows_by_rows(float* acc, const float* w, const V* v, int64_t stride, int64_t rows, int64_t n) {
+  for (int64_t j = 0; j < rows; ++j) Axpy(acc, w[j], v + j * stride, n);
 }
 
 #if CHAI_X86
@@ -128,6 +142,10 @@ CHAI_AVX2 float dot1_avx2(const float* x, const W* w, int64_t n) {
   return out;
 }
 template <typename W, __m256 (*Load8)(const W*, int64_t), float (*Load1)(const W*, int64_t)>
+CHAI_AVX2 void dot1x4_avx2(const float* x, const W* rows, int64_t stride, int64_t n, float* out) {
+  dot_block_avx2<1, 4, W, Load8, Load1>(x, 0, rows, stride, n, out);
+}
+template <typename W, __m256 (*Load8)(const W*, int64_t), float (*Load1)(const W*, int64_t)>
 CHAI_AVX2 void dot4x_avx2(const float* x, int64_t x_stride, const W* w, int64_t n, float* out) {
   dot_block_avx2<4, 1, W, Load8, Load1>(x, x_stride, w, 0, n, out);
 }
@@ -161,19 +179,36 @@ CHAI_AVX2 void axpy_f16_avx2(float* acc, float w, const uint16_t* v, int64_t n) 
   }
   for (; i < n; ++i) acc[i] += w * f16_to_f32(v[i]);
 }
+// The rows form keeps 8 lanes of acc in a register across all rows (one load and store per 8
+// lanes instead of one per row); the tail is axpy's own scalar loop, row by row.
+template <typename V, __m256 (*Load8)(const V*, int64_t), float (*Load1)(const V*, int64_t)>
+CHAI_AVX2 void axpy_rows_avx2(float* acc, const float* w, const V* v, int64_t stride, int64_t rows, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 a = _mm256_loadu_ps(acc + i);
+    for (int64_t j = 0; j < rows; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), Load8(v + j * stride, i), a);
+    _mm256_storeu_ps(acc + i, a);
+  }
+  for (int64_t j = 0; j < rows; ++j)
+    for (int64_t t = i; t < n; ++t) acc[t] += w[j] * Load1(v + j * stride, t);
+}
 #endif
 
 const VectorKernels kScalar{
     dot1_scalar<float, load1>, dot1_scalar<uint16_t, load1_f16>, dot1_scalar<uint16_t, load1_bf16>, dot_q8_0_scalar,
     axpy_f32_scalar, axpy_f16_scalar,
     dot4x_scalar<float, load1>, dot4x_scalar<uint16_t, load1_f16>, dot4x_scalar<uint16_t, load1_bf16>,
-    dot4x_by_rows<dot_q8_0_scalar>};
+    dot4x_by_rows<dot_q8_0_scalar>,
+    dot1x4_scalar<float, load1>, dot1x4_scalar<uint16_t, load1_f16>,
+    axpy_rows_by_rows<float, axpy_f32_scalar>, axpy_rows_by_rows<uint16_t, axpy_f16_scalar>};
 #if CHAI_X86
 const VectorKernels kAvx2{
     dot1_avx2<float, load8, load1>, dot1_avx2<uint16_t, load8_f16, load1_f16>, dot1_avx2<uint16_t, load8_bf16, load1_bf16>,
     dot_q8_0_avx2, axpy_f32_avx2, axpy_f16_avx2,
     dot4x_avx2<float, load8, load1>, dot4x_avx2<uint16_t, load8_f16, load1_f16>, dot4x_avx2<uint16_t, load8_bf16, load1_bf16>,
-    dot4x_by_rows<dot_q8_0_avx2>};
+    dot4x_by_rows<dot_q8_0_avx2>,
+    dot1x4_avx2<float, load8, load1>, dot1x4_avx2<uint16_t, load8_f16, load1_f16>,
+    axpy_rows_avx2<float, load8, load1>, axpy_rows_avx2<uint16_t, load8_f16, load1_f16>};
 #endif
 
 SimdLevel detect_level() {
@@ -206,8 +241,20 @@ std::string cpu_features() {
   return out;
 }
 
+// CHAI_SIMD=scalar|avx2 caps the level (to compare kernels, or to rule one out); a level above
+// what the CPU has is not granted.
+SimdLevel capped_level() {
+  const SimdLevel detected = detect_level();
+  const char* cap = std::getenv("CHAI_SIMD");
+  if (cap == nullptr || *cap == '\0') return detected;
+  const std::string name(cap);
+  for (SimdLevel level : {SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512})
+    if (name == simd_level_name(level)) return std::min(level, detected);
+  fail(ErrorCode::InvalidArgument, "CHAI_SIMD='" + name + "' is not a kernel level: use scalar, avx2 or avx512 (or unset it)");
+}
+
 SimdLevel simd_level() {
-  static const SimdLevel level = detect_level();
+  static const SimdLevel level = capped_level();
   return level;
 }
 

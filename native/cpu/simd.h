@@ -33,6 +33,12 @@ struct VectorKernels {
   void (*dot4x_f16)(const float* x, int64_t x_stride, const uint16_t* w, int64_t n, float* out);
   void (*dot4x_bf16)(const float* x, int64_t x_stride, const uint16_t* w, int64_t n, float* out);
   void (*dot4x_q8_0)(const float* x, int64_t x_stride, const BlockQ8_0* w, int64_t n, float* out);
+  // Attention over a KV page (rows `stride` elements apart), with the one-row kernels' results:
+  // one query against four key rows, and acc += Σ_j w[j] · v_j over value rows in order.
+  void (*dot1x4_f32)(const float* x, const float* rows, int64_t stride, int64_t n, float* out);
+  void (*dot1x4_f16)(const float* x, const uint16_t* rows, int64_t stride, int64_t n, float* out);
+  void (*axpy_rows_f32)(float* acc, const float* w, const float* v, int64_t stride, int64_t rows, int64_t n);
+  void (*axpy_rows_f16)(float* acc, const float* w, const uint16_t* v, int64_t stride, int64_t rows, int64_t n);
 };
 
 const VectorKernels& vector_kernels();

@@ -1,5 +1,7 @@
-// A model's weights copied into a backend's memory (the CUDA backend; the CPU backend reads the
-// memory-mapped file directly). Views keep the stored types: quantized weights stay quantized.
+// A model's weights as a backend runs them: copied into its memory (the CUDA backend) or read in
+// place from the memory-mapped file (the CPU backend), plus the packed copies of matmul weights
+// the backend asks for (Backend::pack_matmul_weight). Views keep the stored types: quantized
+// weights stay quantized.
 #pragma once
 #include <memory>
 #include <vector>
@@ -11,15 +13,19 @@ namespace chai {
 
 class ResidentWeights {
  public:
-  ResidentWeights(const LlamaWeights& host, Backend& backend);
+  enum class Placement { Copy, InPlace };
+  ResidentWeights(const LlamaWeights& host, Backend& backend, Placement placement = Placement::Copy);
   const LlamaWeights& weights() const { return weights_; }
-  size_t bytes() const { return bytes_; }
+  size_t bytes() const { return bytes_; }  // copied bytes
 
  private:
-  TensorView upload(const TensorView& host);
+  TensorView place(const TensorView& host);
+  TensorView with_packed_copy(TensorView w);  // for matmul weights
 
   Backend& backend_;
+  Placement placement_;
   std::vector<std::unique_ptr<DeviceBuffer>> buffers_;
+  std::vector<std::shared_ptr<const void>> packed_;
   LlamaWeights weights_;
   size_t bytes_ = 0;
 };

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -60,13 +61,19 @@ struct HostWeights {
   const uint16_t* half_bits() const { return reinterpret_cast<const uint16_t*>(raw.data()); }
 };
 
-inline std::vector<float> run_matmul(Backend& be, const std::vector<float>& x, const HostWeights& w, int n, int m, int k) {
+// packed: multiply with the backend's packed copy of w (Backend::pack_matmul_weight), which must exist.
+inline std::vector<float> run_matmul(Backend& be, const std::vector<float>& x, const HostWeights& w, int n, int m, int k,
+                                     bool packed = false) {
   DeviceBuffer dx(be, x.size() * 4), dw(be, w.bytes()), dy(be, size_t(n) * m * 4);
   be.upload(dx.get(), x.data(), dx.bytes());
   be.upload(dw.get(), w.data(), dw.bytes());
   std::vector<float> y(size_t(n) * m, std::nanf(""));  // poison: an output the kernel missed stays NaN
   be.upload(dy.get(), y.data(), dy.bytes());
-  be.matmul({dx.get(), DType::F32, n, k}, {dw.get(), w.dtype, m, k}, {dy.get(), DType::F32, n, m});
+  TensorView weight{dw.get(), w.dtype, m, k};
+  std::shared_ptr<const void> copy = packed ? be.pack_matmul_weight(weight) : nullptr;
+  if (packed && copy == nullptr) throw std::runtime_error("the backend made no packed copy of this weight");
+  weight.packed = copy.get();
+  be.matmul({dx.get(), DType::F32, n, k}, weight, {dy.get(), DType::F32, n, m});
   be.download(y.data(), dy.get(), dy.bytes());
   return y;
 }

@@ -90,6 +90,27 @@ int main() {
       v.dot4x_bf16(x.data(), k, wb.half_bits(), k, out);
       for (int r = 0; r < 4; ++r) same = same && out[r] == v.bf16(x.data() + r * k, wb.half_bits(), k);
       suite.check(same, std::string(simd_level_name(level)) + " dot4x equals four single dots, k=" + std::to_string(k));
+      // Attention's page kernels: a query against four key rows (stride k + 3), and Σ w_j v_j over
+      // five value rows, each equal to the one-row kernels' results.
+      const int stride = k + 3;
+      const auto rows = random_nonzero(size_t(5) * stride, seed++);
+      std::vector<uint16_t> rows16(rows.size());
+      for (size_t i = 0; i < rows.size(); ++i) rows16[i] = f32_to_f16(rows[i]);
+      bool page_same = true;
+      v.dot1x4_f32(x.data(), rows.data(), stride, k, out);
+      for (int r = 0; r < 4; ++r) page_same = page_same && out[r] == v.f32(x.data(), rows.data() + r * stride, k);
+      v.dot1x4_f16(x.data(), rows16.data(), stride, k, out);
+      for (int r = 0; r < 4; ++r) page_same = page_same && out[r] == v.f16(x.data(), rows16.data() + r * stride, k);
+      const float weights[5] = {0.5f, -1.25f, 0.3f, 2.0f, -0.7f};
+      std::vector<float> acc_rows(x.begin(), x.begin() + k), acc_one(acc_rows), acc16_rows(acc_rows), acc16_one(acc_rows);
+      v.axpy_rows_f32(acc_rows.data(), weights, rows.data(), stride, 5, k);
+      v.axpy_rows_f16(acc16_rows.data(), weights, rows16.data(), stride, 5, k);
+      for (int j = 0; j < 5; ++j) {
+        v.axpy_f32(acc_one.data(), weights[j], rows.data() + j * stride, k);
+        v.axpy_f16(acc16_one.data(), weights[j], rows16.data() + j * stride, k);
+      }
+      page_same = page_same && acc_rows == acc_one && acc16_rows == acc16_one;
+      suite.check(page_same, std::string(simd_level_name(level)) + " page kernels equal the one-row kernels, k=" + std::to_string(k));
     }
   }
 

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/thread_pool.h"
 #include "core/quant_blocks.h"
+#include "cpu/packed_kquant.h"
 #include "cpu/quant_dot.h"
 #include "cpu/simd.h"
 #include "op_runner.h"
@@ -188,6 +190,44 @@ int main() {
       for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(y1[i] - want[i]) / magnitude[i]);
       suite.check_close(worst, 4e-3, what + " (error / Σ|x·w|)");
       suite.check(run_matmul(*many, x, w, s.n, s.m, s.k) == y1, what + " same with 3 threads");
+    }
+
+    // Packed panels (Q4_K, Q5_K and Q6_K; AVX-512 VNNI or AVX2): the row kernels' products up to float
+    // rounding; each row computed alike whatever the batch and thread count.
+    if (v == kSuperBlock) {
+      const bool packs =
+          (type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K) && simd_level() >= SimdLevel::Avx2;
+      const int m = 48, k = 3 * v;
+      const HostWeights w(type, random_quant_blocks(type, int64_t(m) * k, seed++), int64_t(m) * k);
+      TensorView view{const_cast<uint8_t*>(w.raw.data()), type, m, k};
+      suite.check((pack_kquant_weight(view) != nullptr) == packs, name + (packs ? " packs" : " does not pack"));
+      view.rows = 40;
+      suite.check(pack_kquant_weight(view) == nullptr, name + ": 40 rows (not whole panels of 16) do not pack");
+      view.rows = m;
+      for (int n : packs ? std::vector<int>{1, 3, 4, 5, 37} : std::vector<int>{}) {
+        const auto x = random_nonzero(size_t(n) * k, seed++);
+        const std::string what = "packed " + name + " n=" + std::to_string(n);
+        const auto rows = run_matmul(*one, x, w, n, m, k), packed = run_matmul(*one, x, w, n, m, k, true);
+        suite.check_close(relative_error(packed, rows), 2e-6, what + " vs the row kernels");
+        suite.check(run_matmul(*many, x, w, n, m, k, true) == packed, what + " same with 3 threads");
+        bool alike = true;
+        for (int i = 0; i < n; ++i) {
+          const std::vector<float> xi(x.begin() + i * k, x.begin() + (i + 1) * k);
+          alike = alike && std::equal(packed.begin() + i * m, packed.begin() + (i + 1) * m, run_matmul(*one, xi, w, 1, m, k, true).begin());
+        }
+        suite.check(alike, what + ": each row equals that row alone");
+        // The AVX2 kernel on the same packed copy gives the AVX-512 kernel's bits.
+        const size_t x_row = activation_row_bytes(type, k);
+        std::vector<uint8_t> xq(x_row * size_t(n));
+        for (int i = 0; i < n; ++i) quantize_activation_row(type, x.data() + size_t(i) * k, xq.data() + i * x_row, k);
+        const auto copy = pack_kquant_weight(view);
+        TensorView packed_view{const_cast<uint8_t*>(w.raw.data()), type, m, k};
+        packed_view.packed = copy.get();
+        ThreadPool single(1);
+        std::vector<float> avx2(size_t(n) * m);
+        matmul_packed_kquant(single, xq.data(), int64_t(x_row), packed_view, avx2.data(), n, SimdLevel::Avx2);
+        suite.check(avx2 == packed, what + ": AVX2 kernel gives the same bits");
+      }
     }
 
     // Embedding rows are the decoded table rows.

@@ -1,0 +1,353 @@
+#include "packed_kquant.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "../core/error.h"
+#include "../core/quant_blocks.h"
+#include "../core/thread_pool.h"
+#include "quant_dot.h"
+#include "x86.h"
+
+namespace chai {
+namespace {
+
+// One super-block (256 values) of a panel of 16 rows, values unsigned (q + offset). Per 4 values
+// ("step") a 64-byte vector holds those 4 values of each row (row j in bytes 4j..4j+3). The low 4
+// bits of each value are nibbles: per 32 values ("window" w, steps 8w..8w+7), vector 4w + i holds
+// step 8w + i in its low and step 8w + 4 + i in its high nibbles. Values of more than 4 bits keep
+// their high bits in planes: per window, HighBits vectors; step s of the window has bits
+// (HighBits·s) % 8 .. of plane vector HighBits·s / 8. Per row: d and dmin of the decoded form
+// (quant_blocks.h) and its scale per scale group; the min term Σ dmin·min[g]·Σx[g] runs on int16
+// pairs (min[2p], min[2p + 1]) against the activation's sums of groups 2p and 2p + 1.
+// Types with a scale per 16 values (Q6_K) have their scales as min pairs, read from `scale`.
+template <int Groups>
+struct MinPairs {
+  int8_t mins[8][kPanelRows][2];
+};
+template <>
+struct MinPairs<16> {};
+
+template <int HighBits, int Groups>
+struct alignas(64) PanelBlock : MinPairs<Groups> {
+  static constexpr int kHighBits = HighBits, kGroups = Groups;
+  uint8_t nibbles[32][64];
+  uint8_t high[8 * HighBits][64];
+  float d[kPanelRows];
+  float dmin[kPanelRows];
+  int8_t scale[Groups][kPanelRows];
+};
+
+template <typename Block>
+struct PackTraits;
+// Q4_K / Q5_K: values 0..15 / 0..31, a scale and a min per sub-block of 32.
+template <>
+struct PackTraits<BlockQ4_K> {
+  static constexpr int kOffset = 0;
+  using Panel = PanelBlock<0, 8>;
+};
+template <>
+struct PackTraits<BlockQ5_K> {
+  static constexpr int kOffset = 0;
+  using Panel = PanelBlock<1, 8>;
+};
+// Q6_K: values q + 32 (0..63), a scale per group of 16; the -32 · scale term is the min term
+// (min = scale, dmin = -32 · d).
+template <>
+struct PackTraits<BlockQ6_K> {
+  static constexpr int kOffset = 32;
+  using Panel = PanelBlock<2, 16>;
+};
+
+template <typename Block>
+void pack_panels(const TensorView& w, typename PackTraits<Block>::Panel* out) {
+  using T = PackTraits<Block>;
+  using Panel = typename T::Panel;
+  constexpr int kScaleValues = kSuperBlock / Panel::kGroups, hb = Panel::kHighBits;
+  const int64_t blocks = w.cols / kSuperBlock;
+  const auto* rows = w.as<const Block>();
+  DecodedBlock dec;
+  for (int64_t p = 0; p < w.rows / kPanelRows; ++p)
+    for (int64_t b = 0; b < blocks; ++b) {
+      Panel& o = out[p * blocks + b];
+      std::memset(&o, 0, sizeof o);
+      for (int j = 0; j < kPanelRows; ++j) {
+        const Block& blk = rows[(p * kPanelRows + j) * blocks + b];
+        decode_scales(blk, dec);
+        decode_quants(blk, dec.q);
+        o.d[j] = dec.d;
+        o.dmin[j] = T::kOffset ? -float(T::kOffset) * dec.d : dec.dmin;
+        for (int g = 0; g < Panel::kGroups; ++g) o.scale[g][j] = int8_t(dec.scale[g * kScaleValues / kGroup]);
+        if constexpr (Panel::kGroups == 8)
+          for (int pr = 0; pr < 8; ++pr)
+            for (int h = 0; h < 2; ++h) o.mins[pr][j][h] = int8_t(dec.min[2 * pr + h]);
+        for (int v = 0; v < kSuperBlock; ++v) {
+          const auto u = uint8_t(dec.q[v] + T::kOffset);
+          const int window = v / 32, step = v % 32 / 4, byte = 4 * j + v % 4;
+          o.nibbles[4 * window + step % 4][byte] |= uint8_t(step < 4 ? u & 0xF : (u & 0xF) << 4);
+          if constexpr (hb > 0) o.high[hb * window + hb * step / 8][byte] |= uint8_t((u >> 4) << (hb * step % 8));
+        }
+      }
+    }
+}
+
+#if CHAI_X86
+#define CHAI_AVX512_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+CHAI_AVX512_VNNI inline __m512i broadcast4(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// Bits 4.. of step s's values (0..7 within a window) from the window's high-bit planes.
+template <int HighBits>
+CHAI_AVX512_VNNI inline __m512i high_bits(const __m512i* plane, int s) {
+  const int offset = HighBits * s % 8;
+  const __m512i v = plane[HighBits * s / 8];
+  const __m512i at4 = offset <= 4 ? _mm512_sll_epi16(v, _mm_cvtsi32_si128(4 - offset)) : _mm512_srl_epi16(v, _mm_cvtsi32_si128(offset - 4));
+  return _mm512_and_si512(at4, _mm512_set1_epi8(char(((1 << HighBits) - 1) << 4)));
+}
+
+CHAI_AVX512_VNNI inline __m512i group_scales(const int8_t* per_row) {
+  return _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(per_row)));
+}
+
+// R activation rows (x_stride bytes apart) against one panel: y[r · y_stride + 0..15].
+template <typename Block, int R>
+CHAI_AVX512_VNNI void panel_rows(const uint8_t* x, int64_t x_stride, const typename PackTraits<Block>::Panel* panel,
+                                 int64_t blocks, float* y, int64_t y_stride) {
+  using Panel = typename PackTraits<Block>::Panel;
+  constexpr int hb = Panel::kHighBits;
+  constexpr bool kGroupPerHalfWindow = Panel::kGroups == 16;  // else one group per window of 32
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const Panel& P = panel[b];
+    const ActivationBlock<kSuperBlock>* a[R];
+    for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActivationBlock<kSuperBlock>*>(x + r * x_stride) + b;
+    __m512i total[R], pair[R];
+    for (int r = 0; r < R; ++r) total[r] = pair[r] = _mm512_setzero_si512();
+    for (int w = 0; w < 8; ++w) {
+      __m512i plane[hb > 0 ? hb : 1];
+      for (int h = 0; h < hb; ++h) plane[h] = _mm512_load_si512(P.high[hb * w + h]);
+      __m512i first[R], second[R];  // sums of the window's first and second 16 values
+      for (int r = 0; r < R; ++r) first[r] = second[r] = _mm512_setzero_si512();
+      for (int i = 0; i < 4; ++i) {
+        const __m512i v = _mm512_load_si512(P.nibbles[4 * w + i]);
+        __m512i low = _mm512_and_si512(v, nibble), high = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+        if constexpr (hb > 0) {
+          low = _mm512_or_si512(low, high_bits<hb>(plane, i));
+          high = _mm512_or_si512(high, high_bits<hb>(plane, 4 + i));
+        }
+        for (int r = 0; r < R; ++r) {
+          first[r] = _mm512_dpbusd_epi32(first[r], low, broadcast4(a[r]->q + 32 * w + 4 * i));
+          second[r] = _mm512_dpbusd_epi32(second[r], high, broadcast4(a[r]->q + 32 * w + 16 + 4 * i));
+        }
+      }
+      if constexpr (kGroupPerHalfWindow) {
+        const __m512i s0 = group_scales(P.scale[2 * w]), s1 = group_scales(P.scale[2 * w + 1]);
+        for (int r = 0; r < R; ++r)
+          total[r] = _mm512_add_epi32(total[r], _mm512_add_epi32(_mm512_mullo_epi32(first[r], s0), _mm512_mullo_epi32(second[r], s1)));
+      } else {
+        const __m512i s = group_scales(P.scale[w]);
+        for (int r = 0; r < R; ++r) total[r] = _mm512_add_epi32(total[r], _mm512_mullo_epi32(_mm512_add_epi32(first[r], second[r]), s));
+      }
+    }
+    for (int p = 0; p < 8; ++p) {
+      __m512i mins;
+      if constexpr (kGroupPerHalfWindow) {
+        const __m128i s0 = _mm_load_si128(reinterpret_cast<const __m128i*>(P.scale[2 * p]));
+        const __m128i s1 = _mm_load_si128(reinterpret_cast<const __m128i*>(P.scale[2 * p + 1]));
+        mins = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(s0, s1), _mm_unpacklo_epi8(s0, s1)));
+      } else {
+        mins = _mm512_cvtepi8_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(P.mins[p])));
+      }
+      for (int r = 0; r < R; ++r) pair[r] = _mm512_dpwssd_epi32(pair[r], mins, broadcast4(a[r]->sums + 2 * p));
+    }
+    const __m512 d = _mm512_load_ps(P.d), dmin = _mm512_load_ps(P.dmin);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xd = _mm512_set1_ps(a[r]->d);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[r]), _mm512_mul_ps(d, xd), acc[r]);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pair[r]), _mm512_mul_ps(dmin, xd), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(y + r * y_stride, acc[r]);
+}
+
+// The AVX2 twin (no VNNI): per half panel of 8 rows, maddubs gives int16 pair sums of 4-value
+// steps, summed over as many steps as int16 holds (kStepsInt16), then madd with the group's scale
+// (in both int16 of each lane) adds them to the int32 totals. The integer totals are exact, and the
+// float steps are the AVX-512 kernel's, so both give the same bits.
+template <typename Panel>
+inline constexpr int kStepsInt16 = 32767 / (((16 << Panel::kHighBits) - 1) * 127 * 2);
+
+CHAI_AVX2 inline __m256i half_vector(const uint8_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
+CHAI_AVX2 inline __m256i broadcast4_avx2(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+// Eight int8 scales as int16 pairs (s, s).
+CHAI_AVX2 inline __m256i scale_pairs(const int8_t* per_row) {
+  const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(per_row)));
+  return _mm256_blend_epi16(v, _mm256_slli_epi32(v, 16), 0xAA);
+}
+template <int HighBits>
+CHAI_AVX2 inline __m256i high_bits_avx2(const __m256i* plane, int s) {
+  const int offset = HighBits * s % 8;
+  const __m256i v = plane[HighBits * s / 8];
+  const __m256i at4 = offset <= 4 ? _mm256_sll_epi16(v, _mm_cvtsi32_si128(4 - offset)) : _mm256_srl_epi16(v, _mm_cvtsi32_si128(offset - 4));
+  return _mm256_and_si256(at4, _mm256_set1_epi8(char(((1 << HighBits) - 1) << 4)));
+}
+
+template <typename Block, int R>
+CHAI_AVX2 void panel_rows_avx2(const uint8_t* x, int64_t x_stride, const typename PackTraits<Block>::Panel* panel,
+                               int64_t blocks, float* y, int64_t y_stride) {
+  using Panel = typename PackTraits<Block>::Panel;
+  constexpr int hb = Panel::kHighBits, kFlush = kStepsInt16<Panel> < 4 ? kStepsInt16<Panel> : 4;
+  constexpr bool kGroupPerHalfWindow = Panel::kGroups == 16;
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  for (int half = 0; half < 2; ++half) {
+    const int h8 = 8 * half, h32 = 32 * half;
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const Panel& P = panel[b];
+      const ActivationBlock<kSuperBlock>* a[R];
+      for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActivationBlock<kSuperBlock>*>(x + r * x_stride) + b;
+      __m256i total[R], pair[R];
+      for (int r = 0; r < R; ++r) total[r] = pair[r] = _mm256_setzero_si256();
+      for (int w = 0; w < 8; ++w) {
+        __m256i plane[hb > 0 ? hb : 1];
+        for (int h = 0; h < hb; ++h) plane[h] = half_vector(P.high[hb * w + h] + h32);
+        const __m256i s_first = scale_pairs((kGroupPerHalfWindow ? P.scale[2 * w] : P.scale[w]) + h8);
+        const __m256i s_second = kGroupPerHalfWindow ? scale_pairs(P.scale[2 * w + 1] + h8) : s_first;
+        __m256i first[R], second[R];  // int16 pair sums of the window's first and second 16 values
+        for (int i = 0; i < 4; ++i) {
+          const __m256i v = half_vector(P.nibbles[4 * w + i] + h32);
+          __m256i low = _mm256_and_si256(v, nibble), high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+          if constexpr (hb > 0) {
+            low = _mm256_or_si256(low, high_bits_avx2<hb>(plane, i));
+            high = _mm256_or_si256(high, high_bits_avx2<hb>(plane, 4 + i));
+          }
+          for (int r = 0; r < R; ++r) {
+            const __m256i pf = _mm256_maddubs_epi16(low, broadcast4_avx2(a[r]->q + 32 * w + 4 * i));
+            const __m256i ps = _mm256_maddubs_epi16(high, broadcast4_avx2(a[r]->q + 32 * w + 16 + 4 * i));
+            first[r] = i % kFlush == 0 ? pf : _mm256_add_epi16(first[r], pf);
+            second[r] = i % kFlush == 0 ? ps : _mm256_add_epi16(second[r], ps);
+            if (i % kFlush == kFlush - 1)
+              total[r] = _mm256_add_epi32(total[r], _mm256_add_epi32(_mm256_madd_epi16(first[r], s_first),
+                                                                     _mm256_madd_epi16(second[r], s_second)));
+          }
+        }
+      }
+      for (int p = 0; p < 8; ++p) {
+        __m128i mins;
+        if constexpr (kGroupPerHalfWindow) {
+          const __m128i s0 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(P.scale[2 * p] + h8));
+          const __m128i s1 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(P.scale[2 * p + 1] + h8));
+          mins = _mm_unpacklo_epi8(s0, s1);
+        } else {
+          mins = _mm_loadu_si128(reinterpret_cast<const __m128i*>(P.mins[p][h8]));
+        }
+        const __m256i pairs = _mm256_cvtepi8_epi16(mins);
+        for (int r = 0; r < R; ++r) pair[r] = _mm256_add_epi32(pair[r], _mm256_madd_epi16(pairs, broadcast4_avx2(a[r]->sums + 2 * p)));
+      }
+      const __m256 d = _mm256_loadu_ps(P.d + h8), dmin = _mm256_loadu_ps(P.dmin + h8);
+      for (int r = 0; r < R; ++r) {
+        const __m256 xd = _mm256_set1_ps(a[r]->d);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[r]), _mm256_mul_ps(d, xd), acc[r]);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pair[r]), _mm256_mul_ps(dmin, xd), acc[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) _mm256_storeu_ps(y + r * y_stride + h8, acc[r]);
+  }
+}
+#pragma GCC diagnostic pop
+
+template <typename Block>
+using PanelKernel = void (*)(const uint8_t*, int64_t, const typename PackTraits<Block>::Panel*, int64_t, float*, int64_t);
+
+// rows[R - 1]: the kernel for R activation rows at once (AVX2 has 16 registers: at most 2).
+template <typename Block>
+struct PanelKernels {
+  PanelKernel<Block> rows[4];
+  int max_rows;
+};
+
+template <typename Block>
+const PanelKernels<Block>& panel_kernels(SimdLevel level) {
+  static const PanelKernels<Block> avx512{
+      {panel_rows<Block, 1>, panel_rows<Block, 2>, panel_rows<Block, 3>, panel_rows<Block, 4>}, 4};
+  static const PanelKernels<Block> avx2{{panel_rows_avx2<Block, 1>, panel_rows_avx2<Block, 2>}, 2};
+  return level >= SimdLevel::Avx512 ? avx512 : avx2;
+}
+
+template <typename Block>
+void matmul_panels(ThreadPool& pool, const uint8_t* x, int64_t x_row, const TensorView& w, float* y, int64_t n,
+                   SimdLevel level) {
+  using Panel = typename PackTraits<Block>::Panel;
+  const PanelKernels<Block>& kernels = panel_kernels<Block>(level);
+  const auto* panels = static_cast<const Panel*>(w.packed);
+  const int64_t m = w.rows, blocks = w.cols / kSuperBlock, n_panels = m / kPanelRows;
+  constexpr int64_t kTileRows = 32;  // activation rows per task: a panel is reused from cache for them
+  const int64_t row_tiles = (n + kTileRows - 1) / kTileRows;
+  // Below about 32k multiply-adds, handing work to other threads costs more than it saves.
+  const int64_t tasks = n_panels * row_tiles;
+  const int64_t grain = n * m * w.cols < (int64_t(1) << 15) ? tasks : 1;
+  pool.parallel_for(tasks, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t p = t % n_panels, i1 = std::min(n, (t / n_panels + 1) * kTileRows);
+      for (int64_t i = (t / n_panels) * kTileRows; i < i1;) {
+        const int64_t r = std::min<int64_t>(kernels.max_rows, i1 - i);
+        kernels.rows[r - 1](x + i * x_row, x_row, panels + p * blocks, blocks, y + i * m + p * kPanelRows, m);
+        i += r;
+      }
+    }
+  });
+}
+#endif
+
+template <typename Block>
+std::shared_ptr<const void> pack(const TensorView& w) {
+  using Panel = typename PackTraits<Block>::Panel;
+  const size_t bytes = size_t(w.rows / kPanelRows) * size_t(w.cols / kSuperBlock) * sizeof(Panel);
+  void* memory = std::aligned_alloc(alignof(Panel), bytes);
+  CHAI_REQUIRE(memory != nullptr, ErrorCode::DeviceOom, "out of host memory packing a weight of " + std::to_string(bytes) + " bytes");
+  std::shared_ptr<void> owned(memory, std::free);
+  pack_panels<Block>(w, static_cast<Panel*>(memory));
+  return owned;
+}
+
+}  // namespace
+
+std::shared_ptr<const void> pack_kquant_weight(const TensorView& w, SimdLevel level) {
+  if (!CHAI_X86 || level < SimdLevel::Avx2 || w.rows % kPanelRows != 0 || w.cols % kSuperBlock != 0) return nullptr;
+  if (w.dtype == DType::Q4_K) return pack<BlockQ4_K>(w);
+  if (w.dtype == DType::Q5_K) return pack<BlockQ5_K>(w);
+  if (w.dtype == DType::Q6_K) return pack<BlockQ6_K>(w);
+  return nullptr;
+}
+
+void matmul_packed_kquant(ThreadPool& pool, const uint8_t* x_rows, int64_t x_row_bytes, const TensorView& w, float* y,
+                          int64_t n, SimdLevel level) {
+#if CHAI_X86
+  if (level >= SimdLevel::Avx2) {
+    if (w.dtype == DType::Q4_K) return matmul_panels<BlockQ4_K>(pool, x_rows, x_row_bytes, w, y, n, level);
+    if (w.dtype == DType::Q5_K) return matmul_panels<BlockQ5_K>(pool, x_rows, x_row_bytes, w, y, n, level);
+    if (w.dtype == DType::Q6_K) return matmul_panels<BlockQ6_K>(pool, x_rows, x_row_bytes, w, y, n, level);
+  }
+#else
+  (void)pool, (void)x_rows, (void)x_row_bytes, (void)y, (void)n, (void)level;
+#endif
+  fail(ErrorCode::InvalidArgument, std::string("no packed matmul for ") + dtype_name(w.dtype));
+}
+
+}  // namespace chai
