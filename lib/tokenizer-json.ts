@@ -167,6 +167,10 @@ export function metadataFromTokenizerJson(json: TokenizerJson, context: Tokenize
     const metaspacePrepends = metaspace !== undefined && (metaspace.prepend_scheme ?? (metaspace.add_prefix_space ? 'always' : 'never')) !== 'never';
     metadata['tokenizer.ggml.add_space_prefix'] = prepends || metaspacePrepends;
   } else if (preSteps.some((s) => s.type === 'ByteLevel')) {
+    // Qwen's files normalize to NFC; llama.cpp's converter drops that step, and the GGUF is the
+    // reference here. Any other normalizer would change the tokens.
+    const other = normalizers.find((s) => s.type !== 'NFC');
+    if (other) unsupported(`the normalizer '${String(other.type)}' is not supported with byte-level BPE (only NFC, which llama.cpp's converter drops too)`);
     metadata['tokenizer.ggml.model'] = 'gpt2';
     metadata['tokenizer.ggml.merges'] = merges;
     const byteLevel = preSteps.find((s) => s.type === 'ByteLevel')!;

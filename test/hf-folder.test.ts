@@ -7,7 +7,7 @@ import path from 'node:path';
 import { loadModel, Model, modelFileHash } from '../lib';
 import { writeSafetensors } from '../lib/safetensors-writer';
 import { relativeError } from './helpers';
-import { unpermuteRopeRows, writeHfFolderFromGguf } from './hf-folder';
+import { greedy, unpermuteRopeRows, writeHfFolderFromGguf } from './hf-folder';
 
 const SHARED = path.join(__dirname, '..', '..', 'shared');
 const GGUF = path.join(SHARED, 'models', 'stories260K.gguf');
@@ -30,22 +30,6 @@ afterAll(() => {
   gguf.dispose();
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-async function greedy(model: Model, prompt: string, n: number): Promise<{ tokens: number[]; lastLogits: Float32Array }> {
-  const session = model.createSession({ maxTokens: 128 });
-  const tokens: number[] = [];
-  let context = model.tokenizer.encode(prompt);
-  let logits = await session.evaluate(context);
-  for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
-    tokens.push(best);
-    context = [best];
-    logits = await session.evaluate(context);
-  }
-  await session.dispose();
-  return { tokens, lastLogits: logits };
-}
 
 describe.each(['single', 'sharded'])('a %s-file Hugging Face folder of stories260K', (variant) => {
   let folder: Model;
@@ -149,7 +133,6 @@ describe('config.json options, and bad folders as typed errors', () => {
     ['no weights', 'E_MODEL_FORMAT', (f) => fs.rmSync(path.join(f, 'model.safetensors')), /safetensors/],
     ['an unknown model_type', 'E_UNSUPPORTED', (f) => editConfig(f, { model_type: 'gpt_neox' }), /gpt_neox/],
     ['a quantized checkpoint', 'E_UNSUPPORTED', (f) => editConfig(f, { quantization_config: { quant_method: 'gptq', bits: 4 } }), /quantiz/],
-    ['a Mistral sliding window', 'E_UNSUPPORTED', (f) => editConfig(f, { model_type: 'mistral', sliding_window: 4 }), /sliding/],
     ['RoPE scaling', 'E_UNSUPPORTED', (f) => editConfig(f, { rope_scaling: { rope_type: 'llama3', factor: 8 } }), /rope_scaling/],
     ['a config that disagrees with the shapes', 'E_MODEL_FORMAT', (f) => editConfig(f, { num_attention_heads: 4, num_key_value_heads: 4 }), /should be|rows/],
     ['a wrong vocab_size', 'E_MODEL_FORMAT', (f) => editConfig(f, { vocab_size: 600 }), /vocab_size/],
@@ -164,10 +147,16 @@ describe('config.json options, and bad folders as typed errors', () => {
     await expect(loadModel(folder, { device: 'cpu' })).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
   });
 
-  test('mistral without a sliding window is llama; tied embeddings drop lm_head', async () => {
+  test("mistral is llama, with Mistral's sliding window when it narrows attention; tied embeddings drop lm_head", async () => {
     const mistral = await loadModel(variant('mistral', (f) => editConfig(f, { model_type: 'mistral', sliding_window: null })), { device: 'cpu' });
-    expect(mistral.info).toMatchObject({ architecture: 'llama', layers: 5, tiedOutput: false });
+    expect(mistral.info).toMatchObject({ architecture: 'llama', layers: 5, tiedOutput: false, slidingWindow: 0 });
     mistral.dispose();
+    const windowed = await loadModel(variant('mistral-window', (f) => editConfig(f, { model_type: 'mistral', sliding_window: 4 })), { device: 'cpu' });
+    expect(windowed.info).toMatchObject({ architecture: 'llama', slidingWindow: 4 });
+    windowed.dispose();
+    const wide = await loadModel(variant('mistral-wide-window', (f) => editConfig(f, { model_type: 'mistral', sliding_window: 4096 })), { device: 'cpu' });
+    expect(wide.info.slidingWindow).toBe(0); // wider than max_position_embeddings: it never narrows attention
+    wide.dispose();
     const tied = await loadModel(variant('tied', (f) => editConfig(f, { tie_word_embeddings: true })), { device: 'cpu' });
     expect(tied.info.tiedOutput).toBe(true);
     expect(tied.tensors.map((t) => t.name)).not.toContain('output.weight');

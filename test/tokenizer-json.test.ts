@@ -1,18 +1,19 @@
-// tokenizer.json -> GGUF tokenizer metadata: the byte-level BPE path on Llama 3's real vocabulary
-// (tokenizations checked against llama.cpp's), and the typed errors of what is not understood.
+// tokenizer.json -> GGUF tokenizer metadata: the byte-level BPE path on Llama 3's and Qwen's real
+// vocabularies (tokenizations checked against llama.cpp's), and the typed errors of what is not
+// understood.
 // The SentencePiece path is checked end to end in hf-folder.test.ts.
 import fs from 'node:fs';
 import path from 'node:path';
 import { TokenType, tokenizerFromMetadata } from '../lib/tokenizer';
 import { metadataFromTokenizerJson } from '../lib/tokenizer-json';
-import { llama3TokenizerJson, readGgufMetadata } from './hf-folder';
+import { byteLevelTokenizerJson, readGgufMetadata } from './hf-folder';
 
 const SHARED = path.join(__dirname, '..', '..', 'shared');
 
 describe("Llama 3's tokenizer.json", () => {
   const gguf = readGgufMetadata(path.join(SHARED, 'models', 'synth-llama3.gguf'));
   // Through JSON text and back, as a file on disk would go.
-  const json = JSON.parse(JSON.stringify(llama3TokenizerJson(gguf)));
+  const json = JSON.parse(JSON.stringify(byteLevelTokenizerJson(gguf)));
   const metadata = metadataFromTokenizerJson(json, { config: { bos_token_id: 128000, eos_token_id: [128001, 128008, 128009] }, tokenizerConfig: { eos_token: '<|eot_id|>' } });
 
   test('becomes the GGUF metadata llama.cpp converted it to', () => {
@@ -32,6 +33,22 @@ describe("Llama 3's tokenizer.json", () => {
     expect(golden.cases.length).toBeGreaterThan(10);
     for (const c of golden.cases) expect(tokenizer.encode(c.text, { addBos: false })).toEqual(c.tokens);
     expect(tokenizer.encode('Hi')[0]).toBe(128000);
+  });
+});
+
+describe("Qwen's tokenizer.json", () => {
+  const gguf = readGgufMetadata(path.join(SHARED, 'models', 'synth-qwen2.gguf'));
+  const json = JSON.parse(JSON.stringify(byteLevelTokenizerJson(gguf)));
+  const metadata = metadataFromTokenizerJson(json, { vocabSize: 151936, config: { bos_token_id: 151643, eos_token_id: 151645 }, tokenizerConfig: { add_bos_token: false, bos_token: null, eos_token: '<|im_end|>' } });
+
+  test("becomes the GGUF metadata llama.cpp converted it to: the 'qwen2' pre-tokenizer, control and user-defined tokens, padding", () => {
+    expect(json.normalizer).toEqual({ type: 'NFC' }); // as Qwen ships it; llama.cpp drops it
+    expect(metadata['tokenizer.ggml.model']).toBe('gpt2');
+    expect(metadata['tokenizer.ggml.pre']).toBe('qwen2');
+    expect(metadata['tokenizer.ggml.tokens']).toEqual(gguf['tokenizer.ggml.tokens']);
+    expect(Array.from(metadata['tokenizer.ggml.token_type'] as Float64Array)).toEqual(Array.from(gguf['tokenizer.ggml.token_type'] as Float64Array));
+    expect(metadata['tokenizer.ggml.merges']).toEqual(gguf['tokenizer.ggml.merges']);
+    for (const key of ['tokenizer.ggml.bos_token_id', 'tokenizer.ggml.eos_token_id', 'tokenizer.ggml.add_bos_token']) expect(metadata[key]).toEqual(gguf[key]);
   });
 });
 
@@ -73,6 +90,7 @@ describe('tokenizer.json details', () => {
     ['no model', {}, 'E_MODEL_FORMAT', /model/],
     ['no vocabulary', { model: { type: 'BPE' } }, 'E_MODEL_FORMAT', /vocab/],
     ['an unknown split pattern', { model: { type: 'BPE', vocab: { a: 0 } }, pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: '\\w+' } }, { type: 'ByteLevel' }] } }, 'E_UNSUPPORTED', /pattern/],
+    ['a byte-level tokenizer with a normalizer other than NFC', { model: { type: 'BPE', vocab: { a: 0 } }, normalizer: { type: 'Sequence', normalizers: [{ type: 'NFC' }, { type: 'Lowercase' }] }, pre_tokenizer: { type: 'ByteLevel' } }, 'E_UNSUPPORTED', /Lowercase/],
     ['neither SentencePiece nor byte-level', { model: { type: 'BPE', vocab: { a: 0 } }, pre_tokenizer: { type: 'Whitespace' } }, 'E_UNSUPPORTED', /byte-level/],
   ])('%s is a typed error', (_name, json, code, message) => {
     expect(() => metadataFromTokenizerJson(json as never)).toThrow(expect.objectContaining({ code, message: expect.stringMatching(message) }));

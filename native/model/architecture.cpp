@@ -128,6 +128,34 @@ const std::vector<ArchitectureDescription>& supported_architectures() {
   return all;
 }
 
+HfCheckpoint llama_style_checkpoint() {
+  HfCheckpoint c;
+  c.globals = {{"model.embed_tokens.weight", "token_embd.weight"},
+               {"model.norm.weight", "output_norm.weight"},
+               {"lm_head.weight", "output.weight"}};
+  c.layer_tensors = {{"input_layernorm.weight", "attn_norm.weight"},
+                     {"self_attn.q_proj.weight", "attn_q.weight"},
+                     {"self_attn.k_proj.weight", "attn_k.weight"},
+                     {"self_attn.v_proj.weight", "attn_v.weight"},
+                     {"self_attn.o_proj.weight", "attn_output.weight"},
+                     {"post_attention_layernorm.weight", "ffn_norm.weight"},
+                     {"mlp.gate_proj.weight", "ffn_gate.weight"},
+                     {"mlp.up_proj.weight", "ffn_up.weight"},
+                     {"mlp.down_proj.weight", "ffn_down.weight"}};
+  return c;
+}
+
+const ArchitectureDescription& architecture_for_model_type(const std::string& model_type) {
+  std::string names;
+  for (const auto& d : supported_architectures())
+    for (const std::string& t : d.hf.model_types) {
+      if (t == model_type) return d;
+      names += (names.empty() ? "" : ", ") + t;
+    }
+  fail(ErrorCode::Unsupported, "Hugging Face folder: model_type '" + model_type + "' is not supported (supported: " +
+                                   names + ")");
+}
+
 const ArchitectureDescription& architecture_named(const std::string& name) {
   std::string names;
   for (const auto& d : supported_architectures()) {

@@ -10,9 +10,14 @@ std::vector<ArchitectureDescription> llama_family() {
   llama.rope_style = RopeStyle::Normal;
   llama.rope_freq_factors = true;
   llama.sliding_window = true;  // converters write it for Mistral models stored as 'llama'
+  // llama.cpp converts Mistral checkpoints to 'llama' too.
+  llama.hf = llama_style_checkpoint();
+  llama.hf.model_types = {"llama", "mistral"};
+  llama.hf.refused_flags = {{"attention_bias", "attention biases"}, {"mlp_bias", "feed-forward biases"}};
 
   ArchitectureDescription mistral = llama;
   mistral.name = "mistral";
+  mistral.hf = {};
   return {llama, mistral};
 }
 

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "architecture.h"
 #include "json.h"
 
 namespace chai {
@@ -38,14 +39,14 @@ class Config {
     const JsonValue* v = json_.find(key);
     return v && !v->is_null() ? v : nullptr;
   }
-  int64_t integer(const std::string& key, const int64_t* fallback = nullptr) const {
+  int64_t integer(const std::string& key, const int64_t* fallback = nullptr, int64_t minimum = 1) const {
     const JsonValue* v = get(key);
     if (!v) {
       if (fallback) return *fallback;
       bad("config.json lacks '" + key + "'");
     }
-    if (v->kind != JsonValue::Kind::Number || !v->integral || v->number <= 0 || v->number > 2147483647.0)
-      bad("config.json '" + key + "' must be a positive integer");
+    if (v->kind != JsonValue::Kind::Number || !v->integral || v->number < double(minimum) || v->number > 2147483647.0)
+      bad("config.json '" + key + "' must be an integer of at least " + std::to_string(minimum));
     return int64_t(v->number);
   }
   double number(const std::string& key, double fallback) const {
@@ -95,26 +96,66 @@ GgufValue string_value(const std::string& s) {
 // What the engine needs from config.json, checked. Options that would change the computation
 // and that this engine does not implement are errors, never silently ignored.
 struct HfHyperparameters {
+  const ArchitectureDescription* arch;
   int64_t layers, embd, ff, heads, kv_heads, head_dim, vocab, context;
   bool tied;
 };
 
+// The attention window config.json sets (0: none). Qwen-style configs apply it only with their
+// switch on, and only to the layers from max_window_layers on; the engine has one window for all
+// layers, and only for architectures that declare one.
+int64_t sliding_window(const Config& c, const HfHyperparameters& h) {
+  if (const JsonValue* types = c.get("layer_types")) {
+    if (types->kind != JsonValue::Kind::Array) bad("config.json 'layer_types' must be a list");
+    for (const JsonValue& t : types->items)
+      if (t.kind != JsonValue::Kind::String || t.s != "full_attention")
+        unsupported("config.json 'layer_types' lists a layer that is not 'full_attention'; only full attention in "
+                    "every layer is supported");
+  }
+  const std::string& on = h.arch->hf.sliding_window_switch;
+  if (!c.get("sliding_window") || (!on.empty() && !c.flag(on, false))) return 0;
+  const int64_t window = c.integer("sliding_window");
+  const int64_t none = 0;
+  const int64_t first_layer = on.empty() ? 0 : c.integer("max_window_layers", &none, 0);
+  if (window >= h.context || first_layer >= h.layers) return 0;  // it never narrows attention
+  if (first_layer > 0)
+    unsupported("a sliding window (sliding_window " + std::to_string(window) + ") in layers " + std::to_string(first_layer) +
+                " and up only (max_window_layers) is not supported");
+  if (!h.arch->sliding_window)
+    unsupported("sliding-window attention (sliding_window " + std::to_string(window) + ") is not supported for " +
+                h.arch->name);
+  return window;
+}
+
+// RoPE's base: 'rope_theta', or inside 'rope_parameters' where transformers 5 writes it (with the
+// RoPE type, which must be the unscaled 'default').
+double rope_base(const Config& c) {
+  const JsonValue* p = c.get("rope_parameters");
+  if (!p) return c.number("rope_theta", 10000.0);
+  if (!p->is_object()) bad("config.json 'rope_parameters' must be an object");
+  const JsonValue* type = p->find("rope_type");
+  if (type && !(type->kind == JsonValue::Kind::String && type->s == "default"))
+    unsupported("RoPE type " + (type->kind == JsonValue::Kind::String ? "'" + type->s + "'" : std::string("?")) +
+                " (config.json 'rope_parameters') is not supported; only unscaled ('default') RoPE is");
+  const JsonValue* theta = p->find("rope_theta");
+  if (!theta || theta->kind != JsonValue::Kind::Number || !(theta->number > 0))
+    bad("config.json 'rope_parameters' lacks a positive 'rope_theta'");
+  return theta->number;
+}
+
 HfHyperparameters read_hyperparameters(const Config& c, std::map<std::string, GgufValue>& meta) {
-  const std::string model_type = c.text("model_type", "");
-  // Mistral checkpoints are llama ones (llama.cpp converts them to 'llama') unless they use a
-  // sliding attention window, which this engine does not run.
-  if (model_type != "llama" && model_type != "mistral")
-    unsupported("model_type '" + model_type + "' is not supported (supported: llama, mistral)");
+  HfHyperparameters h{};
+  h.arch = &architecture_for_model_type(c.text("model_type", ""));
+  const ArchitectureDescription& arch = *h.arch;
   if (c.get("quantization_config"))
     unsupported("quantized checkpoints (config.json 'quantization_config') are not supported; use F32, F16 or BF16 "
                 "weights, or a quantized GGUF file");
   if (c.text("hidden_act", "silu") != "silu")
-    unsupported("hidden_act '" + c.text("hidden_act", "") + "' is not supported (llama uses silu)");
+    unsupported("hidden_act '" + c.text("hidden_act", "") + "' is not supported (" + arch.name + " uses silu)");
   if (c.get("rope_scaling")) unsupported("config.json 'rope_scaling' is not supported");
-  if (c.flag("attention_bias", false)) unsupported("attention biases (attention_bias: true) are not supported");
-  if (c.flag("mlp_bias", false)) unsupported("feed-forward biases (mlp_bias: true) are not supported");
+  for (const HfRefusedFlag& f : arch.hf.refused_flags)
+    if (c.flag(f.key, false)) unsupported(f.feature + " (" + f.key + ": true) are not supported for " + arch.name);
 
-  HfHyperparameters h{};
   h.layers = c.integer("num_hidden_layers");
   h.embd = c.integer("hidden_size");
   h.ff = c.integer("intermediate_size");
@@ -127,24 +168,24 @@ HfHyperparameters read_hyperparameters(const Config& c, std::map<std::string, Gg
   const int64_t default_head_dim = h.embd / h.heads;
   h.head_dim = c.integer("head_dim", &default_head_dim);
   if (h.head_dim % 2 != 0) bad("head size " + std::to_string(h.head_dim) + " must be even for RoPE");
-  if (model_type == "mistral" && c.get("sliding_window") && c.integer("sliding_window") < h.context)
-    unsupported("sliding-window attention (sliding_window " + std::to_string(c.integer("sliding_window")) +
-                ") is not supported");
   h.tied = c.flag("tie_word_embeddings", false);
+  const int64_t window = sliding_window(c, h);
 
-  meta["general.architecture"] = string_value("llama");
-  meta["llama.block_count"] = uint_value(h.layers);
-  meta["llama.context_length"] = uint_value(h.context);
-  meta["llama.embedding_length"] = uint_value(h.embd);
-  meta["llama.feed_forward_length"] = uint_value(h.ff);
-  meta["llama.attention.head_count"] = uint_value(h.heads);
-  meta["llama.attention.head_count_kv"] = uint_value(h.kv_heads);
-  meta["llama.attention.key_length"] = uint_value(h.head_dim);
-  meta["llama.attention.value_length"] = uint_value(h.head_dim);
-  meta["llama.rope.dimension_count"] = uint_value(h.head_dim);
-  meta["llama.vocab_size"] = uint_value(h.vocab);
-  meta["llama.attention.layer_norm_rms_epsilon"] = float_value(c.number("rms_norm_eps", 1e-6));
-  meta["llama.rope.freq_base"] = float_value(c.number("rope_theta", 10000.0));
+  const std::string k = arch.name + ".";
+  meta["general.architecture"] = string_value(arch.name);
+  meta[k + "block_count"] = uint_value(h.layers);
+  meta[k + "context_length"] = uint_value(h.context);
+  meta[k + "embedding_length"] = uint_value(h.embd);
+  meta[k + "feed_forward_length"] = uint_value(h.ff);
+  meta[k + "attention.head_count"] = uint_value(h.heads);
+  meta[k + "attention.head_count_kv"] = uint_value(h.kv_heads);
+  meta[k + "attention.key_length"] = uint_value(h.head_dim);
+  meta[k + "attention.value_length"] = uint_value(h.head_dim);
+  meta[k + "rope.dimension_count"] = uint_value(h.head_dim);
+  meta[k + "vocab_size"] = uint_value(h.vocab);
+  meta[k + "attention.layer_norm_rms_epsilon"] = float_value(c.number("rms_norm_eps", 1e-6));
+  meta[k + "rope.freq_base"] = float_value(rope_base(c));
+  if (window > 0) meta[k + "attention.sliding_window"] = uint_value(window);
   return h;
 }
 
@@ -265,26 +306,12 @@ struct Mapping {
 };
 
 bool map_name(const std::string& hf, const HfHyperparameters& h, Mapping* m) {
-  static const std::map<std::string, std::string> globals = {
-      {"model.embed_tokens.weight", "token_embd.weight"},
-      {"model.norm.weight", "output_norm.weight"},
-      {"lm_head.weight", "output.weight"},
-  };
-  static const std::map<std::string, std::string> per_layer = {
-      {"input_layernorm.weight", "attn_norm.weight"},
-      {"self_attn.q_proj.weight", "attn_q.weight"},
-      {"self_attn.k_proj.weight", "attn_k.weight"},
-      {"self_attn.v_proj.weight", "attn_v.weight"},
-      {"self_attn.o_proj.weight", "attn_output.weight"},
-      {"post_attention_layernorm.weight", "ffn_norm.weight"},
-      {"mlp.gate_proj.weight", "ffn_gate.weight"},
-      {"mlp.up_proj.weight", "ffn_up.weight"},
-      {"mlp.down_proj.weight", "ffn_down.weight"},
-  };
-  if (auto it = globals.find(hf); it != globals.end()) {
-    m->gguf_name = it->second;
-    return true;
-  }
+  const HfCheckpoint& names = h.arch->hf;
+  for (const HfTensorName& n : names.globals)
+    if (n.hf == hf) {
+      m->gguf_name = n.gguf;
+      return true;
+    }
   static const std::regex layer_name(R"(model\.layers\.(\d{1,9})\.(.+))");
   std::smatch match;
   if (!std::regex_match(hf, match, layer_name)) return false;
@@ -296,16 +323,20 @@ bool map_name(const std::string& hf, const HfHyperparameters& h, Mapping* m) {
     m->skip = true;
     return true;
   }
-  auto it = per_layer.find(rest);
-  if (it == per_layer.end()) return false;
-  m->gguf_name = "blk." + std::to_string(layer) + "." + it->second;
-  if (rest == "self_attn.q_proj.weight") m->rope_heads = h.heads;
-  if (rest == "self_attn.k_proj.weight") m->rope_heads = h.kv_heads;
+  const auto it = std::find_if(names.layer_tensors.begin(), names.layer_tensors.end(),
+                               [&](const HfTensorName& n) { return n.hf == rest; });
+  if (it == names.layer_tensors.end()) return false;
+  m->gguf_name = "blk." + std::to_string(layer) + "." + it->gguf;
+  // See HfCheckpoint: rotate_half rows become adjacent pairs for Normal RoPE.
+  if (h.arch->rope_style == RopeStyle::Normal) {
+    if (it->gguf == "attn_q.weight") m->rope_heads = h.heads;
+    if (it->gguf == "attn_k.weight") m->rope_heads = h.kv_heads;
+  }
   return true;
 }
 
-// Hugging Face llama checkpoints rotate each head's first half against its second half
-// (rotate_half): rows [x_0..x_{d/2-1} | y_0..y_{d/2-1}]. GGUF and this engine's RoPE rotate
+// Hugging Face checkpoints rotate each head's first half against its second half (rotate_half):
+// rows [x_0..x_{d/2-1} | y_0..y_{d/2-1}]. GGUF llama files and the engine's Normal RoPE rotate
 // adjacent pairs (x_0, y_0, x_1, y_1, ...), which llama.cpp's converter gets by permuting the q
 // and k rows. We permute the same way into an owned copy at load, so there is one RoPE kernel.
 std::shared_ptr<std::vector<uint8_t>> interleave_rope_rows(const RawTensor& t, int64_t heads, size_t row_bytes) {
@@ -354,7 +385,7 @@ std::shared_ptr<GgufFile> open_hf_folder(const std::string& dir_name) {
       if (!found.emplace(t.name, path.filename().string()).second) bad("tensor '" + t.name + "' appears in two files");
       Mapping m;
       if (!map_name(t.name, h, &m))
-        unsupported("tensor '" + t.name + "' is not part of a llama model this engine understands");
+        unsupported("tensor '" + t.name + "' is not part of a " + h.arch->name + " checkpoint as this engine reads it");
       if (m.skip || (h.tied && m.gguf_name == "output.weight")) continue;
       GgufTensor g;
       g.name = m.gguf_name;

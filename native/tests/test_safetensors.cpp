@@ -1,8 +1,9 @@
-// The Hugging Face folder reader on a tiny folder written here: GGUF names and dims, the q/k rows
-// reordered per head from HF's half-split layout to adjacent pairs, BF16 norms widened exactly,
-// tied embeddings, typed errors for bad folders, and a seeded fuzz of the safetensors header and
-// of config.json (every mutant loads or throws chai::Error: no other exception, crash or
-// sanitizer report).
+// The Hugging Face folder reader on tiny folders written here: GGUF names and dims, the q/k rows
+// reordered per head from HF's half-split layout to adjacent pairs for llama (and kept for
+// Qwen2/Qwen3, which run NeoX RoPE), Qwen's biases and q/k norms, BF16 vectors widened exactly,
+// tied embeddings, sliding windows, typed errors for bad folders, and a seeded fuzz of the
+// safetensors header and of config.json (every mutant loads or throws chai::Error: no other
+// exception, crash or sanitizer report).
 #include <unistd.h>
 
 #include <algorithm>
@@ -167,6 +168,45 @@ int main(int argc, char** argv) {
     c.replace(c.find(from), from.size(), to);
     return c;
   };
+
+  // Qwen2: q/k/v biases, rows as they are; Qwen3: per-head q/k norms.
+  const std::string layer = "model.layers.0.";
+  std::vector<Tensor> qwen2_tensors = model_tensors();
+  for (const auto& [name, rows] : {std::pair{"q", kHeads * kHeadDim}, {"k", kKvHeads * kHeadDim}, {"v", kKvHeads * kHeadDim}})
+    qwen2_tensors.push_back(bf16_vector(layer + "self_attn." + name + "_proj.bias", rows));
+  write_folder(root / "qwen2", with_config("\"llama\"", "\"qwen2\""), safetensors_bytes(qwen2_tensors));
+  auto qwen2 = open_model_description((root / "qwen2").string());
+  const GgufTensor* qwen2_q = qwen2->tensor("blk.0.attn_q.weight");
+  bool rows_kept = qwen2_q != nullptr;
+  for (int64_t r = 0; rows_kept && r < kHeads * kHeadDim; ++r) rows_kept &= first_of_row(*qwen2_q, r) == float(100 * r);
+  suite.check(qwen2->find("general.architecture")->s == "qwen2" && qwen2->find("qwen2.attention.head_count_kv")->as_int() == kKvHeads &&
+                  !qwen2->find("llama.block_count"),
+              "a qwen2 folder becomes qwen2.* metadata");
+  suite.check(rows_kept, "qwen2 q rows keep HF's order (NeoX RoPE)");
+  const GgufTensor* k_bias = qwen2->tensor("blk.0.attn_k.bias");
+  suite.check(k_bias && k_bias->dtype == DType::F32 && k_bias->dims == std::vector<int64_t>{kKvHeads * kHeadDim},
+              "qwen2 biases become F32 attn_{q,k,v}.bias");
+  suite.check(LlamaModel::load(qwen2)->config().qkv_bias, "a qwen2 folder loads with its biases");
+
+  std::vector<Tensor> qwen3_tensors = model_tensors();
+  qwen3_tensors.push_back(bf16_vector(layer + "self_attn.q_norm.weight", kHeadDim));
+  qwen3_tensors.push_back(bf16_vector(layer + "self_attn.k_norm.weight", kHeadDim));
+  write_folder(root / "qwen3", with_config("\"llama\"", "\"qwen3\""), safetensors_bytes(qwen3_tensors));
+  auto qwen3 = open_model_description((root / "qwen3").string());
+  suite.check(qwen3->tensor("blk.0.attn_q_norm.weight") && qwen3->tensor("blk.0.attn_k_norm.weight") &&
+                  LlamaModel::load(qwen3)->config().qk_norm,
+              "a qwen3 folder loads with its q/k norms");
+
+  write_folder(root / "rope-parameters",
+               with_config("\"rope_theta\": 10000.0", "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000.0}"),
+               weights);
+  suite.check(open_model_description((root / "rope-parameters").string())->find("llama.rope.freq_base")->as_float() == 500000.0,
+              "transformers 5's rope_parameters give RoPE's base");
+
+  write_folder(root / "mistral", with_config("\"llama\"", "\"mistral\", \"sliding_window\": 16"), weights);
+  auto mistral = open_model_description((root / "mistral").string());
+  const GgufValue* window = mistral->find("llama.attention.sliding_window");
+  suite.check(window && window->as_int() == 16, "Mistral's sliding window becomes llama.attention.sliding_window");
   struct Case {
     const char* what;
     std::string config;
@@ -185,6 +225,12 @@ int main(int argc, char** argv) {
       {"an unknown model_type", with_config("\"llama\"", "\"phi3\""), weights, "E_UNSUPPORTED"},
       {"quantization_config", with_config("\"hidden_act\"", "\"quantization_config\": {\"bits\": 4}, \"hidden_act\""), weights, "E_UNSUPPORTED"},
       {"attention biases", with_config("\"hidden_act\"", "\"attention_bias\": true, \"hidden_act\""), weights, "E_UNSUPPORTED"},
+      {"a scaled RoPE type in rope_parameters",
+       with_config("\"rope_theta\": 10000.0", "\"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 10000.0, \"factor\": 4}"),
+       weights, "E_UNSUPPORTED"},
+      {"qwen2 without its biases", with_config("\"llama\"", "\"qwen2\""), weights, "E_MODEL_FORMAT"},
+      {"qwen2's sliding window", with_config("\"llama\"", "\"qwen2\", \"use_sliding_window\": true, \"sliding_window\": 16, \"max_window_layers\": 0"),
+       safetensors_bytes(qwen2_tensors), "E_UNSUPPORTED"},
       {"a missing hidden_size", with_config("\"hidden_size\": 8,", ""), weights, "E_MODEL_FORMAT"},
       {"a fractional layer count", with_config("\"num_hidden_layers\": 1", "\"num_hidden_layers\": 1.5"), weights, "E_MODEL_FORMAT"},
       {"heads that disagree with q_proj", with_config("\"num_attention_heads\": 2", "\"num_attention_heads\": 4"), weights, "E_MODEL_FORMAT"},
