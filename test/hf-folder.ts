@@ -16,6 +16,13 @@ export interface HfFolderOptions {
    * `widened` writes the rounded values back as F32.
    */
   norms?: { dtype: 'F16' | 'BF16'; widened?: boolean };
+  /**
+   * config.json's rope_scaling, required when the GGUF has rope_freqs.weight (a folder holds the
+   * scaling's parameters, from which the loader computes those factors, not the factors).
+   */
+  ropeScaling?: Record<string, unknown>;
+  /** Write the RoPE base and scaling inside rope_parameters, as transformers 5 does. */
+  ropeParameters?: boolean;
 }
 
 function roundNorm(data: Uint8Array, norms: NonNullable<HfFolderOptions['norms']>): { dtype: SafetensorsDType; data: Uint8Array } {
@@ -239,7 +246,9 @@ export async function writeHfFolderFromGguf(ggufPath: string, dir: string, optio
   const info = model.info;
   model.dispose();
   const layout = readLayout(ggufPath);
-  const tensors: SafetensorsWriteTensor[] = layout.tensors.map((record) => {
+  const ropeFreqs = layout.tensors.some((record) => record.name === 'rope_freqs.weight');
+  if (ropeFreqs && !options.ropeScaling) throw new Error(`${ggufPath} has rope_freqs.weight: pass the ropeScaling it came from`);
+  const tensors: SafetensorsWriteTensor[] = layout.tensors.filter((record) => record.name !== 'rope_freqs.weight').map((record) => {
     const dims = record.dimsAt.map((at) => Number(layout.bytes.readBigUInt64LE(at)));
     const dtype = GGUF_DTYPES[layout.bytes.readUInt32LE(record.typeAt)];
     if (!dtype) throw new Error(`tensor '${record.name}' is not F32, F16 or BF16`);
@@ -267,8 +276,9 @@ export async function writeHfFolderFromGguf(ggufPath: string, dir: string, optio
     head_dim: info.headDim,
     max_position_embeddings: info.contextLength,
     rms_norm_eps: info.rmsEps,
-    rope_theta: info.ropeFreqBase,
-    rope_scaling: null,
+    ...(options.ropeParameters
+      ? { rope_parameters: { rope_theta: info.ropeFreqBase, ...(options.ropeScaling ?? { rope_type: 'default' }) } }
+      : { rope_theta: info.ropeFreqBase, rope_scaling: options.ropeScaling ?? null }),
     vocab_size: info.vocabSize,
     tie_word_embeddings: info.tiedOutput,
     bos_token_id: metadata['tokenizer.ggml.bos_token_id'],

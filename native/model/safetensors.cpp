@@ -1,6 +1,7 @@
 #include "safetensors.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -99,6 +100,7 @@ struct HfHyperparameters {
   const ArchitectureDescription* arch;
   int64_t layers, embd, ff, heads, kv_heads, head_dim, vocab, context;
   bool tied;
+  std::vector<float> rope_factors;  // rope_freqs.weight from a 'llama3' RoPE scaling; empty: none
 };
 
 // The attention window config.json sets (0: none). Qwen-style configs apply it only with their
@@ -128,19 +130,64 @@ int64_t sliding_window(const Config& c, const HfHyperparameters& h) {
 }
 
 // RoPE's base: 'rope_theta', or inside 'rope_parameters' where transformers 5 writes it (with the
-// RoPE type, which must be the unscaled 'default').
+// RoPE type and its scaling parameters, read by rope_frequency_factors).
 double rope_base(const Config& c) {
   const JsonValue* p = c.get("rope_parameters");
   if (!p) return c.number("rope_theta", 10000.0);
   if (!p->is_object()) bad("config.json 'rope_parameters' must be an object");
-  const JsonValue* type = p->find("rope_type");
-  if (type && !(type->kind == JsonValue::Kind::String && type->s == "default"))
-    unsupported("RoPE type " + (type->kind == JsonValue::Kind::String ? "'" + type->s + "'" : std::string("?")) +
-                " (config.json 'rope_parameters') is not supported; only unscaled ('default') RoPE is");
   const JsonValue* theta = p->find("rope_theta");
   if (!theta || theta->kind != JsonValue::Kind::Number || !(theta->number > 0))
     bad("config.json 'rope_parameters' lacks a positive 'rope_theta'");
   return theta->number;
+}
+
+// A positive number `key` of a RoPE scaling object, or `fallback` when absent.
+double scaling_number(const JsonValue& s, const std::string& where, const std::string& key, double fallback) {
+  const JsonValue* v = s.find(key);
+  if (!v || v->is_null()) return fallback;
+  if (v->kind != JsonValue::Kind::Number || !(v->number > 0)) bad("config.json '" + where + "." + key + "' must be a positive number");
+  return v->number;
+}
+
+// RoPE scaling: 'rope_scaling', or 'rope_parameters' (transformers 5) with a type other than
+// 'default'. Llama 3.1's type 'llama3' divides each rotary pair's frequency by a factor (1 for
+// wavelengths shorter than original_max_position_embeddings / high_freq_factor, `factor` for those
+// longer than original_max_position_embeddings / low_freq_factor, a smooth blend between): the
+// engine reads those divisors as rope_freqs.weight, which is what llama.cpp's converter writes.
+// Every other scaling changes the computation in ways the engine does not implement: refused.
+std::vector<float> rope_frequency_factors(const Config& c, const ArchitectureDescription& arch, double base, int64_t head_dim) {
+  std::string where = "rope_scaling";
+  const JsonValue* s = c.get(where);
+  if (!s) {
+    where = "rope_parameters";
+    s = c.get(where);
+    const JsonValue* type = s ? s->find("rope_type") : nullptr;
+    if (!type || (type->kind == JsonValue::Kind::String && type->s == "default")) return {};
+  }
+  if (!s->is_object()) bad("config.json '" + where + "' must be an object");
+  const JsonValue* type = s->find("rope_type");
+  if (!type) type = s->find("type");  // older configs
+  const std::string name = type && type->kind == JsonValue::Kind::String ? type->s : "";
+  if (name != "llama3")
+    unsupported("RoPE scaling '" + name + "' (config.json '" + where + "') is not supported; only Llama 3.1's 'llama3' is");
+  if (!arch.rope_freq_factors) unsupported("Llama 3.1 RoPE scaling (config.json '" + where + "') is not supported for " + arch.name);
+  const double factor = scaling_number(*s, where, "factor", 0);
+  const double low = scaling_number(*s, where, "low_freq_factor", 1.0), high = scaling_number(*s, where, "high_freq_factor", 4.0);
+  const double original = scaling_number(*s, where, "original_max_position_embeddings", 8192);
+  if (factor == 0) bad("config.json '" + where + "' lacks 'factor'");
+  if (!(high > low)) bad("config.json '" + where + "': high_freq_factor must exceed low_freq_factor");
+  const double pi = 3.14159265358979323846;
+  std::vector<float> factors(size_t(head_dim / 2));
+  for (int64_t i = 0; i < head_dim / 2; ++i) {
+    const double wavelength = 2 * pi * std::pow(base, double(2 * i) / double(head_dim));
+    if (wavelength < original / high) factors[size_t(i)] = 1.0f;
+    else if (wavelength > original / low) factors[size_t(i)] = float(factor);
+    else {
+      const double smooth = (original / wavelength - low) / (high - low);
+      factors[size_t(i)] = float(1.0 / ((1 - smooth) / factor + smooth));
+    }
+  }
+  return factors;
 }
 
 HfHyperparameters read_hyperparameters(const Config& c, std::map<std::string, GgufValue>& meta) {
@@ -152,7 +199,6 @@ HfHyperparameters read_hyperparameters(const Config& c, std::map<std::string, Gg
                 "weights, or a quantized GGUF file");
   if (c.text("hidden_act", "silu") != "silu")
     unsupported("hidden_act '" + c.text("hidden_act", "") + "' is not supported (" + arch.name + " uses silu)");
-  if (c.get("rope_scaling")) unsupported("config.json 'rope_scaling' is not supported");
   for (const HfRefusedFlag& f : arch.hf.refused_flags)
     if (c.flag(f.key, false)) unsupported(f.feature + " (" + f.key + ": true) are not supported for " + arch.name);
 
@@ -170,6 +216,8 @@ HfHyperparameters read_hyperparameters(const Config& c, std::map<std::string, Gg
   if (h.head_dim % 2 != 0) bad("head size " + std::to_string(h.head_dim) + " must be even for RoPE");
   h.tied = c.flag("tie_word_embeddings", false);
   const int64_t window = sliding_window(c, h);
+  const double base = rope_base(c);
+  h.rope_factors = rope_frequency_factors(c, arch, base, h.head_dim);
 
   const std::string k = arch.name + ".";
   meta["general.architecture"] = string_value(arch.name);
@@ -184,7 +232,7 @@ HfHyperparameters read_hyperparameters(const Config& c, std::map<std::string, Gg
   meta[k + "rope.dimension_count"] = uint_value(h.head_dim);
   meta[k + "vocab_size"] = uint_value(h.vocab);
   meta[k + "attention.layer_norm_rms_epsilon"] = float_value(c.number("rms_norm_eps", 1e-6));
-  meta[k + "rope.freq_base"] = float_value(rope_base(c));
+  meta[k + "rope.freq_base"] = float_value(base);
   if (window > 0) meta[k + "attention.sliding_window"] = uint_value(window);
   return h;
 }
@@ -411,6 +459,18 @@ std::shared_ptr<GgufFile> open_hf_folder(const std::string& dir_name) {
       }
       tensors.push_back(std::move(g));
     }
+  }
+  if (!h.rope_factors.empty()) {
+    auto factors = std::make_shared<std::vector<float>>(h.rope_factors);
+    GgufTensor g;
+    g.name = "rope_freqs.weight";
+    g.dtype = DType::F32;
+    g.ggml_type = 0;
+    g.dims = {int64_t(factors->size())};
+    g.bytes = factors->size() * sizeof(float);
+    g.data = factors->data();
+    storage.push_back(factors);
+    tensors.push_back(std::move(g));
   }
   for (const auto& [tensor, shard] : promised) {
     auto it = found.find(tensor);
