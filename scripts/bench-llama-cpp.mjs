@@ -93,7 +93,8 @@ async function main() {
   await llama.dispose();
 
   const cpu = os.cpus()[0].model.trim();
-  console.log(`\nCPU: ${cpu}; this engine's kernels: ${chai.devices().cpu.simdKernels}; llama.cpp via node-llama-cpp 3.22.1`);
+  const kernels = chai.devices().cpu.simdKernels; // CHAI_SIMD=avx2 measures the AVX2 kernels
+  console.log(`\nCPU: ${cpu}; this engine's kernels: ${kernels}; llama.cpp via node-llama-cpp 3.22.1`);
   console.log('model                  threads   prefill tok/s (chai / llama.cpp = ratio)   decode tok/s (chai / llama.cpp = ratio)');
   const f = (x) => x.toFixed(0).padStart(6);
   for (const r of rows) {
@@ -102,8 +103,8 @@ async function main() {
   }
   const outDir = path.join(root, 'bench', 'results');
   fs.mkdirSync(outDir, { recursive: true });
-  const out = path.join(outDir, `${new Date().toISOString().slice(0, 10)}-${os.hostname()}-vs-llama-cpp.json`);
-  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cpu, llamaCpp: 'node-llama-cpp 3.22.1', prefillTokens: PREFILL, decodeTokens: DECODE, repeats: REPEATS, rows }, null, 2));
+  const out = path.join(outDir, `${new Date().toISOString().slice(0, 10)}-${os.hostname()}-${kernels}-vs-llama-cpp.json`);
+  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cpu, kernels, llamaCpp: 'node-llama-cpp 3.22.1', prefillTokens: PREFILL, decodeTokens: DECODE, repeats: REPEATS, rows }, null, 2));
   console.log(`wrote ${path.relative(root, out)}`);
 }
 
