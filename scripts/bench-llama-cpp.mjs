@@ -27,7 +27,8 @@ const { getLlama, LlamaLogLevel } = await import(pathToFileURL(path.join(llamaCp
 const PREFILL = 128;
 const DECODE = 64;
 const REPEATS = 5;
-const FILES = ['synth-kq-q4_k_m.gguf', 'synth-kq-q6_k.gguf'];
+// BENCH_FILES=a.gguf,b.gguf (names in ../shared/models) measures other files.
+const FILES = (process.env.BENCH_FILES ?? 'synth-kq-q4_k_m.gguf,synth-kq-q6_k.gguf').split(',');
 const THREADS = (process.env.BENCH_THREADS ?? '1,2').split(',').map(Number);
 
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];

@@ -6,7 +6,7 @@
 #include "../core/backend.h"
 #include "../core/error.h"
 #include "ops.h"
-#include "packed_kquant.h"
+#include "packed_quant.h"
 #include "simd.h"
 
 namespace chai {
@@ -30,7 +30,7 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void synchronize() override {}
   int fill_blocks() const override { return 4 * pool_.size(); }
-  std::shared_ptr<const void> pack_matmul_weight(const TensorView& w) override { return pack_kquant_weight(w); }
+  std::shared_ptr<const void> pack_matmul_weight(const TensorView& w) override { return pack_quant_weight(w); }
 
  protected:
   void run_matmul(const TensorView& x, const TensorView& w, const TensorView& y) override {

@@ -6,7 +6,7 @@
 
 #include "../core/error.h"
 
-#include "packed_kquant.h"
+#include "packed_quant.h"
 #include "quant_dot.h"
 #include "simd.h"
 
@@ -60,7 +60,7 @@ void matmul_quantized(ThreadPool& pool, const TensorView& x, const TensorView& w
   pool.parallel_for(n, 4, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) quantize_activation_row(w.dtype, x.as<float>() + i * k, xq + size_t(i) * x_row, k);
   });
-  if (w.packed != nullptr) return matmul_packed_kquant(pool, xq, int64_t(x_row), w, y.as<float>(), n);
+  if (w.packed != nullptr) return matmul_packed_quant(pool, xq, int64_t(x_row), w, y.as<float>(), n);
   const QuantDotKernels& q = quant_dot_kernels(w.dtype, simd_level());
   matmul_tiles(pool, static_cast<const uint8_t*>(xq), int64_t(x_row), w.as<uint8_t>(), y.as<float>(), n, m, k,
                int64_t(w_row), q.dot, q.dot4x);

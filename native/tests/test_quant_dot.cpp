@@ -10,7 +10,7 @@
 #include "core/backend.h"
 #include "core/thread_pool.h"
 #include "core/quant_blocks.h"
-#include "cpu/packed_kquant.h"
+#include "cpu/packed_quant.h"
 #include "cpu/quant_dot.h"
 #include "cpu/simd.h"
 #include "op_runner.h"
@@ -192,17 +192,18 @@ int main() {
       suite.check(run_matmul(*many, x, w, s.n, s.m, s.k) == y1, what + " same with 3 threads");
     }
 
-    // Packed panels (Q4_K, Q5_K and Q6_K; AVX-512 VNNI or AVX2): the row kernels' products up to float
-    // rounding; each row computed alike whatever the batch and thread count.
-    if (v == kSuperBlock) {
-      const bool packs =
-          (type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K) && simd_level() >= SimdLevel::Avx2;
+    // Packed panels (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K; AVX-512 VNNI or AVX2): the row
+    // kernels' products up to float rounding; each row computed alike whatever the batch and thread count.
+    {
+      const bool packs = (type == DType::Q4_0 || type == DType::Q4_1 || type == DType::Q5_0 || type == DType::Q5_1 ||
+                          type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K) &&
+                         simd_level() >= SimdLevel::Avx2;
       const int m = 48, k = 3 * v;
       const HostWeights w(type, random_quant_blocks(type, int64_t(m) * k, seed++), int64_t(m) * k);
       TensorView view{const_cast<uint8_t*>(w.raw.data()), type, m, k};
-      suite.check((pack_kquant_weight(view) != nullptr) == packs, name + (packs ? " packs" : " does not pack"));
+      suite.check((pack_quant_weight(view) != nullptr) == packs, name + (packs ? " packs" : " does not pack"));
       view.rows = 40;
-      suite.check(pack_kquant_weight(view) == nullptr, name + ": 40 rows (not whole panels of 16) do not pack");
+      suite.check(pack_quant_weight(view) == nullptr, name + ": 40 rows (not whole panels of 16) do not pack");
       view.rows = m;
       for (int n : packs ? std::vector<int>{1, 3, 4, 5, 37} : std::vector<int>{}) {
         const auto x = random_nonzero(size_t(n) * k, seed++);
@@ -220,12 +221,12 @@ int main() {
         const size_t x_row = activation_row_bytes(type, k);
         std::vector<uint8_t> xq(x_row * size_t(n));
         for (int i = 0; i < n; ++i) quantize_activation_row(type, x.data() + size_t(i) * k, xq.data() + i * x_row, k);
-        const auto copy = pack_kquant_weight(view);
+        const auto copy = pack_quant_weight(view);
         TensorView packed_view{const_cast<uint8_t*>(w.raw.data()), type, m, k};
         packed_view.packed = copy.get();
         ThreadPool single(1);
         std::vector<float> avx2(size_t(n) * m);
-        matmul_packed_kquant(single, xq.data(), int64_t(x_row), packed_view, avx2.data(), n, SimdLevel::Avx2);
+        matmul_packed_quant(single, xq.data(), int64_t(x_row), packed_view, avx2.data(), n, SimdLevel::Avx2);
         suite.check(avx2 == packed, what + ": AVX2 kernel gives the same bits");
       }
     }

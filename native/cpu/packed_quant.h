@@ -1,5 +1,5 @@
-// Q4_K, Q5_K and Q6_K weights repacked for AVX-512 VNNI and AVX2 matrix products: 16 weight rows
-// interleaved per 4 values ("panels"), so one vpdpbusd multiplies 4 values of one activation row
+// Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K weights repacked for AVX-512 VNNI and AVX2 matrix
+// products: 16 weight rows interleaved per 4 values ("panels"), so one vpdpbusd multiplies 4 values of one activation row
 // (broadcast) with the same 4 values of 16 weight rows (AVX2: one maddubs, 8 rows), and a panel's
 // outputs leave as one vector: no decoding of packed fields per row and no horizontal sums.
 // llama.cpp repacks its weights for the same reason (ggml-cpu's repack); this layout is our own.
@@ -19,13 +19,14 @@ class ThreadPool;
 constexpr int64_t kPanelRows = 16;
 
 // A packed copy of w (rows × cols), or nullptr where packing does not apply: types other than
-// Q4_K / Q5_K / Q6_K, rows not a multiple of 16, or a CPU without AVX2 (`level`).
-std::shared_ptr<const void> pack_kquant_weight(const TensorView& w, SimdLevel level = simd_level());
+// those above (IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q8_0, floats), rows not a multiple of 16, or a CPU without
+// AVX2 (`level`).
+std::shared_ptr<const void> pack_quant_weight(const TensorView& w, SimdLevel level = simd_level());
 
 // y[n, m] = x[n, k] · wᵀ with w's packed copy; x_rows are activation rows quantized for w.dtype
 // (quant_dot.h), x_row_bytes apart. Each output is computed the same way whatever n and the
 // thread count are, and the AVX2 and AVX-512 kernels give the same bits.
-void matmul_packed_kquant(ThreadPool& pool, const uint8_t* x_rows, int64_t x_row_bytes, const TensorView& w, float* y,
-                          int64_t n, SimdLevel level = simd_level());
+void matmul_packed_quant(ThreadPool& pool, const uint8_t* x_rows, int64_t x_row_bytes, const TensorView& w, float* y,
+                         int64_t n, SimdLevel level = simd_level());
 
 }  // namespace chai

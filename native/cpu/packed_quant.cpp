@@ -1,4 +1,4 @@
-#include "packed_kquant.h"
+#include "packed_quant.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -60,17 +60,51 @@ struct PackTraits<BlockQ6_K> {
   using Panel = PanelBlock<2, 16>;
 };
 
-// Bytes per 16 rows × 256 values (the README quotes them): stored 2304, 2816, 3360.
+// 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1): one window per block, and per row d and the min factor as
+// the blocks store them (f16). Q4_0 / Q5_0 are stored as q + 8 / q + 16, whose -8·d / -16·d the
+// kernel forms (an exact product) and applies, like a min, to the activation block's sum.
+template <int HighBits>
+struct alignas(64) SmallPanelBlock {
+  static constexpr int kHighBits = HighBits;
+  uint8_t nibbles[4][64];
+  uint8_t high[HighBits][64];
+  uint16_t d[kPanelRows];
+  uint16_t m[kPanelRows];  // Q4_1 / Q5_1: the block's min m; zero for the offset types
+};
+template <>
+struct PackTraits<BlockQ4_0> {
+  static constexpr int kOffset = 8;
+  using Panel = SmallPanelBlock<0>;
+};
+template <>
+struct PackTraits<BlockQ4_1> {
+  static constexpr int kOffset = 0;
+  using Panel = SmallPanelBlock<0>;
+};
+template <>
+struct PackTraits<BlockQ5_0> {
+  static constexpr int kOffset = 16;
+  using Panel = SmallPanelBlock<1>;
+};
+template <>
+struct PackTraits<BlockQ5_1> {
+  static constexpr int kOffset = 0;
+  using Panel = SmallPanelBlock<1>;
+};
+
+// Bytes per 16 rows × 256 values (the README quotes them): stored 2304, 2816, 3360; per 16 rows × 32
+// values: Q4_0 320 (stored 288), Q4_1 320 (320), Q5_0 384 (352), Q5_1 384 (384).
 static_assert(sizeof(PackTraits<BlockQ4_K>::Panel) == 2560 && sizeof(PackTraits<BlockQ5_K>::Panel) == 3072 &&
-                  sizeof(PackTraits<BlockQ6_K>::Panel) == 3456,
+                  sizeof(PackTraits<BlockQ6_K>::Panel) == 3456 && sizeof(SmallPanelBlock<0>) == 320 &&
+                  sizeof(SmallPanelBlock<1>) == 384,
               "packed panel sizes");
 
 template <typename Block>
 void pack_panels(const TensorView& w, typename PackTraits<Block>::Panel* out) {
   using T = PackTraits<Block>;
   using Panel = typename T::Panel;
-  constexpr int kScaleValues = kSuperBlock / Panel::kGroups, hb = Panel::kHighBits;
-  const int64_t blocks = w.cols / kSuperBlock;
+  constexpr int V = kBlockValues<Block>, hb = Panel::kHighBits;
+  const int64_t blocks = w.cols / V;
   const auto* rows = w.as<const Block>();
   DecodedBlock dec;
   for (int64_t p = 0; p < w.rows / kPanelRows; ++p)
@@ -81,13 +115,19 @@ void pack_panels(const TensorView& w, typename PackTraits<Block>::Panel* out) {
         const Block& blk = rows[(p * kPanelRows + j) * blocks + b];
         decode_scales(blk, dec);
         decode_quants(blk, dec.q);
-        o.d[j] = dec.d;
-        o.dmin[j] = T::kOffset ? -float(T::kOffset) * dec.d : dec.dmin;
-        for (int g = 0; g < Panel::kGroups; ++g) o.scale[g][j] = int8_t(dec.scale[g * kScaleValues / kGroup]);
-        if constexpr (Panel::kGroups == 8)
-          for (int pr = 0; pr < 8; ++pr)
-            for (int h = 0; h < 2; ++h) o.mins[pr][j][h] = int8_t(dec.min[2 * pr + h]);
-        for (int v = 0; v < kSuperBlock; ++v) {
+        if constexpr (V == 32) {
+          o.d[j] = blk.d;
+          if constexpr (T::kOffset == 0) o.m[j] = blk.m;
+        } else {
+          constexpr int kScaleValues = kSuperBlock / Panel::kGroups;
+          o.d[j] = dec.d;
+          o.dmin[j] = T::kOffset ? -float(T::kOffset) * dec.d : dec.dmin;
+          for (int g = 0; g < Panel::kGroups; ++g) o.scale[g][j] = int8_t(dec.scale[g * kScaleValues / kGroup]);
+          if constexpr (Panel::kGroups == 8)
+            for (int pr = 0; pr < 8; ++pr)
+              for (int h = 0; h < 2; ++h) o.mins[pr][j][h] = int8_t(dec.min[2 * pr + h]);
+        }
+        for (int v = 0; v < V; ++v) {
           const auto u = uint8_t(dec.q[v] + T::kOffset);
           const int window = v / 32, step = v % 32 / 4, byte = 4 * j + v % 4;
           o.nibbles[4 * window + step % 4][byte] |= uint8_t(step < 4 ? u & 0xF : (u & 0xF) << 4);
@@ -197,6 +237,53 @@ CHAI_AVX512_VNNI void panel_rows(const uint8_t* x, int64_t x_stride, const typen
   for (int r = 0; r < R; ++r) _mm512_storeu_ps(y + r * y_stride, acc[r]);
 }
 
+// 32-value blocks: one window per block; per row and block the integer sum times d, plus the
+// min factor (m, or -offset·d) times the activation block's sum, both scaled by the block's x d.
+
+template <typename Block, int R>
+CHAI_AVX512_VNNI void small_panel_rows(const uint8_t* x, int64_t x_stride, const typename PackTraits<Block>::Panel* panel,
+                                       int64_t blocks, float* y, int64_t y_stride) {
+  using Panel = typename PackTraits<Block>::Panel;
+  constexpr int hb = Panel::kHighBits;
+  constexpr int kLines = int(sizeof(Panel) / 64);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const Panel& P = panel[b];
+    // As prefetch_ahead, a few blocks ahead (a block is only 5-6 lines here).
+    const uintptr_t ahead = reinterpret_cast<uintptr_t>(panel) + uintptr_t(b + 8) * sizeof(Panel);
+    for (int l = 0; l < kLines; ++l) _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * uintptr_t(l)), _MM_HINT_T0);
+    const ActivationBlock<32>* a[R];
+    for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActivationBlock<32>*>(x + r * x_stride) + b;
+    __m512i plane[hb > 0 ? hb : 1];
+    for (int h = 0; h < hb; ++h) plane[h] = _mm512_load_si512(P.high[h]);
+    __m512i sum[R];
+    for (int r = 0; r < R; ++r) sum[r] = _mm512_setzero_si512();
+    for (int i = 0; i < 4; ++i) {
+      const __m512i v = _mm512_load_si512(P.nibbles[i]);
+      __m512i low = _mm512_and_si512(v, nibble), high = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+      if constexpr (hb > 0) {
+        low = _mm512_or_si512(low, high_bits<hb>(plane, i));
+        high = _mm512_or_si512(high, high_bits<hb>(plane, 4 + i));
+      }
+      for (int r = 0; r < R; ++r) {
+        sum[r] = _mm512_dpbusd_epi32(sum[r], low, broadcast4(a[r]->q + 4 * i));
+        sum[r] = _mm512_dpbusd_epi32(sum[r], high, broadcast4(a[r]->q + 16 + 4 * i));
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(P.d)));
+    const __m512 dmin = PackTraits<Block>::kOffset ? _mm512_mul_ps(d, _mm512_set1_ps(-float(PackTraits<Block>::kOffset)))
+                                                   : _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(P.m)));
+    for (int r = 0; r < R; ++r) {
+      const __m512 xd = _mm512_set1_ps(a[r]->d);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r]), _mm512_mul_ps(d, xd), acc[r]);
+      acc[r] = _mm512_fmadd_ps(dmin, _mm512_set1_ps(a[r]->d * float(a[r]->sums[0] + a[r]->sums[1])), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(y + r * y_stride, acc[r]);
+}
+
 // The AVX2 twin (no VNNI): per half panel of 8 rows, maddubs gives int16 pair sums of 4-value
 // steps, summed over as many steps as int16 holds (kStepsInt16), then madd with the group's scale
 // (in both int16 of each lane) adds them to the int32 totals. The integer totals are exact, and the
@@ -287,6 +374,58 @@ CHAI_AVX2 void panel_rows_avx2(const uint8_t* x, int64_t x_stride, const typenam
     for (int r = 0; r < R; ++r) _mm256_storeu_ps(y + r * y_stride + h8, acc[r]);
   }
 }
+
+template <typename Block>
+CHAI_AVX2 inline void small_factors(const typename PackTraits<Block>::Panel& P, int h8, __m256* d, __m256* dmin) {
+  *d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(P.d + h8)));
+  *dmin = PackTraits<Block>::kOffset ? _mm256_mul_ps(*d, _mm256_set1_ps(-float(PackTraits<Block>::kOffset)))
+                                     : _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(P.m + h8)));
+}
+
+template <typename Block, int R>
+CHAI_AVX2 void small_panel_rows_avx2(const uint8_t* x, int64_t x_stride, const typename PackTraits<Block>::Panel* panel,
+                                     int64_t blocks, float* y, int64_t y_stride) {
+  using Panel = typename PackTraits<Block>::Panel;
+  // Both nibbles of a vector go into one int16 sum: flush after kFlush vectors (2 · kFlush steps).
+  constexpr int hb = Panel::kHighBits, kFlush = kStepsInt16<Panel> / 2 < 4 ? kStepsInt16<Panel> / 2 : 4;
+  const __m256i nibble = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  for (int half = 0; half < 2; ++half) {
+    const int h8 = 8 * half, h32 = 32 * half;
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const Panel& P = panel[b];
+      const ActivationBlock<32>* a[R];
+      for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActivationBlock<32>*>(x + r * x_stride) + b;
+      __m256i plane[hb > 0 ? hb : 1];
+      for (int h = 0; h < hb; ++h) plane[h] = half_vector(P.high[h] + h32);
+      __m256i sum[R], pairs[R];
+      for (int r = 0; r < R; ++r) sum[r] = _mm256_setzero_si256();
+      for (int i = 0; i < 4; ++i) {
+        const __m256i v = half_vector(P.nibbles[i] + h32);
+        __m256i low = _mm256_and_si256(v, nibble), high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+        if constexpr (hb > 0) {
+          low = _mm256_or_si256(low, high_bits_avx2<hb>(plane, i));
+          high = _mm256_or_si256(high, high_bits_avx2<hb>(plane, 4 + i));
+        }
+        for (int r = 0; r < R; ++r) {
+          const __m256i both = _mm256_add_epi16(_mm256_maddubs_epi16(low, broadcast4_avx2(a[r]->q + 4 * i)),
+                                                _mm256_maddubs_epi16(high, broadcast4_avx2(a[r]->q + 16 + 4 * i)));
+          pairs[r] = i % kFlush == 0 ? both : _mm256_add_epi16(pairs[r], both);
+          if (i % kFlush == kFlush - 1) sum[r] = _mm256_add_epi32(sum[r], _mm256_madd_epi16(pairs[r], ones));
+        }
+      }
+      __m256 d, dmin;
+      small_factors<Block>(P, h8, &d, &dmin);
+      for (int r = 0; r < R; ++r) {
+        const __m256 xd = _mm256_set1_ps(a[r]->d);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r]), _mm256_mul_ps(d, xd), acc[r]);
+        acc[r] = _mm256_fmadd_ps(dmin, _mm256_set1_ps(a[r]->d * float(a[r]->sums[0] + a[r]->sums[1])), acc[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) _mm256_storeu_ps(y + r * y_stride + h8, acc[r]);
+  }
+}
 #pragma GCC diagnostic pop
 
 template <typename Block>
@@ -301,10 +440,17 @@ struct PanelKernels {
 
 template <typename Block>
 const PanelKernels<Block>& panel_kernels(SimdLevel level) {
-  static const PanelKernels<Block> avx512{
-      {panel_rows<Block, 1>, panel_rows<Block, 2>, panel_rows<Block, 3>, panel_rows<Block, 4>}, 4};
-  static const PanelKernels<Block> avx2{{panel_rows_avx2<Block, 1>, panel_rows_avx2<Block, 2>}, 2};
-  return level >= SimdLevel::Avx512 ? avx512 : avx2;
+  if constexpr (kBlockValues<Block> == 32) {
+    static const PanelKernels<Block> avx512{
+        {small_panel_rows<Block, 1>, small_panel_rows<Block, 2>, small_panel_rows<Block, 3>, small_panel_rows<Block, 4>}, 4};
+    static const PanelKernels<Block> avx2{{small_panel_rows_avx2<Block, 1>, small_panel_rows_avx2<Block, 2>}, 2};
+    return level >= SimdLevel::Avx512 ? avx512 : avx2;
+  } else {
+    static const PanelKernels<Block> avx512{
+        {panel_rows<Block, 1>, panel_rows<Block, 2>, panel_rows<Block, 3>, panel_rows<Block, 4>}, 4};
+    static const PanelKernels<Block> avx2{{panel_rows_avx2<Block, 1>, panel_rows_avx2<Block, 2>}, 2};
+    return level >= SimdLevel::Avx512 ? avx512 : avx2;
+  }
 }
 
 template <typename Block>
@@ -313,7 +459,7 @@ void matmul_panels(ThreadPool& pool, const uint8_t* x, int64_t x_row, const Tens
   using Panel = typename PackTraits<Block>::Panel;
   const PanelKernels<Block>& kernels = panel_kernels<Block>(level);
   const auto* panels = static_cast<const Panel*>(w.packed);
-  const int64_t m = w.rows, blocks = w.cols / kSuperBlock, n_panels = m / kPanelRows;
+  const int64_t m = w.rows, blocks = w.cols / kBlockValues<Block>, n_panels = m / kPanelRows;
   constexpr int64_t kTileRows = 32;  // activation rows per task: a panel is reused from cache for them
   const int64_t row_tiles = (n + kTileRows - 1) / kTileRows;
   // Below about 32k multiply-adds, handing work to other threads costs more than it saves.
@@ -335,7 +481,7 @@ void matmul_panels(ThreadPool& pool, const uint8_t* x, int64_t x_row, const Tens
 template <typename Block>
 std::shared_ptr<const void> pack(const TensorView& w) {
   using Panel = typename PackTraits<Block>::Panel;
-  const size_t bytes = size_t(w.rows / kPanelRows) * size_t(w.cols / kSuperBlock) * sizeof(Panel);
+  const size_t bytes = size_t(w.rows / kPanelRows) * size_t(w.cols / kBlockValues<Block>) * sizeof(Panel);
   void* memory = std::aligned_alloc(alignof(Panel), bytes);
   CHAI_REQUIRE(memory != nullptr, ErrorCode::DeviceOom, "out of host memory packing a weight of " + std::to_string(bytes) + " bytes");
   std::shared_ptr<void> owned(memory, std::free);
@@ -345,18 +491,27 @@ std::shared_ptr<const void> pack(const TensorView& w) {
 
 }  // namespace
 
-std::shared_ptr<const void> pack_kquant_weight(const TensorView& w, SimdLevel level) {
-  if (!CHAI_X86 || level < SimdLevel::Avx2 || w.rows % kPanelRows != 0 || w.cols % kSuperBlock != 0) return nullptr;
+std::shared_ptr<const void> pack_quant_weight(const TensorView& w, SimdLevel level) {
+  if (!CHAI_X86 || level < SimdLevel::Avx2 || w.rows % kPanelRows != 0 || w.cols % dtype_block_values(w.dtype) != 0)
+    return nullptr;
+  if (w.dtype == DType::Q4_0) return pack<BlockQ4_0>(w);
+  if (w.dtype == DType::Q4_1) return pack<BlockQ4_1>(w);
+  if (w.dtype == DType::Q5_0) return pack<BlockQ5_0>(w);
+  if (w.dtype == DType::Q5_1) return pack<BlockQ5_1>(w);
   if (w.dtype == DType::Q4_K) return pack<BlockQ4_K>(w);
   if (w.dtype == DType::Q5_K) return pack<BlockQ5_K>(w);
   if (w.dtype == DType::Q6_K) return pack<BlockQ6_K>(w);
   return nullptr;
 }
 
-void matmul_packed_kquant(ThreadPool& pool, const uint8_t* x_rows, int64_t x_row_bytes, const TensorView& w, float* y,
-                          int64_t n, SimdLevel level) {
+void matmul_packed_quant(ThreadPool& pool, const uint8_t* x_rows, int64_t x_row_bytes, const TensorView& w, float* y,
+                         int64_t n, SimdLevel level) {
 #if CHAI_X86
   if (level >= SimdLevel::Avx2) {
+    if (w.dtype == DType::Q4_0) return matmul_panels<BlockQ4_0>(pool, x_rows, x_row_bytes, w, y, n, level);
+    if (w.dtype == DType::Q4_1) return matmul_panels<BlockQ4_1>(pool, x_rows, x_row_bytes, w, y, n, level);
+    if (w.dtype == DType::Q5_0) return matmul_panels<BlockQ5_0>(pool, x_rows, x_row_bytes, w, y, n, level);
+    if (w.dtype == DType::Q5_1) return matmul_panels<BlockQ5_1>(pool, x_rows, x_row_bytes, w, y, n, level);
     if (w.dtype == DType::Q4_K) return matmul_panels<BlockQ4_K>(pool, x_rows, x_row_bytes, w, y, n, level);
     if (w.dtype == DType::Q5_K) return matmul_panels<BlockQ5_K>(pool, x_rows, x_row_bytes, w, y, n, level);
     if (w.dtype == DType::Q6_K) return matmul_panels<BlockQ6_K>(pool, x_rows, x_row_bytes, w, y, n, level);
