@@ -39,26 +39,23 @@ struct alignas(64) PanelBlock : MinPairs<Groups> {
   int8_t scale[Groups][kPanelRows];
 };
 
+// How a block type packs: the offset that makes its values unsigned (q + offset) and its panel block.
+template <int Offset, typename PanelType>
+struct PackAs {
+  static constexpr int kOffset = Offset;
+  using Panel = PanelType;
+};
 template <typename Block>
 struct PackTraits;
 // Q4_K / Q5_K: values 0..15 / 0..31, a scale and a min per sub-block of 32.
 template <>
-struct PackTraits<BlockQ4_K> {
-  static constexpr int kOffset = 0;
-  using Panel = PanelBlock<0, 8>;
-};
+struct PackTraits<BlockQ4_K> : PackAs<0, PanelBlock<0, 8>> {};
 template <>
-struct PackTraits<BlockQ5_K> {
-  static constexpr int kOffset = 0;
-  using Panel = PanelBlock<1, 8>;
-};
+struct PackTraits<BlockQ5_K> : PackAs<0, PanelBlock<1, 8>> {};
 // Q6_K: values q + 32 (0..63), a scale per group of 16; the -32 · scale term is the min term
 // (min = scale, dmin = -32 · d).
 template <>
-struct PackTraits<BlockQ6_K> {
-  static constexpr int kOffset = 32;
-  using Panel = PanelBlock<2, 16>;
-};
+struct PackTraits<BlockQ6_K> : PackAs<32, PanelBlock<2, 16>> {};
 
 // 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1): one window per block, and per row d and the min factor as
 // the blocks store them (f16). Q4_0 / Q5_0 are stored as q + 8 / q + 16, whose -8·d / -16·d the
@@ -72,25 +69,13 @@ struct alignas(64) SmallPanelBlock {
   uint16_t m[kPanelRows];  // Q4_1 / Q5_1: the block's min m; zero for the offset types
 };
 template <>
-struct PackTraits<BlockQ4_0> {
-  static constexpr int kOffset = 8;
-  using Panel = SmallPanelBlock<0>;
-};
+struct PackTraits<BlockQ4_0> : PackAs<8, SmallPanelBlock<0>> {};
 template <>
-struct PackTraits<BlockQ4_1> {
-  static constexpr int kOffset = 0;
-  using Panel = SmallPanelBlock<0>;
-};
+struct PackTraits<BlockQ4_1> : PackAs<0, SmallPanelBlock<0>> {};
 template <>
-struct PackTraits<BlockQ5_0> {
-  static constexpr int kOffset = 16;
-  using Panel = SmallPanelBlock<1>;
-};
+struct PackTraits<BlockQ5_0> : PackAs<16, SmallPanelBlock<1>> {};
 template <>
-struct PackTraits<BlockQ5_1> {
-  static constexpr int kOffset = 0;
-  using Panel = SmallPanelBlock<1>;
-};
+struct PackTraits<BlockQ5_1> : PackAs<0, SmallPanelBlock<1>> {};
 
 // Bytes per 16 rows × 256 values (the README quotes them): stored 2304, 2816, 3360; per 16 rows × 32
 // values: Q4_0 320 (stored 288), Q4_1 320 (320), Q5_0 384 (352), Q5_1 384 (384).
