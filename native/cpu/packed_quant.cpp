@@ -40,9 +40,13 @@ struct alignas(64) PanelBlock : MinPairs<Groups> {
 };
 
 // How a block type packs: the offset that makes its values unsigned (q + offset) and its panel block.
-template <int Offset, typename PanelType>
+// Lookup types (IQ4_NL, IQ4_XS) keep their 4-bit indices in the nibbles; the kernel maps them to
+// table value + 128 (vpshufb). Their unsigned values reach 241, past what AVX2's int16 pair sums
+// hold, so they pack for AVX-512 only.
+template <int Offset, typename PanelType, bool Lookup = false>
 struct PackAs {
   static constexpr int kOffset = Offset;
+  static constexpr bool kLookup = Lookup;
   using Panel = PanelType;
 };
 template <typename Block>
@@ -56,6 +60,12 @@ struct PackTraits<BlockQ5_K> : PackAs<0, PanelBlock<1, 8>> {};
 // (min = scale, dmin = -32 · d).
 template <>
 struct PackTraits<BlockQ6_K> : PackAs<32, PanelBlock<2, 16>> {};
+// Q3_K: values q + 4 (0..7, in nibbles), a signed scale per group of 16, as Q6_K otherwise.
+template <>
+struct PackTraits<BlockQ3_K> : PackAs<4, PanelBlock<0, 16>> {};
+// IQ4_XS: table values + 128, a signed scale per sub-block of 32; the -128 · scale term is the min term.
+template <>
+struct PackTraits<BlockIQ4_XS> : PackAs<128, PanelBlock<0, 8>, true> {};
 
 // 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1): one window per block, and per row d and the min factor as
 // the blocks store them (f16). Q4_0 / Q5_0 are stored as q + 8 / q + 16, whose -8·d / -16·d the
@@ -76,11 +86,20 @@ template <>
 struct PackTraits<BlockQ5_0> : PackAs<16, SmallPanelBlock<1>> {};
 template <>
 struct PackTraits<BlockQ5_1> : PackAs<0, SmallPanelBlock<1>> {};
+template <>
+struct PackTraits<BlockIQ4_NL> : PackAs<128, SmallPanelBlock<0>, true> {};
 
-// Bytes per 16 rows × 256 values (the README quotes them): stored 2304, 2816, 3360; per 16 rows × 32
-// values: Q4_0 320 (stored 288), Q4_1 320 (320), Q5_0 384 (352), Q5_1 384 (384).
+// The nibble whose IQ4_NL / IQ4_XS table value is `value`.
+uint8_t iq4_index(int8_t value) {
+  return uint8_t(std::find(std::begin(kIq4nlValues), std::end(kIq4nlValues), value) - std::begin(kIq4nlValues));
+}
+
+// Bytes per 16 rows × 256 values (the README quotes them): Q4_K 2560 (stored 2304), Q5_K 3072 (2816),
+// Q6_K 3456 (3360), Q3_K 2432 (1760), IQ4_XS 2560 (2176); per 16 rows × 32 values: Q4_0 and IQ4_NL 320
+// (288), Q4_1 320 (320), Q5_0 384 (352), Q5_1 384 (384).
 static_assert(sizeof(PackTraits<BlockQ4_K>::Panel) == 2560 && sizeof(PackTraits<BlockQ5_K>::Panel) == 3072 &&
-                  sizeof(PackTraits<BlockQ6_K>::Panel) == 3456 && sizeof(SmallPanelBlock<0>) == 320 &&
+                  sizeof(PackTraits<BlockQ6_K>::Panel) == 3456 && sizeof(PackTraits<BlockQ3_K>::Panel) == 2432 &&
+                  sizeof(SmallPanelBlock<0>) == 320 &&
                   sizeof(SmallPanelBlock<1>) == 384,
               "packed panel sizes");
 
@@ -110,10 +129,10 @@ void pack_panels(const TensorView& w, typename PackTraits<Block>::Panel* out) {
           for (int g = 0; g < Panel::kGroups; ++g) o.scale[g][j] = int8_t(dec.scale[g * kScaleValues / kGroup]);
           if constexpr (Panel::kGroups == 8)
             for (int pr = 0; pr < 8; ++pr)
-              for (int h = 0; h < 2; ++h) o.mins[pr][j][h] = int8_t(dec.min[2 * pr + h]);
+              for (int h = 0; h < 2; ++h) o.mins[pr][j][h] = int8_t(T::kOffset ? dec.scale[2 * pr + h] : dec.min[2 * pr + h]);
         }
         for (int v = 0; v < V; ++v) {
-          const auto u = uint8_t(dec.q[v] + T::kOffset);
+          const auto u = T::kLookup ? iq4_index(dec.q[v]) : uint8_t(dec.q[v] + T::kOffset);
           const int window = v / 32, step = v % 32 / 4, byte = 4 * j + v % 4;
           o.nibbles[4 * window + step % 4][byte] |= uint8_t(step < 4 ? u & 0xF : (u & 0xF) << 4);
           if constexpr (hb > 0) o.high[hb * window + hb * step / 8][byte] |= uint8_t((u >> 4) << (hb * step % 8));
@@ -145,6 +164,13 @@ CHAI_AVX2 inline void prefetch_ahead(const Panel* panel, int64_t b, int w) {
     _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * uintptr_t(l)), _MM_HINT_T0);
 }
 
+// IQ4 table values + 128 in every 128-bit lane, for vpshufb on nibbles.
+CHAI_AVX512_VNNI inline __m512i iq4_lookup_unsigned() {
+  alignas(16) uint8_t table[16];
+  for (int i = 0; i < 16; ++i) table[i] = uint8_t(kIq4nlValues[i] + 128);
+  return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(table)));
+}
+
 // Bits 4.. of step s's values (0..7 within a window) from the window's high-bit planes.
 template <int HighBits>
 CHAI_AVX512_VNNI inline __m512i high_bits(const __m512i* plane, int s) {
@@ -167,7 +193,7 @@ CHAI_AVX512_VNNI void panel_rows(const uint8_t* x, int64_t x_stride, const typen
   constexpr bool kGroupPerHalfWindow = Panel::kGroups == 16;  // else one group per window of 32
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m512i nibble = _mm512_set1_epi8(0x0F), lookup = iq4_lookup_unsigned();
   for (int64_t b = 0; b < blocks; ++b) {
     const Panel& P = panel[b];
     const ActivationBlock<kSuperBlock>* a[R];
@@ -186,6 +212,10 @@ CHAI_AVX512_VNNI void panel_rows(const uint8_t* x, int64_t x_stride, const typen
         if constexpr (hb > 0) {
           low = _mm512_or_si512(low, high_bits<hb>(plane, i));
           high = _mm512_or_si512(high, high_bits<hb>(plane, 4 + i));
+        }
+        if constexpr (PackTraits<Block>::kLookup) {
+          low = _mm512_shuffle_epi8(lookup, low);
+          high = _mm512_shuffle_epi8(lookup, high);
         }
         for (int r = 0; r < R; ++r) {
           first[r] = _mm512_dpbusd_epi32(first[r], low, broadcast4(a[r]->q + 32 * w + 4 * i));
@@ -233,7 +263,7 @@ CHAI_AVX512_VNNI void small_panel_rows(const uint8_t* x, int64_t x_stride, const
   constexpr int kLines = int(sizeof(Panel) / 64);
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m512i nibble = _mm512_set1_epi8(0x0F), lookup = iq4_lookup_unsigned();
   for (int64_t b = 0; b < blocks; ++b) {
     const Panel& P = panel[b];
     // As prefetch_ahead, a few blocks ahead (a block is only 5-6 lines here).
@@ -251,6 +281,10 @@ CHAI_AVX512_VNNI void small_panel_rows(const uint8_t* x, int64_t x_stride, const
       if constexpr (hb > 0) {
         low = _mm512_or_si512(low, high_bits<hb>(plane, i));
         high = _mm512_or_si512(high, high_bits<hb>(plane, 4 + i));
+      }
+      if constexpr (PackTraits<Block>::kLookup) {
+        low = _mm512_shuffle_epi8(lookup, low);
+        high = _mm512_shuffle_epi8(lookup, high);
       }
       for (int r = 0; r < R; ++r) {
         sum[r] = _mm512_dpbusd_epi32(sum[r], low, broadcast4(a[r]->q + 4 * i));
@@ -423,9 +457,22 @@ struct PanelKernels {
   int max_rows;
 };
 
+template <typename Block, int R>
+CHAI_AVX512_VNNI void small_or_super_rows(const uint8_t* x, int64_t x_stride, const typename PackTraits<Block>::Panel* panel,
+                                          int64_t blocks, float* y, int64_t y_stride) {
+  if constexpr (kBlockValues<Block> == 32) small_panel_rows<Block, R>(x, x_stride, panel, blocks, y, y_stride);
+  else panel_rows<Block, R>(x, x_stride, panel, blocks, y, y_stride);
+}
+
 template <typename Block>
 const PanelKernels<Block>& panel_kernels(SimdLevel level) {
-  if constexpr (kBlockValues<Block> == 32) {
+  if constexpr (PackTraits<Block>::kLookup) {
+    static const PanelKernels<Block> avx512{{small_or_super_rows<Block, 1>, small_or_super_rows<Block, 2>,
+                                             small_or_super_rows<Block, 3>, small_or_super_rows<Block, 4>},
+                                            4};
+    (void)level;  // packed for AVX-512 only
+    return avx512;
+  } else if constexpr (kBlockValues<Block> == 32) {
     static const PanelKernels<Block> avx512{
         {small_panel_rows<Block, 1>, small_panel_rows<Block, 2>, small_panel_rows<Block, 3>, small_panel_rows<Block, 4>}, 4};
     static const PanelKernels<Block> avx2{{small_panel_rows_avx2<Block, 1>, small_panel_rows_avx2<Block, 2>}, 2};
@@ -479,10 +526,15 @@ std::shared_ptr<const void> pack(const TensorView& w) {
 std::shared_ptr<const void> pack_quant_weight(const TensorView& w, SimdLevel level) {
   if (!CHAI_X86 || level < SimdLevel::Avx2 || w.rows % kPanelRows != 0 || w.cols % dtype_block_values(w.dtype) != 0)
     return nullptr;
+  if (w.dtype == DType::IQ4_NL || w.dtype == DType::IQ4_XS) {
+    if (level < SimdLevel::Avx512) return nullptr;
+    return w.dtype == DType::IQ4_NL ? pack<BlockIQ4_NL>(w) : pack<BlockIQ4_XS>(w);
+  }
   if (w.dtype == DType::Q4_0) return pack<BlockQ4_0>(w);
   if (w.dtype == DType::Q4_1) return pack<BlockQ4_1>(w);
   if (w.dtype == DType::Q5_0) return pack<BlockQ5_0>(w);
   if (w.dtype == DType::Q5_1) return pack<BlockQ5_1>(w);
+  if (w.dtype == DType::Q3_K) return pack<BlockQ3_K>(w);
   if (w.dtype == DType::Q4_K) return pack<BlockQ4_K>(w);
   if (w.dtype == DType::Q5_K) return pack<BlockQ5_K>(w);
   if (w.dtype == DType::Q6_K) return pack<BlockQ6_K>(w);
@@ -493,10 +545,15 @@ void matmul_packed_quant(ThreadPool& pool, const uint8_t* x_rows, int64_t x_row_
                          int64_t n, SimdLevel level) {
 #if CHAI_X86
   if (level >= SimdLevel::Avx2) {
+    if (level >= SimdLevel::Avx512 && w.dtype == DType::IQ4_NL)
+      return matmul_panels<BlockIQ4_NL>(pool, x_rows, x_row_bytes, w, y, n, level);
+    if (level >= SimdLevel::Avx512 && w.dtype == DType::IQ4_XS)
+      return matmul_panels<BlockIQ4_XS>(pool, x_rows, x_row_bytes, w, y, n, level);
     if (w.dtype == DType::Q4_0) return matmul_panels<BlockQ4_0>(pool, x_rows, x_row_bytes, w, y, n, level);
     if (w.dtype == DType::Q4_1) return matmul_panels<BlockQ4_1>(pool, x_rows, x_row_bytes, w, y, n, level);
     if (w.dtype == DType::Q5_0) return matmul_panels<BlockQ5_0>(pool, x_rows, x_row_bytes, w, y, n, level);
     if (w.dtype == DType::Q5_1) return matmul_panels<BlockQ5_1>(pool, x_rows, x_row_bytes, w, y, n, level);
+    if (w.dtype == DType::Q3_K) return matmul_panels<BlockQ3_K>(pool, x_rows, x_row_bytes, w, y, n, level);
     if (w.dtype == DType::Q4_K) return matmul_panels<BlockQ4_K>(pool, x_rows, x_row_bytes, w, y, n, level);
     if (w.dtype == DType::Q5_K) return matmul_panels<BlockQ5_K>(pool, x_rows, x_row_bytes, w, y, n, level);
     if (w.dtype == DType::Q6_K) return matmul_panels<BlockQ6_K>(pool, x_rows, x_row_bytes, w, y, n, level);

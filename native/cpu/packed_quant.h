@@ -1,10 +1,10 @@
-// Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K weights repacked for AVX-512 VNNI and AVX2 matrix
-// products: 16 weight rows interleaved per 4 values ("panels"), so one vpdpbusd multiplies 4 values of one activation row
-// (broadcast) with the same 4 values of 16 weight rows (AVX2: one maddubs, 8 rows), and a panel's
-// outputs leave as one vector: no decoding of packed fields per row and no horizontal sums.
-// llama.cpp repacks its weights for the same reason (ggml-cpu's repack); this layout is our own.
-// Packing happens once at model load; the CPU matmul uses a packed copy when the weight has one
-// (TensorView::packed).
+// Quantized weights (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q3_K..Q6_K, IQ4_XS) repacked for AVX-512 VNNI and
+// AVX2 matrix products: 16 weight rows interleaved per 4 values ("panels"), so one vpdpbusd
+// multiplies 4 values of one activation row (broadcast) with the same 4 values of 16 weight rows
+// (AVX2: one maddubs, 8 rows), and a panel's outputs leave as one vector: no decoding of packed
+// fields per row and no horizontal sums. llama.cpp repacks its weights for the same reason
+// (ggml-cpu's repack); this layout is our own. Packing happens once at model load; the CPU matmul
+// uses a packed copy when the weight has one (TensorView::packed).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -19,8 +19,8 @@ class ThreadPool;
 constexpr int64_t kPanelRows = 16;
 
 // A packed copy of w (rows × cols), or nullptr where packing does not apply: types other than
-// those above (IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q8_0, floats), rows not a multiple of 16, or a CPU without
-// AVX2 (`level`).
+// those above (Q2_K, Q8_0, floats), rows not a multiple of 16, or a CPU without AVX2 (`level`; IQ4_NL and
+// IQ4_XS need AVX-512).
 std::shared_ptr<const void> pack_quant_weight(const TensorView& w, SimdLevel level = simd_level());
 
 // y[n, m] = x[n, k] · wᵀ with w's packed copy; x_rows are activation rows quantized for w.dtype
