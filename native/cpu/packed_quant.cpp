@@ -193,7 +193,8 @@ CHAI_AVX512_VNNI void panel_rows(const uint8_t* x, int64_t x_stride, const typen
   constexpr bool kGroupPerHalfWindow = Panel::kGroups == 16;  // else one group per window of 32
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  const __m512i nibble = _mm512_set1_epi8(0x0F), lookup = iq4_lookup_unsigned();
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m512i lookup = PackTraits<Block>::kLookup ? iq4_lookup_unsigned() : nibble;  // read by lookup types only
   for (int64_t b = 0; b < blocks; ++b) {
     const Panel& P = panel[b];
     const ActivationBlock<kSuperBlock>* a[R];
@@ -263,7 +264,8 @@ CHAI_AVX512_VNNI void small_panel_rows(const uint8_t* x, int64_t x_stride, const
   constexpr int kLines = int(sizeof(Panel) / 64);
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  const __m512i nibble = _mm512_set1_epi8(0x0F), lookup = iq4_lookup_unsigned();
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m512i lookup = PackTraits<Block>::kLookup ? iq4_lookup_unsigned() : nibble;  // read by lookup types only
   for (int64_t b = 0; b < blocks; ++b) {
     const Panel& P = panel[b];
     // As prefetch_ahead, a few blocks ahead (a block is only 5-6 lines here).
