@@ -141,6 +141,9 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
           loaded->resident = std::make_unique<ResidentWeights>(
               loaded->model->weights(), *loaded->backend,
               device == "cpu" ? ResidentWeights::Placement::InPlace : ResidentWeights::Placement::Copy);
+          // Packing read those weights from the mapped file; their packed copies serve from now on,
+          // so the process need not keep both in memory (a tied embedding re-reads its few rows).
+          for (const TensorView& w : loaded->resident->packed_sources()) loaded->model->file().release_pages(w.data, w.bytes());
           loaded->pool = std::make_unique<KvPool>(*loaded->backend, head_dim, kPageTokens, kv_dtype, max_pages);
           loaded->workspace = std::make_unique<Workspace>(*loaded->backend);
           return loaded;

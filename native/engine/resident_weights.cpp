@@ -16,6 +16,7 @@ TensorView ResidentWeights::place(const TensorView& host) {
 TensorView ResidentWeights::with_packed_copy(TensorView w) {
   if (w.data == nullptr) return w;
   if (auto packed = backend_.pack_matmul_weight(w)) {
+    packed_sources_.push_back(w);
     w.packed = packed.get();
     packed_.push_back(std::move(packed));
   }

@@ -17,6 +17,8 @@ class ResidentWeights {
   ResidentWeights(const LlamaWeights& host, Backend& backend, Placement placement = Placement::Copy);
   const LlamaWeights& weights() const { return weights_; }
   size_t bytes() const { return bytes_; }  // copied bytes
+  // The weights (as placed) that got a packed copy: matmuls no longer read them.
+  const std::vector<TensorView>& packed_sources() const { return packed_sources_; }
 
  private:
   TensorView place(const TensorView& host);
@@ -26,6 +28,7 @@ class ResidentWeights {
   Placement placement_;
   std::vector<std::unique_ptr<DeviceBuffer>> buffers_;
   std::vector<std::shared_ptr<const void>> packed_;
+  std::vector<TensorView> packed_sources_;
   LlamaWeights weights_;
   size_t bytes_ = 0;
 };

@@ -62,6 +62,10 @@ class GgufFile {
   const std::map<std::string, GgufValue>& metadata() const { return metadata_; }
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
 
+  // MappedFile::release for tensor data of a GGUF file; 0 (nothing dropped) for assembled
+  // descriptions, whose data may live in owned copies.
+  uint64_t release_pages(const void* p, uint64_t bytes) const { return mapping_ ? mapping_->release(p, bytes) : 0; }
+
   const GgufValue* find(const std::string& key) const;
   const GgufTensor* tensor(const std::string& name) const;
 

@@ -34,6 +34,18 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   return file;
 }
 
+uint64_t MappedFile::release(const void* p, uint64_t bytes) const {
+  const auto* begin = static_cast<const uint8_t*>(p);
+  if (!data_ || begin < data_ || bytes > size_ || begin - data_ > int64_t(size_ - bytes)) return 0;
+  const auto page = uint64_t(sysconf(_SC_PAGESIZE));
+  const uint64_t first = (uint64_t(begin - data_) + page - 1) / page * page;  // the mapping starts on a page
+  const uint64_t last = uint64_t(begin - data_ + int64_t(bytes)) / page * page;
+  if (last <= first) return 0;
+  // A private, read-only file mapping never holds changes of ours: dropping its pages loses nothing.
+  if (madvise(const_cast<uint8_t*>(data_) + first, size_t(last - first), MADV_DONTNEED) != 0) return 0;
+  return last - first;
+}
+
 MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_t(size_));
 }

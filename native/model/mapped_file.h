@@ -18,6 +18,11 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops this process's pages of [p, p + bytes) (the whole pages inside it, if it lies in this
+  // mapping): a hint for data nothing will read again, such as weights the CPU backend packed. A
+  // later read still sees the file's bytes (read back from the page cache or the disk). Returns the
+  // bytes dropped.
+  uint64_t release(const void* p, uint64_t bytes) const;
 
  private:
   MappedFile() = default;

@@ -29,6 +29,19 @@ int main() {
                   c.n_ff == 172 && c.n_vocab == 512,
               "stories260K hyperparameters");
 
+  // Dropping the pages of mapped weights (as the addon does for packed ones) loses nothing: the
+  // whole pages inside the tensor go, and its bytes read back the same.
+  {
+    const GgufTensor* embd = model->file().tensor("token_embd.weight");
+    const auto* bytes = static_cast<const uint8_t*>(embd->data);
+    const std::vector<uint8_t> before(bytes, bytes + embd->bytes);
+    const uint64_t dropped = model->file().release_pages(embd->data, embd->bytes);
+    suite.check(dropped > 0 && dropped <= embd->bytes && dropped % 4096 == 0, "the embedding's whole pages are released");
+    suite.check(std::equal(before.begin(), before.end(), bytes), "released weights read back the file's bytes");
+    int stack = 0;
+    suite.check(model->file().release_pages(&stack, sizeof stack) == 0, "memory outside the mapping is never released");
+  }
+
   auto cpu = make_cpu_backend(2);
   KvPool pool(*cpu, c.head_dim, 16);
   const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401};
