@@ -255,7 +255,6 @@ CHAI_AVX512_VNNI void panel_rows(const uint8_t* x, int64_t x_stride, const typen
 
 // 32-value blocks: one window per block; per row and block the integer sum times d, plus the
 // min factor (m, or -offset·d) times the activation block's sum, both scaled by the block's x d.
-
 template <typename Block, int R>
 CHAI_AVX512_VNNI void small_panel_rows(const uint8_t* x, int64_t x_stride, const typename PackTraits<Block>::Panel* panel,
                                        int64_t blocks, float* y, int64_t y_stride) {
