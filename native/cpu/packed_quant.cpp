@@ -492,19 +492,37 @@ void matmul_panels(ThreadPool& pool, const uint8_t* x, int64_t x_row, const Tens
   using Panel = typename PackTraits<Block>::Panel;
   const PanelKernels<Block>& kernels = panel_kernels<Block>(level);
   const auto* panels = static_cast<const Panel*>(w.packed);
-  const int64_t m = w.rows, blocks = w.cols / kBlockValues<Block>, n_panels = m / kPanelRows;
+  const int64_t m = w.rows, k = w.cols, blocks = k / kBlockValues<Block>, n_panels = m / kPanelRows;
+  // Rows past the last whole panel (fewer than 16) run the row kernels, as a last column of tasks.
+  const int64_t tail_begin = n_panels * kPanelRows, columns = n_panels + (tail_begin < m ? 1 : 0);
+  const QuantDotKernels& row_kernels = quant_dot_kernels(w.dtype, level);
+  const auto* w_rows = w.as<const uint8_t>();
+  const size_t w_row = dtype_row_bytes(w.dtype, k);
   constexpr int64_t kTileRows = 32;  // activation rows per task: a panel is reused from cache for them
   const int64_t row_tiles = (n + kTileRows - 1) / kTileRows;
   // Below about 32k multiply-adds, handing work to other threads costs more than it saves.
-  const int64_t tasks = n_panels * row_tiles;
-  const int64_t grain = n * m * w.cols < (int64_t(1) << 15) ? tasks : 1;
+  const int64_t tasks = columns * row_tiles;
+  const int64_t grain = n * m * k < (int64_t(1) << 15) ? tasks : 1;
   pool.parallel_for(tasks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t p = t % n_panels, i1 = std::min(n, (t / n_panels + 1) * kTileRows);
-      for (int64_t i = (t / n_panels) * kTileRows; i < i1;) {
-        const int64_t r = std::min<int64_t>(kernels.max_rows, i1 - i);
-        kernels.rows[r - 1](x + i * x_row, x_row, panels + p * blocks, blocks, y + i * m + p * kPanelRows, m);
-        i += r;
+      const int64_t p = t % columns, i1 = std::min(n, (t / columns + 1) * kTileRows);
+      for (int64_t i = (t / columns) * kTileRows; i < i1;) {
+        const uint8_t* xi = x + i * x_row;
+        if (p < n_panels) {
+          const int64_t r = std::min<int64_t>(kernels.max_rows, i1 - i);
+          kernels.rows[r - 1](xi, x_row, panels + p * blocks, blocks, y + i * m + p * kPanelRows, m);
+          i += r;
+        } else if (i + 4 <= i1) {
+          for (int64_t j = tail_begin; j < m; ++j) {
+            float out[4];
+            row_kernels.dot4x(xi, x_row, w_rows + j * w_row, k, out);
+            for (int q = 0; q < 4; ++q) y[(i + q) * m + j] = out[q];
+          }
+          i += 4;
+        } else {
+          for (int64_t j = tail_begin; j < m; ++j) y[i * m + j] = row_kernels.dot(xi, w_rows + j * w_row, k);
+          i += 1;
+        }
       }
     }
   });
@@ -522,47 +540,49 @@ std::shared_ptr<const void> pack(const TensorView& w) {
   return owned;
 }
 
+// Calls fn(Block{}) for a type that packs at `level` (IQ4_NL / IQ4_XS need AVX-512, the others AVX2);
+// false for every other type and level.
+template <typename Fn>
+bool with_packing_block(DType type, SimdLevel level, Fn&& fn) {
+  if (!CHAI_X86 || level < SimdLevel::Avx2) return false;
+  switch (type) {
+    case DType::Q4_0: fn(BlockQ4_0{}); return true;
+    case DType::Q4_1: fn(BlockQ4_1{}); return true;
+    case DType::Q5_0: fn(BlockQ5_0{}); return true;
+    case DType::Q5_1: fn(BlockQ5_1{}); return true;
+    case DType::Q3_K: fn(BlockQ3_K{}); return true;
+    case DType::Q4_K: fn(BlockQ4_K{}); return true;
+    case DType::Q5_K: fn(BlockQ5_K{}); return true;
+    case DType::Q6_K: fn(BlockQ6_K{}); return true;
+    case DType::IQ4_NL:
+    case DType::IQ4_XS:
+      if (level < SimdLevel::Avx512) return false;
+      if (type == DType::IQ4_NL) fn(BlockIQ4_NL{});
+      else fn(BlockIQ4_XS{});
+      return true;
+    default: return false;
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const void> pack_quant_weight(const TensorView& w, SimdLevel level) {
-  if (!CHAI_X86 || level < SimdLevel::Avx2 || w.rows % kPanelRows != 0 || w.cols % dtype_block_values(w.dtype) != 0)
-    return nullptr;
-  if (w.dtype == DType::IQ4_NL || w.dtype == DType::IQ4_XS) {
-    if (level < SimdLevel::Avx512) return nullptr;
-    return w.dtype == DType::IQ4_NL ? pack<BlockIQ4_NL>(w) : pack<BlockIQ4_XS>(w);
-  }
-  if (w.dtype == DType::Q4_0) return pack<BlockQ4_0>(w);
-  if (w.dtype == DType::Q4_1) return pack<BlockQ4_1>(w);
-  if (w.dtype == DType::Q5_0) return pack<BlockQ5_0>(w);
-  if (w.dtype == DType::Q5_1) return pack<BlockQ5_1>(w);
-  if (w.dtype == DType::Q3_K) return pack<BlockQ3_K>(w);
-  if (w.dtype == DType::Q4_K) return pack<BlockQ4_K>(w);
-  if (w.dtype == DType::Q5_K) return pack<BlockQ5_K>(w);
-  if (w.dtype == DType::Q6_K) return pack<BlockQ6_K>(w);
-  return nullptr;
+  std::shared_ptr<const void> packed;
+  if (w.rows >= kPanelRows && w.cols % dtype_block_values(w.dtype) == 0)
+    with_packing_block(w.dtype, level, [&](auto block) { packed = pack<decltype(block)>(w); });
+  return packed;
 }
 
 void matmul_packed_quant(ThreadPool& pool, const uint8_t* x_rows, int64_t x_row_bytes, const TensorView& w, float* y,
                          int64_t n, SimdLevel level) {
+  const bool ran = with_packing_block(w.dtype, level, [&](auto block) {
 #if CHAI_X86
-  if (level >= SimdLevel::Avx2) {
-    if (level >= SimdLevel::Avx512 && w.dtype == DType::IQ4_NL)
-      return matmul_panels<BlockIQ4_NL>(pool, x_rows, x_row_bytes, w, y, n, level);
-    if (level >= SimdLevel::Avx512 && w.dtype == DType::IQ4_XS)
-      return matmul_panels<BlockIQ4_XS>(pool, x_rows, x_row_bytes, w, y, n, level);
-    if (w.dtype == DType::Q4_0) return matmul_panels<BlockQ4_0>(pool, x_rows, x_row_bytes, w, y, n, level);
-    if (w.dtype == DType::Q4_1) return matmul_panels<BlockQ4_1>(pool, x_rows, x_row_bytes, w, y, n, level);
-    if (w.dtype == DType::Q5_0) return matmul_panels<BlockQ5_0>(pool, x_rows, x_row_bytes, w, y, n, level);
-    if (w.dtype == DType::Q5_1) return matmul_panels<BlockQ5_1>(pool, x_rows, x_row_bytes, w, y, n, level);
-    if (w.dtype == DType::Q3_K) return matmul_panels<BlockQ3_K>(pool, x_rows, x_row_bytes, w, y, n, level);
-    if (w.dtype == DType::Q4_K) return matmul_panels<BlockQ4_K>(pool, x_rows, x_row_bytes, w, y, n, level);
-    if (w.dtype == DType::Q5_K) return matmul_panels<BlockQ5_K>(pool, x_rows, x_row_bytes, w, y, n, level);
-    if (w.dtype == DType::Q6_K) return matmul_panels<BlockQ6_K>(pool, x_rows, x_row_bytes, w, y, n, level);
-  }
+    matmul_panels<decltype(block)>(pool, x_rows, x_row_bytes, w, y, n, level);
 #else
-  (void)pool, (void)x_rows, (void)x_row_bytes, (void)y, (void)n, (void)level;
+    (void)block, (void)pool, (void)x_rows, (void)x_row_bytes, (void)y, (void)n;
 #endif
-  fail(ErrorCode::InvalidArgument, std::string("no packed matmul for ") + dtype_name(w.dtype));
+  });
+  if (!ran) fail(ErrorCode::InvalidArgument, std::string("no packed matmul for ") + dtype_name(w.dtype) + " at this SIMD level");
 }
 
 }  // namespace chai

@@ -18,14 +18,14 @@ class ThreadPool;
 
 constexpr int64_t kPanelRows = 16;
 
-// A packed copy of w (rows × cols), or nullptr where packing does not apply: types other than
-// those above (Q2_K, Q8_0, floats), rows not a multiple of 16, or a CPU without AVX2 (`level`; IQ4_NL and
-// IQ4_XS need AVX-512).
+// A packed copy of w (rows × cols) in rows / 16 whole panels, or nullptr where packing does not
+// apply: types other than those above (Q2_K, Q8_0, floats), fewer than 16 rows, or a CPU without AVX2
+// (`level`; IQ4_NL and IQ4_XS need AVX-512).
 std::shared_ptr<const void> pack_quant_weight(const TensorView& w, SimdLevel level = simd_level());
 
-// y[n, m] = x[n, k] · wᵀ with w's packed copy; x_rows are activation rows quantized for w.dtype
-// (quant_dot.h), x_row_bytes apart. Each output is computed the same way whatever n and the
-// thread count are, and the AVX2 and AVX-512 kernels give the same bits.
+// y[n, m] = x[n, k] · wᵀ with w's packed copy (the rows past its last panel: the row kernels of
+// quant_dot.h); x_rows are activation rows quantized for w.dtype, x_row_bytes apart. Each output is computed the same way whatever n and the
+// thread count are, and the AVX2 and AVX-512 panel kernels give the same bits.
 void matmul_packed_quant(ThreadPool& pool, const uint8_t* x_rows, int64_t x_row_bytes, const TensorView& w, float* y,
                          int64_t n, SimdLevel level = simd_level());
 

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 
 #include "../core/error.h"
 #include "../core/quant_blocks.h"
@@ -319,125 +318,6 @@ CHAI_AVX512 void dot_rows_avx512(const void* x, int64_t x_stride, const void* w,
   for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]) + hsum256(acc_small[r]) + small_mins[r];
 }
 
-// Q4_K, Q5_K and Q6_K never leave registers: each 256-value block becomes four 64-value steps of
-// unsigned values (maddubs's u8 operand, so no sign juggling), in the natural order of the
-// activation block, with per step the int16 scales of its 32 maddubs pair sums (lane i of step c
-// belongs to group 4c + i/8). Q6_K is stored as q + 32, so its -32 joins the min term:
-// value = d·scale·q + dmin·min with dmin = -32·d and min = scale.
-struct RegisterBlock {
-  __m512i q[4];
-  __m512i scale[4];
-  __m256i min;  // sixteen int16 mins, one per group of 16 (the activation's sums are per group too)
-  float d, dmin;
-};
-
-// Lane i of step c gets entry 4c + i/8 of a 16-entry int16 vector.
-CHAI_AVX512 inline void spread_scales(__m256i per_group, __m512i* scale) {
-  alignas(64) static constexpr int16_t kLane[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
-                                                    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
-  const __m512i group = _mm512_srli_epi16(_mm512_load_si512(kLane), 3);
-  const __m512i table = _mm512_castsi256_si512(per_group);
-  for (int c = 0; c < 4; ++c)
-    scale[c] = _mm512_permutexvar_epi16(_mm512_add_epi16(group, _mm512_set1_epi16(short(4 * c))), table);
-}
-
-// Eight bytes as sixteen int16: each byte twice.
-CHAI_AVX512 inline __m256i each_twice(uint64_t bytes) {
-  const __m256i v = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(bytes)));
-  return _mm256_or_si256(v, _mm256_slli_epi32(v, 16));
-}
-
-// Q4_K / Q5_K: eight 6-bit scales and mins from the 12 packed bytes (k_scale_min, four at a time),
-// each repeated for the two groups of 16 of its sub-block.
-CHAI_AVX512 inline void k_scales_avx512(const uint8_t* packed, RegisterBlock& r) {
-  uint32_t u[3];
-  std::memcpy(u, packed, 12);
-  const uint32_t low6 = 0x3F3F3F3F, top2 = 0x03030303, nib = 0x0F0F0F0F;
-  const uint64_t scales = uint64_t(u[0] & low6) | uint64_t((u[2] & nib) | ((u[0] >> 6) & top2) << 4) << 32;
-  const uint64_t mins = uint64_t(u[1] & low6) | uint64_t(((u[2] >> 4) & nib) | ((u[1] >> 6) & top2) << 4) << 32;
-  spread_scales(each_twice(scales), r.scale);
-  r.min = each_twice(mins);
-}
-
-// Q4_K / Q5_K nibbles: 64 bytes hold values 0..31 (low nibbles of bytes 0..31), 32..63 (their
-// high nibbles), 64..95 and 96..127 (bytes 32..63); two 128-bit-lane shuffles restore the order.
-CHAI_AVX512 inline void k_nibbles_avx512(const uint8_t* qs, __m512i* q) {
-  const __m512i mask = _mm512_set1_epi8(0x0F);
-  for (int h = 0; h < 2; ++h) {
-    const __m512i v = _mm512_loadu_si512(qs + 64 * h);
-    const __m512i low = _mm512_and_si512(v, mask), high = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
-    q[2 * h] = _mm512_shuffle_i64x2(low, high, 0x44);
-    q[2 * h + 1] = _mm512_shuffle_i64x2(low, high, 0xEE);
-  }
-}
-
-CHAI_AVX512 inline void load_register_block(const BlockQ4_K& b, RegisterBlock& r) {
-  r.d = _cvtsh_ss(b.d);
-  r.dmin = -_cvtsh_ss(b.dmin);
-  k_scales_avx512(b.scales, r);
-  k_nibbles_avx512(b.qs, r.q);
-}
-CHAI_AVX512 inline void load_register_block(const BlockQ5_K& b, RegisterBlock& r) {
-  r.d = _cvtsh_ss(b.d);
-  r.dmin = -_cvtsh_ss(b.dmin);
-  k_scales_avx512(b.scales, r);
-  k_nibbles_avx512(b.qs, r.q);
-  // qh byte l, bit 2c: fifth bit of value 64c + l; bit 2c + 1: of value 64c + 32 + l.
-  const __m512i qh = _mm512_broadcast_i64x4(load32(b.qh));
-  for (int c = 0; c < 4; ++c) {
-    const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(char(1 << (2 * c))), _mm256_set1_epi8(char(1 << (2 * c + 1))), 1);
-    r.q[c] = _mm512_mask_add_epi8(r.q[c], _mm512_test_epi8_mask(qh, bit), r.q[c], _mm512_set1_epi8(0x10));
-  }
-}
-CHAI_AVX512 inline void load_register_block(const BlockQ6_K& b, RegisterBlock& r) {
-  r.d = _cvtsh_ss(b.d);
-  r.dmin = -32.0f * r.d;
-  const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
-  spread_scales(scales, r.scale);
-  r.min = scales;
-  const __m512i mask = _mm512_set1_epi8(0x0F), high_bits = _mm512_set1_epi8(0x30);
-  // Per 128 values: ql's 64 bytes hold values 0..63 in their low nibbles and 64..127 in their
-  // high ones; qh's 32 bytes hold their two high bits, bits 2j..2j+1 for value 32j + l.
-  const __m512i to_low = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-  const __m512i to_high = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-  for (int h = 0; h < 2; ++h) {
-    const __m512i ql = _mm512_loadu_si512(b.ql + 64 * h);
-    const __m512i qh = _mm512_broadcast_i64x4(load32(b.qh + 32 * h));
-    r.q[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, mask), _mm512_and_si512(_mm512_sllv_epi16(qh, to_low), high_bits));
-    r.q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), mask),
-                                     _mm512_and_si512(_mm512_srlv_epi16(qh, to_high), high_bits));
-  }
-}
-
-template <typename Block>
-inline constexpr bool kRegisterDecoded = std::is_same_v<Block, BlockQ4_K> || std::is_same_v<Block, BlockQ5_K> ||
-                                         std::is_same_v<Block, BlockQ6_K>;
-
-template <typename Block, int R>
-CHAI_AVX512 void dot_rows_registers_avx512(const void* x, int64_t x_stride, const void* w, int64_t k, float* out) {
-  const auto* wb = static_cast<const Block*>(w);
-  __m512 acc[R];
-  __m256 acc_min[R];
-  for (int r = 0; r < R; ++r) {
-    acc[r] = _mm512_setzero_ps();
-    acc_min[r] = _mm256_setzero_ps();
-  }
-  RegisterBlock blk;
-  for (int64_t b = 0; b < k / kSuperBlock; ++b) {
-    load_register_block(wb[b], blk);
-    for (int r = 0; r < R; ++r) {
-      const auto& a = reinterpret_cast<const ActivationBlock<kSuperBlock>*>(static_cast<const uint8_t*>(x) + r * x_stride)[b];
-      __m512i sum = _mm512_setzero_si512();
-      for (int c = 0; c < 4; ++c)
-        sum = _mm512_dpwssd_epi32(sum, _mm512_maddubs_epi16(blk.q[c], _mm512_loadu_si512(a.q + 64 * c)), blk.scale[c]);
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(a.d * blk.d), acc[r]);
-      const __m256i mins = _mm256_madd_epi16(load32(a.sums), blk.min);
-      acc_min[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(a.d * blk.dmin), acc_min[r]);
-    }
-  }
-  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]) + hsum256(acc_min[r]);
-}
-
 // One group of 16 values is one 512-bit vector here.
 template <int V>
 CHAI_AVX512 void quantize_blocks_avx512(const float* x, void* out, int64_t k) {
@@ -465,14 +345,12 @@ CHAI_AVX512 void quantize_blocks_avx512(const float* x, void* out, int64_t k) {
 template <typename Block>
 CHAI_AVX512 float dot_avx512(const void* x, const void* w, int64_t k) {
   float out;
-  if constexpr (kRegisterDecoded<Block>) dot_rows_registers_avx512<Block, 1>(x, 0, w, k, &out);
-  else dot_rows_avx512<Block, 1>(x, 0, w, k, &out);
+  dot_rows_avx512<Block, 1>(x, 0, w, k, &out);
   return out;
 }
 template <typename Block>
 CHAI_AVX512 void dot4x_avx512(const void* x, int64_t x_stride, const void* w, int64_t k, float* out) {
-  if constexpr (kRegisterDecoded<Block>) dot_rows_registers_avx512<Block, 4>(x, x_stride, w, k, out);
-  else dot_rows_avx512<Block, 4>(x, x_stride, w, k, out);
+  dot_rows_avx512<Block, 4>(x, x_stride, w, k, out);
 }
 #pragma GCC diagnostic pop
 #endif

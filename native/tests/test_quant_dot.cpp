@@ -192,20 +192,21 @@ int main() {
       suite.check(run_matmul(*many, x, w, s.n, s.m, s.k) == y1, what + " same with 3 threads");
     }
 
-    // Packed panels (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K; AVX-512 VNNI or AVX2): the row
-    // kernels' products up to float rounding; each row computed alike whatever the batch and thread count.
+    // Packed panels (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q3_K..Q6_K, IQ4_XS; AVX-512 VNNI or AVX2): the row
+    // kernels' products up to float rounding, on 40 rows (two panels and 8 rows that run the row
+    // kernels); each row computed alike whatever the batch and thread count.
     {
       const bool lookup = type == DType::IQ4_NL || type == DType::IQ4_XS;  // AVX-512 only
       const bool packs = (type == DType::Q4_0 || type == DType::Q4_1 || type == DType::Q5_0 || type == DType::Q5_1 ||
                           type == DType::Q3_K || type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K || lookup) &&
                          simd_level() >= (lookup ? SimdLevel::Avx512 : SimdLevel::Avx2);
-      const int m = 48, k = 3 * v;
+      const int m = 40, k = 3 * v;
       const HostWeights w(type, random_quant_blocks(type, int64_t(m) * k, seed++), int64_t(m) * k);
       TensorView view{const_cast<uint8_t*>(w.raw.data()), type, m, k};
       suite.check((pack_quant_weight(view) != nullptr) == packs, name + (packs ? " packs" : " does not pack"));
       if (lookup) suite.check(pack_quant_weight(view, SimdLevel::Avx2) == nullptr, name + " does not pack for AVX2");
-      view.rows = 40;
-      suite.check(pack_quant_weight(view) == nullptr, name + ": 40 rows (not whole panels of 16) do not pack");
+      view.rows = 8;
+      suite.check(pack_quant_weight(view) == nullptr, name + ": 8 rows (less than a panel) do not pack");
       view.rows = m;
       for (int n : packs ? std::vector<int>{1, 3, 4, 5, 37} : std::vector<int>{}) {
         const auto x = random_nonzero(size_t(n) * k, seed++);
@@ -219,7 +220,8 @@ int main() {
           alike = alike && std::equal(packed.begin() + i * m, packed.begin() + (i + 1) * m, run_matmul(*one, xi, w, 1, m, k, true).begin());
         }
         suite.check(alike, what + ": each row equals that row alone");
-        // The AVX2 kernel on the same packed copy gives the AVX-512 kernel's bits.
+        // The AVX2 panel kernel on the same packed copy gives the AVX-512 one's bits (the 8 tail rows
+        // run each level's row kernels, which round differently).
         if (lookup) continue;
         const size_t x_row = activation_row_bytes(type, k);
         std::vector<uint8_t> xq(x_row * size_t(n));
@@ -230,7 +232,16 @@ int main() {
         ThreadPool single(1);
         std::vector<float> avx2(size_t(n) * m);
         matmul_packed_quant(single, xq.data(), int64_t(x_row), packed_view, avx2.data(), n, SimdLevel::Avx2);
-        suite.check(avx2 == packed, what + ": AVX2 kernel gives the same bits");
+        bool panels_same = true;
+        std::vector<float> tail_avx2, tail_packed;
+        for (int i = 0; i < n; ++i)
+          for (int j = 0; j < m; ++j) {
+            const size_t at = size_t(i) * m + j;
+            if (j < 32) panels_same = panels_same && avx2[at] == packed[at];
+            else tail_avx2.push_back(avx2[at]), tail_packed.push_back(packed[at]);
+          }
+        suite.check(panels_same, what + ": AVX2 panel kernel gives the same bits");
+        suite.check_close(relative_error(tail_avx2, tail_packed), 2e-6, what + ": AVX2 tail rows");
       }
     }
 
