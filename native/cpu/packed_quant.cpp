@@ -154,14 +154,16 @@ CHAI_AVX512_VNNI inline __m512i broadcast4(const void* p) {
 }
 
 // Decoding streams the weights once, faster than the hardware prefetcher fetches them on its own
-// (measured: 1.4x decode on Q6_K): during window w of block b, an eighth of block b + 2 is
-// requested. Addresses past the weights are only hints, never read.
+// (measured: 1.4x decode on Q6_K): while a block runs, part `part` of `parts` of the panel's block
+// `ahead` is requested (256-value blocks: an eighth of block b + 2 per window; 32-value blocks, 5-6
+// lines each: all of block b + 8). Addresses past the weights are only hints, never read.
 template <typename Panel>
-CHAI_AVX2 inline void prefetch_ahead(const Panel* panel, int64_t b, int w) {
-  constexpr int kLines = int(sizeof(Panel) / 64), kPerWindow = (kLines + 7) / 8;
-  const uintptr_t ahead = reinterpret_cast<uintptr_t>(panel) + uintptr_t(b + 2) * sizeof(Panel);
-  for (int l = w * kPerWindow; l < std::min(kLines, (w + 1) * kPerWindow); ++l)
-    _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * uintptr_t(l)), _MM_HINT_T0);
+CHAI_AVX2 inline void prefetch_part(const Panel* panel, int64_t ahead, int part, int parts) {
+  constexpr int kLines = int(sizeof(Panel) / 64);
+  const int per_part = (kLines + parts - 1) / parts;
+  const uintptr_t block = reinterpret_cast<uintptr_t>(panel) + uintptr_t(ahead) * sizeof(Panel);
+  for (int l = part * per_part; l < std::min(kLines, (part + 1) * per_part); ++l)
+    _mm_prefetch(reinterpret_cast<const char*>(block + 64 * uintptr_t(l)), _MM_HINT_T0);
 }
 
 // IQ4 table values + 128 in every 128-bit lane, for vpshufb on nibbles.
@@ -180,6 +182,24 @@ CHAI_AVX512_VNNI inline __m512i high_bits(const __m512i* plane, int s) {
   return _mm512_and_si512(at4, _mm512_set1_epi8(char(((1 << HighBits) - 1) << 4)));
 }
 
+// The unsigned values of steps i and 4 + i of a window from its nibble vector v (and high-bit
+// planes; lookup types through the IQ4 table).
+template <typename Block>
+CHAI_AVX512_VNNI inline void window_steps(__m512i v, const __m512i* plane, int i, __m512i lookup, __m512i* low, __m512i* high) {
+  constexpr int hb = PackTraits<Block>::Panel::kHighBits;
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  *low = _mm512_and_si512(v, nibble);
+  *high = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+  if constexpr (hb > 0) {
+    *low = _mm512_or_si512(*low, high_bits<hb>(plane, i));
+    *high = _mm512_or_si512(*high, high_bits<hb>(plane, 4 + i));
+  }
+  if constexpr (PackTraits<Block>::kLookup) {
+    *low = _mm512_shuffle_epi8(lookup, *low);
+    *high = _mm512_shuffle_epi8(lookup, *high);
+  }
+}
+
 CHAI_AVX512_VNNI inline __m512i group_scales(const int8_t* per_row) {
   return _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(per_row)));
 }
@@ -193,8 +213,7 @@ CHAI_AVX512_VNNI void panel_rows(const uint8_t* x, int64_t x_stride, const typen
   constexpr bool kGroupPerHalfWindow = Panel::kGroups == 16;  // else one group per window of 32
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  const __m512i nibble = _mm512_set1_epi8(0x0F);
-  const __m512i lookup = PackTraits<Block>::kLookup ? iq4_lookup_unsigned() : nibble;  // read by lookup types only
+  const __m512i lookup = PackTraits<Block>::kLookup ? iq4_lookup_unsigned() : _mm512_setzero_si512();  // lookup types only
   for (int64_t b = 0; b < blocks; ++b) {
     const Panel& P = panel[b];
     const ActivationBlock<kSuperBlock>* a[R];
@@ -202,22 +221,14 @@ CHAI_AVX512_VNNI void panel_rows(const uint8_t* x, int64_t x_stride, const typen
     __m512i total[R], pair[R];
     for (int r = 0; r < R; ++r) total[r] = pair[r] = _mm512_setzero_si512();
     for (int w = 0; w < 8; ++w) {
-      prefetch_ahead(panel, b, w);
+      prefetch_part(panel, b + 2, w, 8);
       __m512i plane[hb > 0 ? hb : 1];
       for (int h = 0; h < hb; ++h) plane[h] = _mm512_load_si512(P.high[hb * w + h]);
       __m512i first[R], second[R];  // sums of the window's first and second 16 values
       for (int r = 0; r < R; ++r) first[r] = second[r] = _mm512_setzero_si512();
       for (int i = 0; i < 4; ++i) {
-        const __m512i v = _mm512_load_si512(P.nibbles[4 * w + i]);
-        __m512i low = _mm512_and_si512(v, nibble), high = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
-        if constexpr (hb > 0) {
-          low = _mm512_or_si512(low, high_bits<hb>(plane, i));
-          high = _mm512_or_si512(high, high_bits<hb>(plane, 4 + i));
-        }
-        if constexpr (PackTraits<Block>::kLookup) {
-          low = _mm512_shuffle_epi8(lookup, low);
-          high = _mm512_shuffle_epi8(lookup, high);
-        }
+        __m512i low, high;
+        window_steps<Block>(_mm512_load_si512(P.nibbles[4 * w + i]), plane, i, lookup, &low, &high);
         for (int r = 0; r < R; ++r) {
           first[r] = _mm512_dpbusd_epi32(first[r], low, broadcast4(a[r]->q + 32 * w + 4 * i));
           second[r] = _mm512_dpbusd_epi32(second[r], high, broadcast4(a[r]->q + 32 * w + 16 + 4 * i));
@@ -260,16 +271,12 @@ CHAI_AVX512_VNNI void small_panel_rows(const uint8_t* x, int64_t x_stride, const
                                        int64_t blocks, float* y, int64_t y_stride) {
   using Panel = typename PackTraits<Block>::Panel;
   constexpr int hb = Panel::kHighBits;
-  constexpr int kLines = int(sizeof(Panel) / 64);
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  const __m512i nibble = _mm512_set1_epi8(0x0F);
-  const __m512i lookup = PackTraits<Block>::kLookup ? iq4_lookup_unsigned() : nibble;  // read by lookup types only
+  const __m512i lookup = PackTraits<Block>::kLookup ? iq4_lookup_unsigned() : _mm512_setzero_si512();  // lookup types only
   for (int64_t b = 0; b < blocks; ++b) {
     const Panel& P = panel[b];
-    // As prefetch_ahead, a few blocks ahead (a block is only 5-6 lines here).
-    const uintptr_t ahead = reinterpret_cast<uintptr_t>(panel) + uintptr_t(b + 8) * sizeof(Panel);
-    for (int l = 0; l < kLines; ++l) _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * uintptr_t(l)), _MM_HINT_T0);
+    prefetch_part(panel, b + 8, 0, 1);
     const ActivationBlock<32>* a[R];
     for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const ActivationBlock<32>*>(x + r * x_stride) + b;
     __m512i plane[hb > 0 ? hb : 1];
@@ -277,16 +284,8 @@ CHAI_AVX512_VNNI void small_panel_rows(const uint8_t* x, int64_t x_stride, const
     __m512i sum[R];
     for (int r = 0; r < R; ++r) sum[r] = _mm512_setzero_si512();
     for (int i = 0; i < 4; ++i) {
-      const __m512i v = _mm512_load_si512(P.nibbles[i]);
-      __m512i low = _mm512_and_si512(v, nibble), high = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
-      if constexpr (hb > 0) {
-        low = _mm512_or_si512(low, high_bits<hb>(plane, i));
-        high = _mm512_or_si512(high, high_bits<hb>(plane, 4 + i));
-      }
-      if constexpr (PackTraits<Block>::kLookup) {
-        low = _mm512_shuffle_epi8(lookup, low);
-        high = _mm512_shuffle_epi8(lookup, high);
-      }
+      __m512i low, high;
+      window_steps<Block>(_mm512_load_si512(P.nibbles[i]), plane, i, lookup, &low, &high);
       for (int r = 0; r < R; ++r) {
         sum[r] = _mm512_dpbusd_epi32(sum[r], low, broadcast4(a[r]->q + 4 * i));
         sum[r] = _mm512_dpbusd_epi32(sum[r], high, broadcast4(a[r]->q + 16 + 4 * i));
@@ -330,13 +329,26 @@ CHAI_AVX2 inline __m256i high_bits_avx2(const __m256i* plane, int s) {
   return _mm256_and_si256(at4, _mm256_set1_epi8(char(((1 << HighBits) - 1) << 4)));
 }
 
+// window_steps for a half panel (no lookup types: they pack for AVX-512 only).
+template <typename Block>
+CHAI_AVX2 inline void window_steps_avx2(__m256i v, const __m256i* plane, int i, __m256i* low, __m256i* high) {
+  constexpr int hb = PackTraits<Block>::Panel::kHighBits;
+  static_assert(!PackTraits<Block>::kLookup, "lookup types pack for AVX-512 only");
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  *low = _mm256_and_si256(v, nibble);
+  *high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+  if constexpr (hb > 0) {
+    *low = _mm256_or_si256(*low, high_bits_avx2<hb>(plane, i));
+    *high = _mm256_or_si256(*high, high_bits_avx2<hb>(plane, 4 + i));
+  }
+}
+
 template <typename Block, int R>
 CHAI_AVX2 void panel_rows_avx2(const uint8_t* x, int64_t x_stride, const typename PackTraits<Block>::Panel* panel,
                                int64_t blocks, float* y, int64_t y_stride) {
   using Panel = typename PackTraits<Block>::Panel;
   constexpr int hb = Panel::kHighBits, kFlush = kStepsInt16<Panel> < 4 ? kStepsInt16<Panel> : 4;
   constexpr bool kGroupPerHalfWindow = Panel::kGroups == 16;
-  const __m256i nibble = _mm256_set1_epi8(0x0F);
   for (int half = 0; half < 2; ++half) {
     const int h8 = 8 * half, h32 = 32 * half;
     __m256 acc[R];
@@ -348,19 +360,15 @@ CHAI_AVX2 void panel_rows_avx2(const uint8_t* x, int64_t x_stride, const typenam
       __m256i total[R], pair[R];
       for (int r = 0; r < R; ++r) total[r] = pair[r] = _mm256_setzero_si256();
       for (int w = 0; w < 8; ++w) {
-        if (half == 0) prefetch_ahead(panel, b, w);  // the second half finds the panel in cache
+        if (half == 0) prefetch_part(panel, b + 2, w, 8);  // the second half finds the panel in cache
         __m256i plane[hb > 0 ? hb : 1];
         for (int h = 0; h < hb; ++h) plane[h] = half_vector(P.high[hb * w + h] + h32);
         const __m256i s_first = scale_pairs((kGroupPerHalfWindow ? P.scale[2 * w] : P.scale[w]) + h8);
         const __m256i s_second = kGroupPerHalfWindow ? scale_pairs(P.scale[2 * w + 1] + h8) : s_first;
         __m256i first[R], second[R];  // int16 pair sums of the window's first and second 16 values
         for (int i = 0; i < 4; ++i) {
-          const __m256i v = half_vector(P.nibbles[4 * w + i] + h32);
-          __m256i low = _mm256_and_si256(v, nibble), high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
-          if constexpr (hb > 0) {
-            low = _mm256_or_si256(low, high_bits_avx2<hb>(plane, i));
-            high = _mm256_or_si256(high, high_bits_avx2<hb>(plane, 4 + i));
-          }
+          __m256i low, high;
+          window_steps_avx2<Block>(half_vector(P.nibbles[4 * w + i] + h32), plane, i, &low, &high);
           for (int r = 0; r < R; ++r) {
             const __m256i pf = _mm256_maddubs_epi16(low, broadcast4_avx2(a[r]->q + 32 * w + 4 * i));
             const __m256i ps = _mm256_maddubs_epi16(high, broadcast4_avx2(a[r]->q + 32 * w + 16 + 4 * i));
@@ -408,7 +416,7 @@ CHAI_AVX2 void small_panel_rows_avx2(const uint8_t* x, int64_t x_stride, const t
   using Panel = typename PackTraits<Block>::Panel;
   // Both nibbles of a vector go into one int16 sum: flush after kFlush vectors (2 · kFlush steps).
   constexpr int hb = Panel::kHighBits, kFlush = kStepsInt16<Panel> / 2 < 4 ? kStepsInt16<Panel> / 2 : 4;
-  const __m256i nibble = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const __m256i ones = _mm256_set1_epi16(1);
   for (int half = 0; half < 2; ++half) {
     const int h8 = 8 * half, h32 = 32 * half;
     __m256 acc[R];
@@ -422,12 +430,8 @@ CHAI_AVX2 void small_panel_rows_avx2(const uint8_t* x, int64_t x_stride, const t
       __m256i sum[R], pairs[R];
       for (int r = 0; r < R; ++r) sum[r] = _mm256_setzero_si256();
       for (int i = 0; i < 4; ++i) {
-        const __m256i v = half_vector(P.nibbles[i] + h32);
-        __m256i low = _mm256_and_si256(v, nibble), high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
-        if constexpr (hb > 0) {
-          low = _mm256_or_si256(low, high_bits_avx2<hb>(plane, i));
-          high = _mm256_or_si256(high, high_bits_avx2<hb>(plane, 4 + i));
-        }
+        __m256i low, high;
+        window_steps_avx2<Block>(half_vector(P.nibbles[i] + h32), plane, i, &low, &high);
         for (int r = 0; r < R; ++r) {
           const __m256i both = _mm256_add_epi16(_mm256_maddubs_epi16(low, broadcast4_avx2(a[r]->q + 4 * i)),
                                                 _mm256_maddubs_epi16(high, broadcast4_avx2(a[r]->q + 16 + 4 * i)));
