@@ -190,17 +190,19 @@ void add_bias(ThreadPool& pool, const TensorView& x, const TensorView& bias) {
 //     then per (cluster, query) the softmax (max and sum, in place);
 //  2. outputs: for every (head, query), P of its cluster times the head's own V rows.
 // Keys of dropped heads are never read: only representatives' KV heads appear in phase 1.
+// A missing page (table entry -1) is never read, as on the GPU: its keys are masked (score -inf),
+// its values count as zeros, and a row left with no key is zeros.
 namespace {
 
-// A K or V row of the cache through the shared accessor; a missing page is our bug, never read.
+// A K or V row of the cache through the shared accessor; null on a missing page.
 const void* cache_row(const AttentionParams& b, const SequenceAttention& p, const int32_t* table, int kv_head, int token) {
   const int64_t slot = kv_slot(table, p.max_pages, b.page_tokens, kv_head, token);
-  if (slot < 0)
-    fail(ErrorCode::Internal, "attention: no page for KV head " + std::to_string(kv_head) + " token " + std::to_string(token));
+  if (slot < 0) return nullptr;
   return static_cast<const uint8_t*>(b.pool) + size_t(slot) * b.head_dim * (b.kv_dtype == DType::F16 ? 2 : 4);
 }
 
-// The rows of keys / values [j0, j1) of one KV head go page by page: a page's rows are contiguous.
+// The rows of keys / values [j0, j1) of one KV head go page by page: a page's rows are contiguous
+// (rows is null for a missing page).
 template <typename Fn>
 void for_page_runs(const AttentionParams& b, const SequenceAttention& p, const int32_t* table, int kv_head, int j0,
                    int j1, Fn&& run) {
@@ -218,6 +220,10 @@ void key_scores(const VectorKernels& dot, const AttentionParams& b, const Sequen
   const int hd = b.head_dim;
   for_page_runs(b, p, p.k_table, kv_head, j0, j1, [&](int j, int n, const void* rows) {
     float* out = scores + (j - j0);
+    if (rows == nullptr) {
+      std::fill_n(out, n, -INFINITY);
+      return;
+    }
     int r = 0;
     for (; r + 4 <= n; r += 4) {
       if (half) dot.dot1x4_f16(q, static_cast<const uint16_t*>(rows) + int64_t(r) * hd, hd, hd, out + r);
@@ -235,9 +241,20 @@ void weighted_values(const VectorKernels& dot, const AttentionParams& b, const S
                      const float* w, int j0, int j1, float* acc) {
   const int hd = b.head_dim;
   for_page_runs(b, p, p.v_table, kv_head, j0, j1, [&](int j, int n, const void* rows) {
+    if (rows == nullptr) return;
     if (b.kv_dtype == DType::F16) dot.axpy_rows_f16(acc, w + (j - j0), static_cast<const uint16_t*>(rows), hd, n, hd);
     else dot.axpy_rows_f32(acc, w + (j - j0), static_cast<const float*>(rows), hd, n, hd);
   });
+}
+
+// w[j] = exp(w[j] - max w) in place; returns the sum. Masked keys (-inf) become 0; when every
+// key is masked, all of them (and the sum) are 0.
+double exp_shifted(float* w, int n) {
+  const float max = *std::max_element(w, w + n);
+  const float base = max == -INFINITY ? 0.0f : max;
+  double sum = 0;
+  for (int j = 0; j < n; ++j) sum += w[j] = std::exp(w[j] - base);
+  return sum;
 }
 
 void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceAttention& p) {
@@ -278,10 +295,8 @@ void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceA
       for (int64_t r = begin; r < end; ++r) {
         const int c = int(r % p.n_clusters), i = q0 + int(r / p.n_clusters), n_keys = p.pos0 + i + 1;
         float* w = prob_row(c, i);
-        const float max = *std::max_element(w, w + n_keys);
-        double sum = 0;
-        for (int j = 0; j < n_keys; ++j) sum += w[j] = std::exp(w[j] - max);
-        inv_sum[size_t(r)] = float(1.0 / sum);
+        const double sum = exp_shifted(w, n_keys);
+        inv_sum[size_t(r)] = sum > 0 ? float(1.0 / sum) : 0.0f;
       }
     });
     const int64_t out_items = int64_t(b.n_heads) * nq;
@@ -325,9 +340,7 @@ void decode_chunk(const AttentionParams& b, const SequenceAttention& p, int task
     float* s = scores.data() + size_t(r) * n;
     key_scores(dot, b, p, task.kv_head, q, j0, j1, s);
     top[size_t(r)] = *std::max_element(s, s + n);
-    double total = 0;
-    for (int j = 0; j < n; ++j) total += s[j] = std::exp(s[j] - top[size_t(r)]);
-    sum[size_t(r)] = float(total);
+    sum[size_t(r)] = float(exp_shifted(s, n));
   }
   acc.resize(size_t(hd));
   for (int m = task.member_begin; m < task.member_end; ++m) {
@@ -337,7 +350,8 @@ void decode_chunk(const AttentionParams& b, const SequenceAttention& p, int task
     weighted_values(dot, b, p, h / group, w, j0, j1, acc.data());
     if (p.n_chunks == 1) {
       float* o = b.out + p.q_row * row + int64_t(h) * hd;
-      for (int d = 0; d < hd; ++d) o[d] = acc[size_t(d)] / sum[size_t(r)];
+      const float inv = sum[size_t(r)] > 0 ? 1.0f / sum[size_t(r)] : 0.0f;
+      for (int d = 0; d < hd; ++d) o[d] = acc[size_t(d)] * inv;
     } else {
       float* slot = b.partials + partial_floats(p.partial_slot + chunk, b.n_heads, hd) + size_t(h) * (hd + 2);
       std::copy(acc.begin(), acc.end(), slot);
@@ -353,16 +367,17 @@ void merge_chunks(const AttentionParams& b, const SequenceAttention& p, int h) {
   const float* first = b.partials + partial_floats(p.partial_slot, b.n_heads, hd) + size_t(h) * (hd + 2);
   float top = -INFINITY;
   for (int c = 0; c < p.n_chunks; ++c) top = std::max(top, first[c * stride + hd]);
+  const double base = top == -INFINITY ? 0.0 : top;  // no chunk saw a key: every weight is 0
   std::vector<double> acc(size_t(hd), 0.0);
   double total = 0;
   for (int c = 0; c < p.n_chunks; ++c) {
     const float* part = first + c * stride;
-    const double weight = std::exp(double(part[hd]) - top);
+    const double weight = std::exp(double(part[hd]) - base);
     total += weight * part[hd + 1];
     for (int d = 0; d < hd; ++d) acc[size_t(d)] += weight * part[d];
   }
   float* o = b.out + int64_t(p.q_row) * b.n_heads * hd + int64_t(h) * hd;
-  for (int d = 0; d < hd; ++d) o[d] = float(acc[size_t(d)] / total);
+  for (int d = 0; d < hd; ++d) o[d] = total > 0 ? float(acc[size_t(d)] / total) : 0.0f;
 }
 
 void attend_split(ThreadPool& pool, const AttentionParams& b) {

@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(kTile) attention_kernel(AttentionParams b) {
     }
     __syncthreads();  // probs is rewritten by the next tile
   }
-  const float inv = 1.f / run_sum;
+  const float inv = run_sum > 0.f ? 1.f / run_sum : 0.f;  // no key on an allocated page: zeros, as in every version
   for (int e = tid; e < n_members * hd; e += kTile) {
     const int h = p.members[first + e / hd], d = e % hd;
     out_rows[i * row + size_t(h) * hd + d] = acc[e] * inv;

@@ -18,6 +18,7 @@
 
 #include "cuda_check.h"
 #include "kernels.h"
+#include "mma.cuh"
 
 namespace chai::cuda {
 namespace {
@@ -25,20 +26,6 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kRowsPerBlock = 64;  // 4 warps × 16 query rows
 constexpr int kKeysPerTile = 64;
-
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
 
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   const __half2 h = __floats2half2_rn(lo, hi);
@@ -55,17 +42,9 @@ __device__ __forceinline__ void load_tile_async(__half* dst, const __half* pool,
   for (int c = threadIdx.x; c < kKeysPerTile * kChunks; c += kThreads) {
     const int row = c / kChunks, piece = c % kChunks, key = key0 + row;
     const int64_t slot = key < n_keys ? kv_slot(table, max_pages, page_tokens, head, key) : -1;
-    const __half* src = slot >= 0 ? pool + slot * HD + piece * 8 : pool;
-    const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(dst + row * kStride + piece * 8));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(src), "r"(slot >= 0 ? 16 : 0));
+    cp_async16(dst + row * kStride + piece * 8, slot >= 0 ? pool + slot * HD + piece * 8 : pool, slot >= 0 ? 16 : 0);
     if (ok && piece == 0) ok[row] = slot >= 0;
   }
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
 template <int HD, int kSlice>
@@ -156,7 +135,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(AttentionParams b, in
       const __half* k_row = k_s + (nt * 8 + g) * kStride + t4 * 2;
 #pragma unroll
       for (int kk = 0; kk < kSteps; ++kk)
-        mma_16816(s[nt], qa[kk], *reinterpret_cast<const uint32_t*>(k_row + kk * 16),
+        mma_16816<__half>(s[nt], qa[kk], *reinterpret_cast<const uint32_t*>(k_row + kk * 16),
                   *reinterpret_cast<const uint32_t*>(k_row + kk * 16 + 8));
     }
     // Causal mask (key j visible to row i when j <= pos0 + i), missing keys, rows past the prompt.
@@ -218,8 +197,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(AttentionParams b, in
           const int mat = lane / 8, r = lane % 8;
           uint32_t bv[4];
           ldmatrix_x4_trans(bv, v_tile + (kk * 16 + (mat & 1) * 8 + r) * kStride + (dt + (mat >> 1)) * 8);
-          mma_16816(o[m][dt], pa[kk], bv[0], bv[1]);
-          mma_16816(o[m][dt + 1], pa[kk], bv[2], bv[3]);
+          mma_16816<__half>(o[m][dt], pa[kk], bv[0], bv[1]);
+          mma_16816<__half>(o[m][dt + 1], pa[kk], bv[2], bv[3]);
         }
     }
     __syncthreads();  // the tiles are overwritten next

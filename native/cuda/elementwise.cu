@@ -69,16 +69,24 @@ __global__ void add_bias_kernel(float* __restrict__ x, const float* __restrict__
 __device__ __forceinline__ void store(float* dst, float v) { *dst = v; }
 __device__ __forceinline__ void store(__half* dst, float v) { *dst = __float2half_rn(v); }
 
-// Block (token i, head g): one row of head_dim values into its page slot, in the cache's type T.
+// One thread per kStoreGroup consecutive values of a (token, head) row, stored into the row's page
+// slot in the cache's type T (no idle threads whatever head_dim is).
+constexpr int kStoreGroup = 4;
+
 template <typename T>
 __global__ void store_kv_kernel(KvStoreParams p) {
-  const int i = blockIdx.x, g = blockIdx.y;
-  const int t = p.pos0 + i;
-  const int64_t slot = kv_slot(p.table, p.max_pages, p.page_tokens, g, t);
+  const int groups = (p.head_dim + kStoreGroup - 1) / kStoreGroup;
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= int64_t(p.n) * p.n_heads * groups) return;
+  const int64_t row = idx / groups;  // token i, head g
+  const int i = int(row / p.n_heads), g = int(row % p.n_heads), d0 = int(idx % groups) * kStoreGroup;
+  const int64_t slot = kv_slot(p.table, p.max_pages, p.page_tokens, g, p.pos0 + i);
   if (slot < 0) return;  // K of a head this sequence does not keep
-  const float* src = p.src + (size_t(i) * p.n_heads + g) * p.head_dim;
+  const float* src = p.src + row * p.head_dim;
   T* dst = static_cast<T*>(p.pool) + slot * p.head_dim;
-  for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x) store(dst + d, src[d]);
+#pragma unroll
+  for (int d = d0; d < d0 + kStoreGroup; ++d)
+    if (d < p.head_dim) store(dst + d, src[d]);
 }
 
 }  // namespace
@@ -118,9 +126,9 @@ void add_bias(const TensorView& x, const TensorView& bias, cudaStream_t stream) 
 }
 
 void store_kv(const KvStoreParams& p, cudaStream_t stream) {
-  const dim3 grid(unsigned(p.n), unsigned(p.n_heads));
-  if (p.kv_dtype == DType::F16) store_kv_kernel<__half><<<grid, 128, 0, stream>>>(p);
-  else store_kv_kernel<float><<<grid, 128, 0, stream>>>(p);
+  const unsigned blocks = blocks_for(int64_t(p.n) * p.n_heads * ((p.head_dim + kStoreGroup - 1) / kStoreGroup));
+  if (p.kv_dtype == DType::F16) store_kv_kernel<__half><<<blocks, kThreads, 0, stream>>>(p);
+  else store_kv_kernel<float><<<blocks, kThreads, 0, stream>>>(p);
   cuda_check(cudaGetLastError(), "store_kv kernel launch");
 }
 

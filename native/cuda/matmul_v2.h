@@ -17,8 +17,8 @@ constexpr int kGemmMinRows = 16;
 // CHAI_MATMUL_VERSION: unset or "1" gives 1, "2" gives 2; anything else throws InvalidArgument.
 int matmul_version_from_env();
 
-// Device memory that grows to the largest request and is reused (x in f16 for the GEMM, in int8
-// for the Q8_0 GEMV):
+// Device memory that grows to the largest request and is reused (x in f16 or bf16 with its row
+// scales for the GEMM, in int8 for the Q8_0 GEMV):
 // no allocation per call once a model's largest product has run. Use on one stream only.
 class DeviceScratch {
  public:
@@ -38,7 +38,8 @@ class DeviceScratch {
 void matmul_v2(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
 
 // The pieces, for matmul_v2; each returns false, launching nothing, when it does not take w's
-// type. gemm_f16 takes F16, BF16 and Q8_0 weights (one SegmentLoader each), any n, m, k.
+// type. gemm_f16 takes F16, BF16 and Q8_0 weights (one SegmentLoader each), any n, m, k; BF16
+// weights run on bf16 tensor cores (x rounded to bf16), the others on f16 (x scaled per row).
 bool gemm_f16(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
 // gemv also returns false when the alignment of x, w or k does not suit its loads.
 bool gemv(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);

@@ -15,6 +15,14 @@ __device__ __forceinline__ float weight_at(const BlockQ8_0* row, int c) {
   return __half2float(__ushort_as_half(b.d)) * float(b.q[c % kQ8Block]);
 }
 
+// f32 -> bf16 bits rounded to nearest even (NaN stays a quiet NaN): the bits __float2bfloat16_rn
+// gives, by integer arithmetic, because the simulated GPU (npm run test:gpu-sim) has no cvt to bf16.
+__device__ __forceinline__ uint16_t bf16_bits_rn(float f) {
+  const uint32_t bits = __float_as_uint(f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40u);
+  return uint16_t((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
 // Elements of type W per row of k values (blocks for Q8_0).
 template <typename W>
 __host__ __device__ constexpr int row_stride(int k) {

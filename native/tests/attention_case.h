@@ -2,6 +2,7 @@
 // that drives any backend through the same pages. Shared by the CPU and CUDA tests and benches.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 #include <string>
@@ -31,14 +32,27 @@ struct AttentionProblem {
   int pool_pages = 0;
 };
 
-inline AttentionProblem make_attention_problem(const AttentionShape& s, uint32_t seed, DType kv_dtype = DType::F32) {
+// How sharp the softmax is: queries scaled by q_scale (30: a few keys take almost all the weight),
+// and the keys of tokens [boost_begin, boost_end) scaled by key_boost (chunks of split-KV decoding
+// whose maxima differ by far more than e^80).
+struct ProblemOptions {
+  float q_scale = 1.0f;
+  int boost_begin = 0, boost_end = 0;
+  float key_boost = 1.0f;
+};
+
+inline AttentionProblem make_attention_problem(const AttentionShape& s, uint32_t seed, DType kv_dtype = DType::F32,
+                                               const ProblemOptions& options = {}) {
   AttentionProblem p;
   p.shape = s;
   p.kv_dtype = kv_dtype;
   p.tokens = s.pos0 + s.n_q;
   p.max_pages = (p.tokens + s.page_tokens - 1) / s.page_tokens;
-  p.q = random_nonzero(size_t(s.n_q) * s.n_heads * s.head_dim, seed);
+  p.q = random_nonzero(size_t(s.n_q) * s.n_heads * s.head_dim, seed, options.q_scale);
   p.keys = random_nonzero(size_t(p.tokens) * s.n_kv_heads * s.head_dim, seed + 1);
+  const size_t kv_row = size_t(s.n_kv_heads) * s.head_dim;
+  for (int t = options.boost_begin; t < std::min(options.boost_end, p.tokens); ++t)
+    for (size_t e = 0; e < kv_row; ++e) p.keys[size_t(t) * kv_row + e] *= options.key_boost;
   p.values = random_nonzero(size_t(p.tokens) * s.n_kv_heads * s.head_dim, seed + 2);
   if (kv_dtype == DType::F16)  // what the cache will hold, so that the reference sees the same values
     for (auto* rows : {&p.keys, &p.values})
@@ -79,7 +93,9 @@ inline AttentionProblem make_attention_problem(const AttentionShape& s, uint32_t
   return p;
 }
 
-// out[i, h, :] = Σ_j softmax_j(q[i, rep(h)] · k[j, kv(rep(h))] · scale) v[j, kv(h)], j ≤ pos0 + i.
+// out[i, h, :] = Σ_j softmax_j(q[i, rep(h)] · k[j, kv(rep(h))] · scale) v[j, kv(h)], j ≤ pos0 + i,
+// over the keys whose K page exists (a missing K page masks its keys; a row with no key left is
+// zeros, in every version and backend).
 inline std::vector<double> attention_ref(const AttentionProblem& p, float scale) {
   const AttentionShape& s = p.shape;
   const int hd = s.head_dim, group = s.n_heads / s.n_kv_heads;
@@ -90,21 +106,24 @@ inline std::vector<double> attention_ref(const AttentionProblem& p, float scale)
     for (int i = 0; i < s.n_q; ++i) {
       const int n_keys = s.pos0 + i + 1;
       std::vector<double> w(static_cast<size_t>(n_keys));
-      double max = -1e300, sum = 0;
+      std::vector<bool> visible(static_cast<size_t>(n_keys));
+      double max = -INFINITY, sum = 0;
       for (int j = 0; j < n_keys; ++j) {
+        visible[size_t(j)] = p.k_table[size_t(rep / group) * p.max_pages + size_t(j / s.page_tokens)] >= 0;
+        if (!visible[size_t(j)]) continue;
         double dot = 0;
         for (int d = 0; d < hd; ++d)
           dot += double(p.q[i * qrow + size_t(rep) * hd + d]) * p.keys[j * kvrow + size_t(rep / group) * hd + d];
         w[size_t(j)] = dot * scale;
         max = std::max(max, w[size_t(j)]);
       }
-      for (auto& x : w) sum += x = std::exp(x - max);
+      for (int j = 0; j < n_keys; ++j) sum += w[size_t(j)] = visible[size_t(j)] ? std::exp(w[size_t(j)] - max) : 0.0;
       for (int m = p.offsets[size_t(c)]; m < p.offsets[size_t(c) + 1]; ++m) {
         const int h = p.members[size_t(m)];
         for (int d = 0; d < hd; ++d) {
           double acc = 0;
           for (int j = 0; j < n_keys; ++j) acc += w[size_t(j)] * p.values[j * kvrow + size_t(h / group) * hd + d];
-          out[i * qrow + size_t(h) * hd + d] = acc / sum;
+          out[i * qrow + size_t(h) * hd + d] = sum > 0 ? acc / sum : 0.0;
         }
       }
     }
@@ -228,49 +247,59 @@ inline std::vector<float> run_attention(Backend& be, const AttentionProblem& p, 
   return run_attention_batch(be, {&p}, scale, run)[0];
 }
 
-// Sequences of one model (32 heads / 8 KV heads of 64): prefill and decode rows of unequal
-// lengths and clusterings, for the batched call.
-inline const std::vector<AttentionShape>& attention_batch_shapes() {
-  static const std::vector<AttentionShape> shapes = {
-      {1, 300, 32, 8, 64, 16, 4}, {7, 0, 32, 8, 64, 16, 32}, {1, 0, 32, 8, 64, 16, 1}, {33, 40, 32, 8, 64, 16, 8}, {1, 17, 32, 8, 64, 16, 2},
-  };
-  return shapes;
+// Sequences of one model (32 heads / 8 KV heads of 64; 8 / 2 on the simulator): prefill and decode
+// rows of unequal lengths and clusterings (a ragged batch), for the batched call.
+inline std::vector<AttentionShape> attention_batch_shapes(ShapeScale scale = ShapeScale::Full) {
+  if (scale == ShapeScale::Simulator)
+    return {{1, 150, 8, 2, 64, 16, 4}, {7, 0, 8, 2, 64, 16, 8}, {1, 0, 8, 2, 64, 16, 1},
+            {33, 40, 8, 2, 64, 16, 3}, {1, 17, 8, 2, 64, 16, 2}, {70, 5, 8, 2, 64, 16, 8}};
+  return {{1, 300, 32, 8, 64, 16, 4}, {7, 0, 32, 8, 64, 16, 32}, {1, 0, 32, 8, 64, 16, 1}, {33, 40, 32, 8, 64, 16, 8},
+          {1, 17, 32, 8, 64, 16, 2}};
 }
 
 // Awkward on purpose: one token, GQA and MQA, odd page sizes, 1 and 128 heads, big clusters.
-inline const std::vector<AttentionShape>& attention_shapes() {
-  static const std::vector<AttentionShape> shapes = {
+inline std::vector<AttentionShape> attention_shapes(ShapeScale scale = ShapeScale::Full) {
+  if (scale == ShapeScale::Simulator)
+    return {{1, 0, 1, 1, 8, 16, 1},   {1, 37, 8, 4, 8, 16, 8},  {13, 0, 8, 8, 64, 16, 3}, {5, 40, 8, 8, 128, 16, 4},
+            {17, 20, 6, 3, 16, 7, 6}, {3, 70, 4, 1, 96, 32, 2}, {1, 129, 8, 2, 128, 16, 8}, {9, 0, 8, 8, 128, 16, 1},
+            {130, 0, 4, 4, 8, 16, 4}};  // keys past the first tile of 128
+  return {
       {1, 0, 1, 1, 8, 16, 1},       {1, 37, 8, 4, 8, 16, 8},      {13, 0, 8, 8, 64, 16, 3},
       {5, 100, 32, 32, 128, 16, 4}, {1, 300, 128, 128, 64, 16, 8}, {17, 20, 6, 3, 16, 7, 6},
       {3, 200, 4, 1, 96, 32, 2},    {1, 129, 32, 8, 128, 16, 32}, {9, 0, 32, 32, 128, 16, 1},
       {1100, 0, 16, 16, 8, 16, 16},  // the CPU takes queries in blocks here (score scratch bound)
   };
-  return shapes;
 }
 
 // One query each (split-KV decoding), awkward on purpose: one key, pages of one token, clusters
 // of one, every head in one cluster (cut into several decode tasks where it exceeds a block),
-// odd head counts, GQA and MQA, head sizes from 8 to 256.
-inline const std::vector<AttentionShape>& decode_shapes() {
-  static const std::vector<AttentionShape> shapes = {
+// odd head counts, GQA and MQA, head sizes from 4 to 256 (with f32 and f16 caches, every lane
+// count of decode_shape(): 1, 2, 4, 8, 16, 32 threads per row).
+inline std::vector<AttentionShape> decode_shapes(ShapeScale scale = ShapeScale::Full) {
+  if (scale == ShapeScale::Simulator)
+    return {{1, 0, 1, 1, 8, 16, 1},       {1, 37, 8, 4, 8, 16, 8},    {1, 64, 7, 7, 16, 1, 3},  {1, 129, 8, 2, 128, 16, 8},
+            {1, 70, 32, 32, 128, 16, 1},  {1, 100, 6, 3, 96, 7, 6},  {1, 90, 4, 1, 32, 32, 2}, {1, 45, 4, 4, 4, 16, 2},
+            {1, 70, 8, 8, 256, 16, 1},    {1, 255, 8, 8, 32, 16, 4}};
+  return {
       {1, 0, 1, 1, 8, 16, 1},        {1, 37, 8, 4, 8, 16, 8},      {1, 64, 7, 7, 16, 1, 3},
       {1, 129, 32, 8, 128, 16, 32},  {1, 300, 32, 32, 128, 16, 1}, {1, 200, 6, 3, 96, 7, 6},
       {1, 500, 4, 1, 64, 32, 2},     {1, 1000, 128, 128, 64, 16, 8}, {1, 70, 32, 32, 256, 16, 1},
-      {1, 255, 32, 32, 128, 16, 4},
+      {1, 255, 32, 32, 128, 16, 4},  {1, 90, 4, 1, 32, 32, 2},     {1, 45, 4, 4, 4, 16, 2},
   };
-  return shapes;
 }
 
 // Prompts for the tensor-core tiles of version 2 (f16 cache, head size 64 or 128): row counts
 // around the 64-row tile and the 16-row warp tile, pages of one token, clusters of one and of
 // every head (cut into slices), odd head counts, GQA and MQA, prompts after a cached context.
-inline const std::vector<AttentionShape>& prefill_shapes() {
-  static const std::vector<AttentionShape> shapes = {
+inline std::vector<AttentionShape> prefill_shapes(ShapeScale scale = ShapeScale::Full) {
+  if (scale == ShapeScale::Simulator)
+    return {{2, 0, 4, 4, 64, 16, 2},   {63, 0, 4, 4, 128, 16, 4},  {65, 10, 4, 2, 64, 1, 3}, {70, 0, 5, 5, 64, 7, 5},
+            {40, 30, 8, 8, 128, 16, 1}, {80, 20, 8, 2, 128, 16, 8}, {17, 0, 4, 1, 64, 32, 2}};
+  return {
       {2, 0, 4, 4, 64, 16, 2},      {63, 0, 8, 8, 128, 16, 8},    {65, 10, 8, 4, 64, 1, 3},
       {130, 0, 7, 7, 64, 7, 3},     {77, 300, 32, 32, 128, 16, 1}, {200, 50, 32, 8, 128, 16, 32},
       {129, 0, 4, 1, 64, 32, 2},    {17, 0, 32, 32, 128, 16, 4},
   };
-  return shapes;
 }
 
 // Unallocates page `page` of KV head 0's V (table entry -1) and zeroes the values it would hold,
@@ -280,6 +309,56 @@ inline void drop_value_page(AttentionProblem& p, int page) {
   p.v_table[size_t(page)] = -1;
   for (int t = page * s.page_tokens; t < std::min(p.tokens, (page + 1) * s.page_tokens); ++t)
     std::fill_n(p.values.begin() + std::ptrdiff_t(size_t(t) * s.n_kv_heads * s.head_dim), s.head_dim, 0.0f);
+}
+
+// Unallocates pages [first, last) of K for KV head `kv_head` (table entries -1): their keys are
+// masked for every representative reading that head (attention_ref skips them too).
+inline void drop_key_pages(AttentionProblem& p, int kv_head, int first, int last) {
+  for (int page = first; page < std::min(last, p.max_pages); ++page) p.k_table[size_t(kv_head) * p.max_pages + page] = -1;
+}
+
+// The edge cases of softmax and paging, the same for every backend and version: each problem is
+// run with every AttentionRun listed (version 1, and version 2 planned by the backend or with a
+// forced chunk size that puts the edge inside one chunk).
+struct AttentionEdgeCase {
+  std::string name;
+  AttentionProblem problem;
+  std::vector<AttentionRun> runs;
+};
+
+inline std::vector<AttentionEdgeCase> attention_edge_cases(DType kv, uint32_t seed) {
+  std::vector<AttentionEdgeCase> cases;
+  const std::vector<AttentionRun> decode_runs = {{1, 0}, {2, 0}, {2, 16}, {2, 64}};
+  const std::vector<AttentionRun> prefill_runs = {{1, 0}, {2, 0}};
+  auto add = [&](std::string name, AttentionShape shape, std::vector<AttentionRun> runs, ProblemOptions options = {}) {
+    cases.push_back({std::move(name), make_attention_problem(shape, seed++, kv, options), std::move(runs)});
+    return &cases.back().problem;
+  };
+  auto rep_kv_head = [](const AttentionProblem& p, int c) { return p.reps[size_t(c)] / (p.shape.n_heads / p.shape.n_kv_heads); };
+  add("sharp softmax (q x 30), decode", {1, 200, 8, 4, 64, 16, 2}, decode_runs, {30.0f});
+  add("sharp softmax (q x 30), prompt", {70, 10, 4, 4, 64, 16, 2}, prefill_runs, {30.0f});
+  // Keys 64..127 scaled by 4: with chunks of 64, one chunk's maximum is far above the others'.
+  add("split-KV chunks with very different maxima", {1, 191, 4, 4, 64, 16, 2}, {{1, 0}, {2, 64}, {2, 7}},
+      {30.0f, 64, 128, 4.0f});
+  {  // K pages 4..7 (tokens 64..127) of every KV head missing: with chunks of 64, chunk 1 has no key.
+    AttentionProblem* p = add("a chunk made only of missing K pages", {1, 150, 4, 4, 64, 16, 2}, decode_runs);
+    for (int g = 0; g < p->shape.n_kv_heads; ++g) drop_key_pages(*p, g, 4, 8);
+  }
+  {  // No K page of the first representative's head: its members' rows see no key at all.
+    AttentionProblem* p = add("a fully masked row, decode", {1, 40, 4, 4, 64, 16, 2}, decode_runs);
+    drop_key_pages(*p, rep_kv_head(*p, 0), 0, p->max_pages);
+  }
+  {  // K page 0 of the first representative's head missing: prompt rows 0..15 see no key, later
+     // rows part of their keys; and a V page missing (its values count as zeros).
+    AttentionProblem* p = add("fully masked prompt rows, a missing V page", {70, 0, 4, 4, 64, 16, 2}, prefill_runs);
+    drop_key_pages(*p, rep_kv_head(*p, 0), 0, 1);
+    drop_value_page(*p, 2);
+  }
+  {
+    AttentionProblem* p = add("a missing V page, decode", {1, 100, 8, 4, 64, 16, 2}, decode_runs);
+    drop_value_page(*p, 2);
+  }
+  return cases;
 }
 
 // Relative error allowed between a GPU version and the f32 CPU twin: rounding of f32 sums in

@@ -1,10 +1,17 @@
-// The whole engine on the GPU against the CPU: stories260K greedy tokens (full attention and
-// CHAI, every attention version) and clusters, and each architecture fixture (RoPE styles and
-// frequency factors, q/k/v biases, per-head q/k norms). Exits 77 (ctest: skipped) with the reason
-// when no device.
+// The whole engine on the GPU against the CPU, in sections:
+//   test_cuda_engine [stories] [fixtures] [quantized] [synthetic]      (none: all of them)
+// stories: stories260K greedy tokens (full attention and CHAI, every attention version, f32 and
+// f16 caches) and clusters; fixtures: each architecture fixture (RoPE styles and frequency
+// factors, q/k/v biases, per-head q/k norms); quantized: files of every quantized type;
+// synthetic: a random-weight model with head size 64 (the tensor-core prefill's) at
+// $CHAI_SYNTHETIC_MODEL (npm run test:gpu-sim writes one), run with attention and matmul version
+// 2 and an f16 cache so that prompts take the tensor-core GEMM and prefill. On the simulated GPU
+// fewer tokens and files run (the same paths). Exits 77 (ctest: skipped) with the reason when no
+// device.
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "core/backend.h"
@@ -51,15 +58,54 @@ LlamaWeights dequantized(const LlamaWeights& w, std::vector<std::vector<float>>&
   return out;
 }
 
+// Greedy tokens and prompt logits of one model on the CPU and the GPU, compared.
+void compare_sessions(Suite& suite, const LlamaConfig& c, const LlamaWeights& cpu_weights, const LlamaWeights& gpu_weights, Backend& cpu,
+                      Backend& gpu, DType kv, const std::optional<ChaiPlan>& plan, const std::vector<int32_t>& prompt, int tokens,
+                      const std::string& what, double logits_bound = 1e-4) {
+  KvPool cpu_pool(cpu, c.head_dim, 16, kv), gpu_pool(gpu, c.head_dim, 16, kv);
+  Session on_cpu(c, cpu_weights, cpu, cpu_pool, 128, plan);
+  Session on_gpu(c, gpu_weights, gpu, gpu_pool, 128, plan);
+  std::vector<float> lc, lg;
+  const auto a = greedy(on_cpu, prompt, tokens, &lc);
+  const auto b = greedy(on_gpu, prompt, tokens, &lg);
+  suite.check_close(relative_error(lg, lc), logits_bound, what + ": prompt logits GPU vs CPU");
+  suite.check(a == b, what + ": " + std::to_string(tokens) + " greedy tokens equal the CPU's");
+  if (plan)
+    for (int l = 0; l < c.n_layers; ++l)
+      if (plan->clusters[size_t(l)] < c.n_heads)
+        suite.check(on_cpu.assignment(l)->membership == on_gpu.assignment(l)->membership &&
+                        on_cpu.assignment(l)->representatives == on_gpu.assignment(l)->representatives,
+                    what + ": layer " + std::to_string(l) + " clusters equal");
+  suite.check(on_gpu.cache_stats().k_bytes == on_cpu.cache_stats().k_bytes, what + ": same K bytes");
+}
+
+std::optional<ChaiPlan> agglomerative_plan(std::vector<int> clusters) {
+  ChaiPlan plan;
+  plan.clustering.method = ClusterMethod::Agglomerative;
+  plan.clusters = std::move(clusters);
+  return plan;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const std::vector<std::string> sections(argv + 1, argv + argc);
+  for (const std::string& name : sections)
+    if (name != "stories" && name != "fixtures" && name != "quantized" && name != "synthetic") {
+      std::fprintf(stderr, "usage: test_cuda_engine [stories] [fixtures] [quantized] [synthetic]\n");
+      return 2;
+    }
+  auto want = [&](const char* section) { return sections.empty() || std::count(sections.begin(), sections.end(), section) > 0; };
   const CudaStatus status = cuda_status();
   if (!status.available) {
     std::printf("SKIPPED: no usable CUDA device: %s\n", status.reason.c_str());
     return 77;
   }
   Suite suite("cuda_engine");
+  const auto& dev = status.devices[0];
+  std::printf("device: %s (sm_%d%d)\n", dev.name.c_str(), dev.compute_major, dev.compute_minor);
+  const bool simulated = shape_scale_for(dev.name) == ShapeScale::Simulator;
+  const int greedy_tokens = simulated ? 4 : 40, fixture_tokens = simulated ? 2 : 10, quantized_tokens = simulated ? 0 : 8;
   const std::string models = models_dir();
   auto cpu = make_cpu_backend(0);
   auto gpu = make_cuda_backend(0);
@@ -71,65 +117,41 @@ int main() {
                   models.c_str(), file, files.size());
       return 1;
     }
-  for (const char* file : files) {
-    auto model = LlamaModel::load(GgufFile::open(models + file));
-    const LlamaConfig& c = model->config();
-    ResidentWeights resident(model->weights(), *gpu);
-    for (int version = 1; version <= kAttentionVersions; ++version) {
-      for (auto [kv, clustered] : {std::pair{DType::F32, false}, {DType::F32, true}, {DType::F16, false}, {DType::F16, true}}) {
-        setenv("CHAI_ATTENTION_VERSION", std::to_string(version).c_str(), 1);  // read by the engine's planner each step
-        KvPool cpu_pool(*cpu, c.head_dim, 16, kv), gpu_pool(*gpu, c.head_dim, 16, kv);
-        std::optional<ChaiPlan> plan;
-        if (clustered) {
-          plan = ChaiPlan{};
-          plan->clustering.method = ClusterMethod::Agglomerative;
-          plan->clusters = {8, 8, 8, 4, 2};
+  if (want("stories"))
+    for (const char* file : files) {
+      auto model = LlamaModel::load(GgufFile::open(models + file));
+      const LlamaConfig& c = model->config();
+      ResidentWeights resident(model->weights(), *gpu);
+      for (int version = 1; version <= kAttentionVersions; ++version)
+        for (auto [kv, clustered] : {std::pair{DType::F32, false}, {DType::F32, true}, {DType::F16, false}, {DType::F16, true}}) {
+          setenv("CHAI_ATTENTION_VERSION", std::to_string(version).c_str(), 1);  // read by the engine's planner each step
+          const std::string what = std::string(file) + (clustered ? " CHAI" : " full") + ", " + dtype_name(kv) + " cache, attention v" +
+                                   std::to_string(version);
+          compare_sessions(suite, c, model->weights(), resident.weights(), *cpu, *gpu, kv,
+                           clustered ? agglomerative_plan({8, 8, 8, 4, 2}) : std::nullopt, prompt, greedy_tokens, what);
         }
-        Session on_cpu(c, model->weights(), *cpu, cpu_pool, 128, plan);
-        Session on_gpu(c, resident.weights(), *gpu, gpu_pool, 128, plan);
-        std::vector<float> lc, lg;
-        const auto a = greedy(on_cpu, prompt, 40, &lc);
-        const auto b = greedy(on_gpu, prompt, 40, &lg);
-        const std::string what = std::string(file) + (clustered ? " CHAI" : " full") + ", " + dtype_name(kv) + " cache, attention v" +
-                                 std::to_string(version);
-        suite.check_close(relative_error(lg, lc), 1e-4, what + ": prompt logits GPU vs CPU");
-        suite.check(a == b, what + ": 40 greedy tokens equal the CPU's");
-        if (clustered)
-          for (int l = 3; l < 5; ++l)
-            suite.check(on_cpu.assignment(l)->membership == on_gpu.assignment(l)->membership &&
-                            on_cpu.assignment(l)->representatives == on_gpu.assignment(l)->representatives,
-                        what + ": layer " + std::to_string(l) + " clusters equal");
-        suite.check(on_gpu.cache_stats().k_bytes == on_cpu.cache_stats().k_bytes, what + ": same K bytes");
-      }
     }
-  }
+  unsetenv("CHAI_ATTENTION_VERSION");
   // Architecture fixtures: 4 query heads, 2 KV heads, 2 layers.
   const std::vector<int32_t> text = {100, 2000, 30, 4000, 500, 60, 7000, 80};
-  for (const char* file : {"synth-llama3.gguf", "synth-qwen2.gguf", "synth-qwen3.gguf"}) {
-    auto model = LlamaModel::load(GgufFile::open(models + file));
-    const LlamaConfig& c = model->config();
-    ResidentWeights resident(model->weights(), *gpu);
-    for (bool clustered : {false, true}) {
-      KvPool cpu_pool(*cpu, c.head_dim, 16), gpu_pool(*gpu, c.head_dim, 16);
-      std::optional<ChaiPlan> plan;
-      if (clustered) {
-        plan = ChaiPlan{};
-        plan->clustering.method = ClusterMethod::Agglomerative;
-        plan->clusters = {2, 2};
-      }
-      Session on_cpu(c, model->weights(), *cpu, cpu_pool, 64, plan);
-      Session on_gpu(c, resident.weights(), *gpu, gpu_pool, 64, plan);
-      std::vector<float> lc, lg;
-      const auto a = greedy(on_cpu, text, 10, &lc);
-      const auto b = greedy(on_gpu, text, 10, &lg);
-      const std::string what = std::string(file) + (clustered ? " CHAI" : " full");
-      suite.check_close(relative_error(lg, lc), 1e-4, what + ": prompt logits GPU vs CPU");
-      suite.check(a == b, what + ": 10 greedy tokens equal the CPU's");
+  if (want("fixtures"))
+    for (const char* file : {"synth-llama3.gguf", "synth-qwen2.gguf", "synth-qwen3.gguf"}) {
+      auto model = LlamaModel::load(GgufFile::open(models + file));
+      const LlamaConfig& c = model->config();
+      ResidentWeights resident(model->weights(), *gpu);
+      for (bool clustered : {false, true})
+        compare_sessions(suite, c, model->weights(), resident.weights(), *cpu, *gpu, DType::F32,
+                         clustered ? agglomerative_plan({2, 2}) : std::nullopt, text, fixture_tokens,
+                         std::string(file) + (clustered ? " CHAI" : " full"));
     }
-  }
   // Quantized files: the GPU against the CPU on the dequantized weights (same math, other order).
-  for (const char* file : {"stories260K-q4_0.gguf", "stories260K-q4_k_m.gguf", "synth-kq-q2_k.gguf", "synth-kq-q3_k_m.gguf",
-                           "synth-kq-q4_k_m.gguf", "synth-kq-q5_k_m.gguf", "synth-kq-q6_k.gguf", "synth-kq-iq4_xs.gguf"}) {
+  // On the simulator only prompt logits, of the small files and one K-quant file (every quantized
+  // GEMV also runs in test_cuda_ops at small shapes).
+  const std::vector<const char*> quantized_files =
+      simulated ? std::vector<const char*>{"stories260K-q4_0.gguf", "stories260K-q4_k_m.gguf", "synth-kq-q4_k_m.gguf"}
+                : std::vector<const char*>{"stories260K-q4_0.gguf", "stories260K-q4_k_m.gguf", "synth-kq-q2_k.gguf", "synth-kq-q3_k_m.gguf",
+                                           "synth-kq-q4_k_m.gguf", "synth-kq-q5_k_m.gguf", "synth-kq-q6_k.gguf", "synth-kq-iq4_xs.gguf"};
+  for (const char* file : want("quantized") ? quantized_files : std::vector<const char*>{}) {
     auto model = LlamaModel::load(GgufFile::open(models + file));
     const LlamaConfig& c = model->config();
     std::vector<std::vector<float>> storage;
@@ -139,9 +161,36 @@ int main() {
     Session on_cpu(c, exact, *cpu, cpu_pool, 128, std::nullopt);
     Session on_gpu(c, resident.weights(), *gpu, gpu_pool, 128, std::nullopt);
     std::vector<float> lc, lg;
-    greedy(on_cpu, prompt, 8, &lc);
-    greedy(on_gpu, prompt, 8, &lg);
+    greedy(on_cpu, prompt, quantized_tokens, &lc);
+    greedy(on_gpu, prompt, quantized_tokens, &lg);
     suite.check_close(relative_error(lg, lc), 1e-4, std::string(file) + ": prompt logits GPU vs CPU (dequantized weights)");
+  }
+
+  // The synthetic model (4 heads of 64, 2 KV heads, F16 weights) with attention and matmul
+  // version 2 and an f16 cache: a 40-token prompt takes the tensor-core GEMM and prefill (version
+  // 2's only head sizes are 64 and 128), decode the split-KV kernel and the GEMV.
+  if (want("synthetic")) {
+    const char* path = std::getenv("CHAI_SYNTHETIC_MODEL");
+    if (!path || !*path) {
+      if (!sections.empty()) suite.check(false, "the synthetic section needs CHAI_SYNTHETIC_MODEL (npm run test:gpu-sim writes one)");
+      else std::printf("note: synthetic section not run: CHAI_SYNTHETIC_MODEL is unset (npm run test:gpu-sim writes one)\n");
+    } else {
+      auto model = LlamaModel::load(GgufFile::open(path));
+      const LlamaConfig& c = model->config();
+      setenv("CHAI_MATMUL_VERSION", "2", 1);  // read when a CUDA backend is made
+      auto gpu_v2 = make_cuda_backend(0);
+      unsetenv("CHAI_MATMUL_VERSION");
+      ResidentWeights resident(model->weights(), *gpu_v2);
+      std::vector<int32_t> long_prompt;
+      for (int i = 0; i < 40; ++i) long_prompt.push_back(int32_t(3 + (i * 37) % (c.n_vocab - 3)));
+      setenv("CHAI_ATTENTION_VERSION", "2", 1);
+      for (bool clustered : {false, true})
+        compare_sessions(suite, c, model->weights(), resident.weights(), *cpu, *gpu_v2, DType::F16,
+                         clustered ? agglomerative_plan({2, 1}) : std::nullopt, long_prompt, simulated ? 3 : 10,
+                         std::string("synthetic hd=64, matmul v2, attention v2, f16 cache") + (clustered ? " CHAI" : " full"),
+                         3e-3);  // activations, Q and P rounded to f16 on tensor cores (matmul_bounds.h, attention_tolerance)
+      unsetenv("CHAI_ATTENTION_VERSION");
+    }
   }
   return suite.finish();
 }

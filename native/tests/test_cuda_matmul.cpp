@@ -1,8 +1,9 @@
 // One CUDA matmul version against the CPU twin at awkward shapes, for every weight type:
 //   test_cuda_matmul VERSION        (1: matmul.cu; 2: gemm_mma.cu from 16 rows, gemv.cu below)
 // Shapes straddle the GEMM/GEMV switch (15, 16, 17 rows), the GEMM tile (128) and the GEMV's
-// token groups, with odd k and m off every tile multiple. Exits 77 (ctest: skipped) with the
-// reason when no device.
+// token groups, with odd k and m off every tile multiple (smaller m and k on the simulated GPU,
+// the same paths); then inputs of large magnitude (activations up to 1e5, past f16's 65504; BF16
+// weights outside f16's range). Exits 77 (ctest: skipped) with the reason when no device.
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -25,6 +26,14 @@ const std::vector<MatmulShape> kShapes = {
 const std::vector<MatmulShape> kQ8Shapes = {
     {1, 1, 32},    {1, 7, 64},     {1, 300, 1024}, {2, 129, 4096}, {3, 17, 96},    {5, 65, 160}, {8, 300, 2048},
     {9, 33, 128},  {15, 300, 1024}, {16, 65, 160}, {17, 129, 96},  {33, 172, 64}, {130, 257, 4096}};
+// The same paths at simulator scale: every token group of the GEMV (1, 2, 4, 8 rows), the GEMM's
+// edge tiles and a second tile in both directions, k off the vector loads' multiples.
+const std::vector<MatmulShape> kSimShapes = {
+    {1, 1, 1},    {1, 7, 13},   {1, 129, 1032}, {2, 65, 264},  {3, 17, 33},   {4, 33, 64},   {5, 40, 512},  {8, 33, 264},
+    {9, 7, 40},   {15, 97, 255}, {16, 129, 40}, {16, 1, 8},    {17, 65, 129}, {33, 172, 64}, {130, 136, 72}};
+const std::vector<MatmulShape> kSimQ8Shapes = {
+    {1, 1, 32},  {1, 7, 64},   {1, 129, 1024}, {2, 33, 256}, {3, 17, 96}, {4, 33, 128}, {5, 65, 160}, {8, 40, 512},
+    {9, 33, 128}, {15, 40, 256}, {16, 65, 160}, {17, 33, 96}, {33, 172, 64}, {130, 136, 128}};
 
 }  // namespace
 
@@ -44,12 +53,13 @@ int main(int argc, char** argv) {
   Suite suite("cuda_matmul_v" + version_arg);
   const auto& dev = status.devices[0];
   std::printf("device: %s (sm_%d%d), matmul version %d\n", dev.name.c_str(), dev.compute_major, dev.compute_minor, version);
+  const bool simulated = shape_scale_for(dev.name) == ShapeScale::Simulator;
   auto cpu = make_cpu_backend(0);
   auto gpu = make_cuda_backend(0);
 
   uint32_t seed = 300;
   for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {
-    for (const auto& s : dt == DType::Q8_0 ? kQ8Shapes : kShapes) {
+    for (const auto& s : dt == DType::Q8_0 ? (simulated ? kSimQ8Shapes : kQ8Shapes) : (simulated ? kSimShapes : kShapes)) {
       const auto x = random_nonzero(size_t(s.n) * s.k, seed++);
       const HostWeights w(random_nonzero(size_t(s.m) * s.k, seed++), dt);
       const auto want = run_matmul(*cpu, x, w, s.n, s.m, s.k);
@@ -59,5 +69,21 @@ int main(int argc, char** argv) {
                             " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k));
     }
   }
+  // Large magnitudes, on the GEMV (1 row) and the GEMM (17 and 130 rows): activations up to 1e5, and
+  // BF16 weights far outside f16's range (1e5 and 1e-6). Nothing may overflow or flush to zero.
+  for (auto [x_scale, w_scale] : {std::pair{1e5f, 1.0f}, {1.0f, 1e5f}, {1.0f, 1e-6f}})
+    for (DType dt : {DType::F16, DType::BF16, DType::Q8_0}) {
+      if (w_scale != 1.0f && dt != DType::BF16) continue;  // F16 and Q8_0 weights cannot hold such values
+      for (const MatmulShape& s : {MatmulShape{1, 65, 256}, MatmulShape{17, 65, 256}, MatmulShape{130, 33, 96}}) {
+        const auto x = random_nonzero(size_t(s.n) * s.k, seed++, x_scale);
+        const HostWeights w(random_nonzero(size_t(s.m) * s.k, seed++, w_scale), dt);
+        const auto want = run_matmul(*cpu, x, w, s.n, s.m, s.k);
+        const auto got = run_matmul(*gpu, x, w, s.n, s.m, s.k);
+        char what[160];
+        std::snprintf(what, sizeof what, "v%s matmul %s n=%d m=%d k=%d, |x| to %g, |w| to %g", version_arg.c_str(), dtype_name(dt),
+                      s.n, s.m, s.k, double(x_scale), double(w_scale));
+        suite.check_close(relative_error(got, want), matmul_error_bound(version, dt, s.n, s.k), what);
+      }
+    }
   return suite.finish();
 }

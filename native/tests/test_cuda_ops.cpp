@@ -1,4 +1,8 @@
-// CUDA ops against their CPU twins. Exits 77 (ctest: skipped) with the reason when no device.
+// CUDA ops against their CPU twins, in sections:
+//   test_cuda_ops [matmul] [rows] [attention] [decode] [prefill] [masked]     (none: all of them)
+// On the simulated GPU (npm run test:gpu-sim) the attention shapes are the small set that takes the
+// same paths (ShapeScale::Simulator). Exits 77 (ctest: skipped) with the reason when no device.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <string>
@@ -12,7 +16,14 @@
 using namespace chai;
 using namespace chai::testing;
 
-int main() {
+int main(int argc, char** argv) {
+  const std::vector<std::string> sections(argv + 1, argv + argc);
+  for (const std::string& name : sections)
+    if (name != "matmul" && name != "rows" && name != "attention" && name != "decode" && name != "prefill" && name != "masked") {
+      std::fprintf(stderr, "usage: test_cuda_ops [matmul] [rows] [attention] [decode] [prefill] [masked]\n");
+      return 2;
+    }
+  auto want = [&](const char* section) { return sections.empty() || std::count(sections.begin(), sections.end(), section) > 0; };
   const CudaStatus status = cuda_status();
   if (!status.available) {
     std::printf("SKIPPED: no usable CUDA device: %s\n", status.reason.c_str());
@@ -21,10 +32,12 @@ int main() {
   Suite suite("cuda_ops");
   const auto& dev = status.devices[0];
   std::printf("device: %s (sm_%d%d)\n", dev.name.c_str(), dev.compute_major, dev.compute_minor);
+  const ShapeScale scale = shape_scale_for(dev.name);
   auto cpu = make_cpu_backend(0);
   auto gpu = make_cuda_backend(0);
 
   uint32_t seed = 100;
+  if (want("matmul")) {
   for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {
     for (const auto& s : dt == DType::Q8_0 ? q8_matmul_shapes() : matmul_shapes()) {
       const auto x = random_nonzero(size_t(s.n) * s.k, seed++);
@@ -54,6 +67,15 @@ int main() {
     suite.check(run_embed(*gpu, table, 11, 2 * v, tokens) == run_embed(*cpu, table, 11, 2 * v, tokens),
                 std::string("embed ") + dtype_name(dt) + " equals the CPU exactly");
   }
+  for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {
+    const HostWeights table(random_nonzero(size_t(37) * 64, seed++), dt);
+    const std::vector<int32_t> tokens = {0, 36, 5, 5, 17};
+    suite.check(run_embed(*gpu, table, 37, 64, tokens) == run_embed(*cpu, table, 37, 64, tokens),
+                std::string("embed ") + dtype_name(dt) + " equals the CPU exactly");
+  }
+  }
+
+  if (want("rows")) {
   for (auto [n, d] : {std::pair{1, 1}, {1, 64}, {3, 7}, {17, 172}, {64, 1000}, {5, 4097}}) {
     const auto x = random_nonzero(size_t(n) * d, seed++, 3.0f);
     const auto g = random_nonzero(size_t(d), seed++);
@@ -61,13 +83,6 @@ int main() {
     suite.check_close(relative_error(run_rmsnorm(*gpu, x, g, n, d, 1e-5f), run_rmsnorm(*cpu, x, g, n, d, 1e-5f)), 1e-5,
                       "rmsnorm" + shape);
     suite.check_close(relative_error(run_softmax(*gpu, x, n, d), run_softmax(*cpu, x, n, d)), 1e-5, "softmax" + shape);
-  }
-
-  for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {
-    const HostWeights table(random_nonzero(size_t(37) * 64, seed++), dt);
-    const std::vector<int32_t> tokens = {0, 36, 5, 5, 17};
-    suite.check(run_embed(*gpu, table, 37, 64, tokens) == run_embed(*cpu, table, 37, 64, tokens),
-                std::string("embed ") + dtype_name(dt) + " equals the CPU exactly");
   }
   for (auto [n, heads, hd, pos0] : {std::array<int, 4>{1, 1, 2, 0}, {1, 8, 8, 41}, {7, 3, 64, 0}, {33, 32, 128, 1000}}) {
     const auto x = random_nonzero(size_t(n) * heads * hd, seed++);
@@ -105,8 +120,16 @@ int main() {
     suite.check_close(relative_error(run_binary(*gpu, true, g, u, 3, 173), run_binary(*cpu, true, g, u, 3, 173)), 1e-6, "swiglu");
     suite.check_close(relative_error(run_binary(*gpu, false, g, u, 3, 173), run_binary(*cpu, false, g, u, 3, 173)), 1e-7, "add");
   }
+  for (auto [t0, heads, kv, hd] : {std::array<int, 4>{1, 1, 1, 8}, {5, 8, 4, 8}, {5, 32, 32, 128}, {7, 6, 2, 16}}) {
+    const auto q = random_nonzero(size_t(t0) * heads * hd, seed++), k = random_nonzero(size_t(t0) * kv * hd, seed++);
+    suite.check_close(relative_error(run_head_features(*gpu, q, k, t0, heads, kv, hd), run_head_features(*cpu, q, k, t0, heads, kv, hd)), 1e-5,
+                      "head features t0=" + std::to_string(t0) + " heads=" + std::to_string(heads) + "/" + std::to_string(kv));
+  }
+  }
+
+  if (want("attention")) {
   for (DType kv : {DType::F32, DType::F16})
-    for (const auto& shape : attention_shapes()) {
+    for (const auto& shape : attention_shapes(scale)) {
       const auto problem = make_attention_problem(shape, seed++, kv);
       const float scale = 1.0f / std::sqrt(float(shape.head_dim));
       suite.check_close(relative_error(run_attention(*gpu, problem, scale), run_attention(*cpu, problem, scale)), 1e-5,
@@ -115,7 +138,7 @@ int main() {
 
   {
     std::vector<AttentionProblem> problems;
-    for (const auto& shape : attention_batch_shapes()) problems.push_back(make_attention_problem(shape, seed++));
+    for (const auto& shape : attention_batch_shapes(scale)) problems.push_back(make_attention_problem(shape, seed++));
     std::vector<const AttentionProblem*> batch;
     for (const auto& p : problems) batch.push_back(&p);
     const auto gpu_out = run_attention_batch(*gpu, batch, 0.125f), cpu_out = run_attention_batch(*cpu, batch, 0.125f);
@@ -123,10 +146,12 @@ int main() {
       suite.check_close(relative_error(gpu_out[i], cpu_out[i]), 1e-5,
                         "batched attention in one launch, sequence " + std::to_string(i) + ": " + problems[i].shape.name());
   }
+  }
   // Every attention version against the CPU twin (version 1) at the awkward decode shapes;
   // version 2 with chunk boundaries in awkward places, then in a mixed batch.
+  if (want("decode")) {
   for (DType kv : {DType::F32, DType::F16})
-    for (const auto& shape : decode_shapes()) {
+    for (const auto& shape : decode_shapes(scale)) {
       const auto problem = make_attention_problem(shape, seed++, kv);
       const float scale = 1.0f / std::sqrt(float(shape.head_dim));
       const auto want = run_attention(*cpu, problem, scale);
@@ -137,8 +162,10 @@ int main() {
         suite.check_close(relative_error(run_attention(*gpu, problem, scale, run), want), 1e-5, "decode " + run.name() + what);
       }
     }
+  }
+  if (want("prefill")) {
   for (DType kv : {DType::F32, DType::F16})
-    for (const auto& shapes : {attention_shapes(), prefill_shapes()})
+    for (const auto& shapes : {attention_shapes(scale), prefill_shapes(scale)})
       for (const auto& shape : shapes) {
         const auto problem = make_attention_problem(shape, seed++, kv);
         const float scale = 1.0f / std::sqrt(float(shape.head_dim));
@@ -148,7 +175,7 @@ int main() {
       }
   for (DType kv : {DType::F32, DType::F16}) {
     std::vector<AttentionProblem> problems;
-    for (const auto& shape : attention_batch_shapes()) problems.push_back(make_attention_problem(shape, seed++, kv));
+    for (const auto& shape : attention_batch_shapes(scale)) problems.push_back(make_attention_problem(shape, seed++, kv));
     std::vector<const AttentionProblem*> batch;
     for (const auto& p : problems) batch.push_back(&p);
     const auto cpu_out = run_attention_batch(*cpu, batch, 0.125f);
@@ -162,25 +189,28 @@ int main() {
     }
   }
 
-  // An unallocated page (-1) is never dereferenced: its V rows count as zeros, in every version.
-  for (int version = 1; version <= kAttentionVersions; ++version)
-    for (DType kv : {DType::F32, DType::F16})
-      for (const AttentionShape& shape : {AttentionShape{1, 100, 8, 4, 64, 16, 2}, AttentionShape{70, 30, 8, 4, 64, 16, 2}}) {
-        auto problem = make_attention_problem(shape, seed++, kv);
-        drop_value_page(problem, 2);
-        const float scale = 0.125f;
-        suite.check_close(relative_error(run_attention(*gpu, problem, scale, AttentionRun{version, 0}), attention_ref(problem, scale)),
-                          attention_tolerance(shape, kv, version),
-                          "v" + std::to_string(version) + " skips an unallocated page, " + dtype_name(kv) + " cache, " + shape.name());
-      }
-
-  for (auto [t0, heads, kv, hd] : {std::array<int, 4>{1, 1, 1, 8}, {5, 8, 4, 8}, {5, 32, 32, 128}, {7, 6, 2, 16}}) {
-    const auto q = random_nonzero(size_t(t0) * heads * hd, seed++), k = random_nonzero(size_t(t0) * kv * hd, seed++);
-    suite.check_close(relative_error(run_head_features(*gpu, q, k, t0, heads, kv, hd), run_head_features(*cpu, q, k, t0, heads, kv, hd)), 1e-5,
-                      "head features t0=" + std::to_string(t0) + " heads=" + std::to_string(heads) + "/" + std::to_string(kv));
   }
 
+  // Sharp softmax, chunks with far-apart maxima, missing K and V pages, rows that see no key: every
+  // version against the float64 reference (which defines them) and against the CPU twin.
+  if (want("masked"))
+    for (DType kv : {DType::F32, DType::F16})
+      for (const AttentionEdgeCase& edge : attention_edge_cases(kv, seed += 100)) {
+        const AttentionProblem& problem = edge.problem;
+        const float scale = 1.0f / std::sqrt(float(problem.shape.head_dim));
+        const auto want_ref = attention_ref(problem, scale);
+        const auto cpu_out = run_attention(*cpu, problem, scale);
+        for (const AttentionRun& run : edge.runs) {
+          const auto got = run_attention(*gpu, problem, scale, run);
+          const std::string what = edge.name + ", " + run.name() + ", " + dtype_name(kv) + " cache, " + problem.shape.name();
+          const double bound = attention_tolerance(problem.shape, kv, run.version);
+          suite.check_close(relative_error(got, want_ref), bound, what);
+          suite.check_close(relative_error(got, cpu_out), bound, what + " (vs CPU)");
+        }
+      }
+
   // Errors are typed and leave the device usable.
+  if (!want("rows")) return suite.finish();
   bool oom_typed = false;
   try {
     DeviceBuffer huge(*gpu, size_t(1) << 50);

@@ -20,6 +20,13 @@ inline std::string models_dir() {
   return env && *env ? std::string(env) + "/" : std::string(CHAI_SHARED_DIR) + "/models/";
 }
 
+// Test shapes at full size, or small enough for the simulated GPU (GPGPU-Sim runs about 2-3 million
+// thread-instructions a second) while taking the same code paths.
+enum class ShapeScale { Full, Simulator };
+inline ShapeScale shape_scale_for(const std::string& device_name) {
+  return device_name.rfind("GPGPU-Sim", 0) == 0 ? ShapeScale::Simulator : ShapeScale::Full;
+}
+
 // Uniform in ±[0.05, 1): random and never zero, so no term of a sum vanishes by accident.
 inline std::vector<float> random_nonzero(size_t n, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
