@@ -8,8 +8,9 @@
 //   read and % of the read ceiling.
 // Every CUDA product is first checked against the CPU twin on its first rows, within the bound
 // of its path (matmul_bounds.h); one that fails is reported, not timed, and the exit status is 1.
-// CUDA times are event times of graph replays cycling over weight copies that together exceed
-// the L2 cache three times, so that decode rows read device memory, not the cache.
+// CUDA times are event times of graph replays (cuda/graph_timing.h) cycling over weight copies
+// that together exceed the L2 cache three times, so that decode rows read device memory, not the
+// cache.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -29,6 +30,7 @@
 
 #include "cuda/bench_device.h"
 #include "cuda/cuda_check.h"
+#include "cuda/graph_timing.h"
 #include "cuda/kernels.h"
 #include "cuda/matmul_v2.h"
 #endif
@@ -65,12 +67,9 @@ std::vector<Row> cpu_rows(int threads, bool quick) {
       DeviceBuffer dx(*cpu, x.size() * 4), dw(*cpu, w.bytes()), dy(*cpu, size_t(s.n) * s.m * 4);
       cpu->upload(dx.get(), x.data(), dx.bytes());
       cpu->upload(dw.get(), w.data(), dw.bytes());
-      const double sec = bench::median_seconds(
-          [&] {
-            cpu->matmul({dx.get(), DType::F32, s.n, s.k}, {dw.get(), dt, s.m, s.k}, {dy.get(), DType::F32, s.n, s.m});
-            cpu->synchronize();
-          },
-          reps);
+      const double sec = cpu->seconds_per_call(
+          [&](int) { cpu->matmul({dx.get(), DType::F32, s.n, s.k}, {dw.get(), dt, s.m, s.k}, {dy.get(), DType::F32, s.n, s.m}); },
+          1, reps);
       const double bytes = double(w.bytes() + dx.bytes() + dy.bytes());
       rows.push_back({cpu->name(), "matmul", dtype_name(dt), 0, s.n, s.m, s.k, sec * 1e3, bytes, bytes / sec / 1e9,
                       2.0 * s.n * s.m * s.k / sec / 1e12, ceiling});
@@ -92,6 +91,8 @@ struct GpuBuffer {
 
 class GpuBench {
  public:
+  static constexpr int kReplays = 5;  // timed replays of each graph; rows take the median
+
   GpuBench(int version, int cpu_threads) : version_(version), cpu_(make_cpu_backend(cpu_threads)) {
     cuda_check(cudaSetDevice(0), "cudaSetDevice");
     cudaDeviceProp prop{};
@@ -99,14 +100,8 @@ class GpuBench {
     name_ = prop.name;
     l2_bytes_ = size_t(prop.l2CacheSize);
     cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
-    cuda_check(cudaEventCreate(&start_), "cudaEventCreate");
-    cuda_check(cudaEventCreate(&stop_), "cudaEventCreate");
   }
-  ~GpuBench() {
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
-    cudaStreamDestroy(stream_);
-  }
+  ~GpuBench() { cudaStreamDestroy(stream_); }
 
   const std::string& device_name() const { return name_; }
   double read_gbps() const { return read_gbps_; }
@@ -116,9 +111,10 @@ class GpuBench {
   void measure_read(size_t bytes) {
     GpuBuffer src(bytes), sink(sizeof(uint32_t));
     cuda::bench::fill_random(src.ptr, DType::F32, 1, int64_t(bytes / 4), 7, 1.0f, stream_);
-    const double ms = ms_per_launch([&](int) { cuda::bench::read_all(src.ptr, bytes, static_cast<uint32_t*>(sink.ptr), stream_); }, 10);
+    const double seconds = cuda::graph_seconds_per_call(
+        [&](int) { cuda::bench::read_all(src.ptr, bytes, static_cast<uint32_t*>(sink.ptr), stream_); }, 10, kReplays, stream_);
     read_bytes_ = bytes;
-    read_gbps_ = double(bytes) / (ms * 1e-3) / 1e9;
+    read_gbps_ = double(bytes) / seconds / 1e9;
   }
 
   // y[n, m] = x[n, k] · w[m, k]ᵀ: checked on up to 64 rows against the CPU twin, then timed.
@@ -144,7 +140,7 @@ class GpuBench {
     row.checked = std::isfinite(row.rel_err) && row.rel_err <= row.bound;
     if (!row.checked) return row;
     const int launches = int(std::max<size_t>(copies, 20) / copies * copies);
-    row.ms = ms_per_launch(run, launches);
+    row.ms = 1e3 * cuda::graph_seconds_per_call(run, launches, kReplays, stream_);
     row.bytes = double(w_bytes) + double(n) * k * 4 + double(n) * m * 4;
     row.gbps = row.bytes / (row.ms * 1e-3) / 1e9;
     row.tflops = 2.0 * n * m * k / (row.ms * 1e-3) / 1e12;
@@ -166,40 +162,11 @@ class GpuBench {
     return relative_error(got, want);
   }
 
-  // Median over 5 replays of a graph of `launches` calls of run(i), per call, in ms.
-  template <typename Run>
-  double ms_per_launch(Run run, int launches) {
-    run(0);  // warm-up: module load, scratch growth (no allocation may happen while capturing)
-    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    cuda_check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
-    for (int i = 0; i < launches; ++i) run(i);
-    cuda_check(cudaStreamEndCapture(stream_, &graph), "cudaStreamEndCapture");
-    cuda_check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
-    cuda_check(cudaGraphLaunch(exec, stream_), "cudaGraphLaunch");  // warm-up replay
-    std::vector<double> ms;
-    for (int r = 0; r < 5; ++r) {
-      cuda_check(cudaEventRecord(start_, stream_), "cudaEventRecord");
-      cuda_check(cudaGraphLaunch(exec, stream_), "cudaGraphLaunch");
-      cuda_check(cudaEventRecord(stop_, stream_), "cudaEventRecord");
-      cuda_check(cudaEventSynchronize(stop_), "cudaEventSynchronize");
-      float elapsed = 0;
-      cuda_check(cudaEventElapsedTime(&elapsed, start_, stop_), "cudaEventElapsedTime");
-      ms.push_back(double(elapsed) / launches);
-    }
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
-  }
-
   int version_;
   std::unique_ptr<Backend> cpu_;
   std::string name_;
   size_t l2_bytes_ = 0;
   cudaStream_t stream_ = nullptr;
-  cudaEvent_t start_ = nullptr, stop_ = nullptr;
   cuda::DeviceScratch scratch_;
   double read_gbps_ = 0;
   size_t read_bytes_ = 0;

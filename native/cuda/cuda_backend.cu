@@ -4,6 +4,7 @@
 
 #include "../core/backend.h"
 #include "cuda_check.h"
+#include "graph_timing.h"
 #include "kernels.h"
 #include "matmul_v2.h"
 
@@ -107,6 +108,11 @@ class CudaBackend final : public Backend {
   }
   void run_head_features(const HeadFeatureParams& p) override {
     on_stream([&] { cuda::head_features(p, stream_); });
+  }
+  // Not under the stream's lock: each op the calls queue takes it.
+  double time_calls(const std::function<void(int)>& call, int calls, int repeats) override {
+    activate();
+    return cuda::graph_seconds_per_call(call, calls, repeats, stream_);
   }
 
  private:
