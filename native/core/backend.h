@@ -138,6 +138,7 @@ struct CudaDeviceInfo {
   int compute_minor = 0;
   size_t total_memory = 0;
   int multiprocessors = 0;
+  size_t l2_cache_bytes = 0;
 };
 
 struct CudaStatus {

@@ -162,7 +162,8 @@ CudaStatus cuda_status() {
       (void)cudaGetLastError();
       continue;
     }
-    status.devices.push_back({i, prop.name, prop.major, prop.minor, prop.totalGlobalMem, prop.multiProcessorCount});
+    status.devices.push_back(
+        {i, prop.name, prop.major, prop.minor, prop.totalGlobalMem, prop.multiProcessorCount, size_t(prop.l2CacheSize)});
   }
   status.available = !status.devices.empty();
   if (!status.available) status.reason = "the driver reports " + std::to_string(count) + " devices but none answered";
