@@ -4,8 +4,8 @@
 // CUDA, matmul version N (default: CHAI_MATMUL_VERSION, else 1), inputs generated on the device:
 // - the ceiling: a streaming-read kernel over 1 GiB (2 GiB without --quick), in GB/s of bytes read;
 // - GEMM 4096³ with F16 weights (x f32, as the engine has it) in TFLOP/s;
-// - decode GEMV (one token; 4096×4096 and 11008×4096, F16 and Q8_0) in GB/s of the bytes it must
-//   read and % of the read ceiling.
+// - decode GEMV (one token; LLaMA-7B's 4096×4096 and 11008×4096; F16, Q8_0, Q4_0, Q4_K, Q6_K) in
+//   GB/s of the bytes it must read and % of the read ceiling.
 // Every CUDA product is first checked against the CPU twin on its first rows, within the bound
 // of its path (matmul_bounds.h); one that fails is reported, not timed, and the exit status is 1.
 // CUDA times are event times of graph replays (cuda/graph_timing.h) cycling over weight copies
@@ -148,16 +148,25 @@ class GpuBench {
   }
 
  private:
-  // The CPU twin on the first `rows` rows of x, against the same rows of y.
+  // The CPU twin on the first `rows` rows of x, against the same rows of y. The CPU's quantized
+  // types round activations to 8 bits where CUDA keeps them f32, so their twin multiplies the
+  // decoded weights in f32 (the bounds of matmul_bounds.h are against that).
   double error_against_cpu(const void* x, const void* w, const void* y, DType dt, int rows, int m, int k) {
     cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
     const size_t w_bytes = dtype_row_bytes(dt, k) * size_t(m);
-    DeviceBuffer hx(*cpu_, size_t(rows) * k * 4), hw(*cpu_, w_bytes), hy(*cpu_, size_t(rows) * m * 4);
+    const DType twin_dt = dtype_uses_quant_dot(dt) ? DType::F32 : dt;
+    DeviceBuffer hx(*cpu_, size_t(rows) * k * 4), hw(*cpu_, dtype_row_bytes(twin_dt, k) * size_t(m)), hy(*cpu_, size_t(rows) * m * 4);
     cuda_check(cudaMemcpy(hx.get(), x, hx.bytes(), cudaMemcpyDeviceToHost), "cudaMemcpy");
-    cuda_check(cudaMemcpy(hw.get(), w, w_bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    if (twin_dt == dt) {
+      cuda_check(cudaMemcpy(hw.get(), w, w_bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    } else {
+      std::vector<uint8_t> stored(w_bytes);
+      cuda_check(cudaMemcpy(stored.data(), w, w_bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
+      dequantize_row(dt, stored.data(), static_cast<float*>(hw.get()), int64_t(m) * k);
+    }
     std::vector<float> got(size_t(rows) * m), want(size_t(rows) * m);
     cuda_check(cudaMemcpy(got.data(), y, got.size() * 4, cudaMemcpyDeviceToHost), "cudaMemcpy");
-    cpu_->matmul({hx.get(), DType::F32, rows, k}, {hw.get(), dt, m, k}, {hy.get(), DType::F32, rows, m});
+    cpu_->matmul({hx.get(), DType::F32, rows, k}, {hw.get(), twin_dt, m, k}, {hy.get(), DType::F32, rows, m});
     cpu_->download(want.data(), hy.get(), want.size() * 4);
     return relative_error(got, want);
   }
@@ -211,7 +220,7 @@ int main(int argc, char** argv) {
     read_bytes = gpu.read_bytes();
     rows.push_back(gpu.matmul("gemm", DType::F16, 4096, 4096, 4096));
     if (!args.quick) rows.push_back(gpu.matmul("gemm", DType::Q8_0, 4096, 4096, 4096));
-    for (DType dt : {DType::F16, DType::Q8_0})
+    for (DType dt : {DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K})
       for (int m : {4096, 11008}) {
         rows.push_back(gpu.matmul("gemv", dt, 1, m, 4096));
         if (!args.quick) rows.push_back(gpu.matmul("gemv", dt, 8, m, 4096));
