@@ -8,9 +8,10 @@
 #    SKIPPED test fails the check; 4. compute-sanitizer memcheck and racecheck on the CUDA tests
 #    (--report-api-errors no: the deliberate huge-allocation test is not an error); where the
 #    machine refuses the tool (gVisor) that is reported, not failed; 5. bench_ops and
-#    bench_attention for each kernel version; 6. PyTorch's SDPA (flash) and torch.matmul on the
-#    same shapes; 7. ONE results JSON, bench/results/<date>-<device>.json, with each target of
-#    the GPU-speed issue as pass/fail (scripts/gpu_results.py).
+#    bench_attention for each kernel version; 6. PyTorch's SDPA (flash) at every prefill context
+#    bench_attention ran, and torch.matmul, on the same shapes; 7. ONE results JSON,
+#    bench/results/<date>-<device>.json, with each target of the GPU-speed issue as pass/fail
+#    (scripts/gpu_results.py).
 # Models for the GPU = CPU parity tests: $CHAI_MODELS, else gpu-models/ in the checkout
 # (git-ignored: copy ../shared/models/stories260K*.gguf there and carry it to the GPU machine),
 # else ../shared/models. Without them the check fails, unless --no-models (parity tests not run).
@@ -288,12 +289,29 @@ for bench in ops attention; do
   done
 done
 
-# ---- 6. PyTorch on the same shapes: SDPA flash (B=1, H=32, d=128, T=4096, causal, f16) and
+# ---- 6. PyTorch on the same shapes: SDPA flash (B=1, H=32, d=128, causal, f16) at each context of
+# bench_attention's prefill rows (gpu_results.py compares them context by context) and
 # torch.matmul 4096^3 f16.
 t=$(now)
+contexts="$(python3 - "$work"/attention-v*.json <<'EOF'
+import json, sys
+contexts = set()
+for path in sys.argv[1:]:
+    try:
+        rows = json.load(open(path)).get("rows", [])
+    except (OSError, ValueError):
+        continue  # that benchmark failed: its stage says so
+    for r in rows:
+        if "prefill" in r.get("name", "") and isinstance(r.get("shape"), dict):
+            contexts.add(r["shape"]["context"])
+print(" ".join(str(c) for c in sorted(contexts)))
+EOF
+)"
 if python3 -c "import torch; assert torch.cuda.is_available()" > /dev/null 2>&1; then
+  # $contexts unquoted: one argument per context, none when no prefill row ran.
+  # shellcheck disable=SC2086
   if run_logged "$work/torch.log" timeout "$(stage_timeout 180)" python3 "$root/scripts/sdpa_compare.py" --out "$work/torch.json" \
-       --batch 1 --heads 32 --head-dim 128 --context 4096 --dtype f16 --matmul 4096; then
+       --batch 1 --heads 32 --head-dim 128 --context $contexts --dtype f16 --matmul 4096; then
     record torch pass "$(since "$t")" "$(tr '\n' ';' < "$work/torch.log")"
   else
     record torch fail "$(since "$t")" "sdpa_compare.py failed: $(tail -1 "$work/torch.log")"

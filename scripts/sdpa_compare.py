@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """PyTorch's references for the GPU targets, timed on the same device in the same run as ours:
-- scaled_dot_product_attention with its flash backend on bench_attention's prefill shape
-  (batch, heads, head_dim, context, causal, f16 by default: 1, 32, 128, 4096, causal);
+- scaled_dot_product_attention with its flash backend on bench_attention's prefill shapes, one
+  row per context (batch, heads, head_dim, causal, f16 by default: 1, 32, 128, causal; contexts
+  by default bench_attention's prompts on a GPU, 1024 4096 8192; gpu-check.sh passes the contexts
+  the benchmark ran, and scripts/gpu_results.py compares each prefill row with the SDPA row of
+  its context);
 - torch.matmul of N x N x N f16 (N = 4096), for the GEMM ratio.
 Inputs are random (never zeros), times are medians of CUDA-event timings after warm-up.
     python3 scripts/sdpa_compare.py --out torch.json [--batch 1] [--heads 32] [--head-dim 128]
-        [--context 4096 ...] [--no-causal] [--dtype f16] [--matmul 4096]
+        [--context [T ...]] [--no-causal] [--dtype f16] [--matmul 4096]
 """
 import argparse
 import json
@@ -64,7 +67,7 @@ def main():
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--heads", type=int, default=32)
     parser.add_argument("--head-dim", type=int, default=128)
-    parser.add_argument("--context", type=int, nargs="+", default=[4096])
+    parser.add_argument("--context", type=int, nargs="*", default=[1024, 4096, 8192])
     parser.add_argument("--no-causal", dest="causal", action="store_false")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="f16")
     parser.add_argument("--matmul", type=int, default=4096)

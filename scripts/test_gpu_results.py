@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Checks scripts/gpu_results.py (the results JSON of gpu-check.sh) on made-up inputs: versions
-passed from ctest lines, ratios against the read ceiling and PyTorch, pass/fail of each target,
-and that missing inputs show as 'not measured' rather than passes. Run by ctest (no GPU needed).
+passed from ctest lines, ratios against the read ceiling and PyTorch, each prefill row against
+the SDPA row of its own context, L2-resident decode rows kept out of the targets, pass/fail of
+each target, and that missing inputs show as 'not measured' rather than passes. Run by ctest (no
+GPU needed).
     python3 scripts/test_gpu_results.py
 """
 import json
@@ -31,14 +33,29 @@ def ops(version, gemm_tflops, gemv_gbps, checked=True):
     return {"bench": "ops", "device": "Fake GPU", "readGbps": 4000.0, "rows": rows}
 
 
+def row(name, version, context, queries, batch, ms, **fields):
+    """A bench_attention row as it writes them."""
+    shape = {"context": context, "queries": queries, "batch": batch, "heads": 32, "clusters": 4 if "chai" in name else 32,
+             "headDim": 128, "causal": True}
+    return dict({"name": name, "backend": "cuda:0", "version": version, "shape": shape, "ms": ms}, **fields)
+
+
+# Prefill at 1024 and 4096 against SDPA rows of different speeds (a row compared with the wrong
+# context would get another ratio), and at 8192 where SDPA has no row.
+SDPA_MS = {1024: 0.2, 4096: 1.0}
+PREFILL_MS = {1: {1024: 0.25, 4096: 2.0, 8192: 7.0}, 2: {1024: 0.1, 4096: 1.0, 8192: 3.0}}
+
+
 def attention(version):
     return {"rows": [
-        {"name": "decode full T=8192 B=1", "version": version, "shape": "H=32 d=128", "ms": 0.1, "gb_per_s": 3400.0,
-         "ratio_vs_full": 1.0},
-        {"name": "decode chai k=4 T=8192 B=1", "version": version, "shape": "H=32 d=128", "ms": 0.06, "gb_per_s": 3000.0,
-         "ratio_vs_full": 1.3 + 0.2 * version},
-        {"name": "prefill full T=4096", "version": version, "shape": "H=32 d=128 causal", "ms": 2.0 / version,
-         "gb_per_s": 10.0, "tflops": 100.0, "ratio_vs_full": 1.0}]}
+        row("attention-decode-full", version, 8192, 1, 1, 0.1, gb_per_s=3400.0, ratio_vs_full=1.0, l2_resident=False),
+        row("attention-decode-chai-k4", version, 8192, 1, 1, 0.06, gb_per_s=3000.0, ratio_vs_full=1.3 + 0.2 * version,
+            l2_resident=False),
+        # Fits in L2: far from every target, and not counted against them.
+        row("attention-decode-full", version, 2048, 1, 1, 0.05, gb_per_s=700.0, ratio_vs_full=1.0, l2_resident=True),
+        row("attention-decode-chai-k4", version, 2048, 1, 1, 0.05, gb_per_s=400.0, ratio_vs_full=1.0, l2_resident=True),
+    ] + [row("attention-prefill-full", version, t, t, 1, ms, gb_per_s=10.0, tflops=100.0, ratio_vs_full=1.0)
+         for t, ms in PREFILL_MS[version].items()]}
 
 
 def run(work, files):
@@ -75,7 +92,8 @@ def main():
             "ops-v2.json": ops(2, 400.0, 2000.0, checked=False),
             "attention-v1.json": attention(1),
             "attention-v2.json": attention(2),
-            "torch.json": {"sdpa": [{"backend": "flash", "context": 4096, "causal": True, "dtype": "f16", "ms": 1.0}],
+            "torch.json": {"sdpa": [{"backend": "flash", "batch": 1, "heads": 32, "headDim": 128, "context": t, "causal": True,
+                                     "dtype": "f16", "ms": ms} for t, ms in SDPA_MS.items()],
                            "matmul": {"n": 4096, "tflops": 600.0}},
         })
         check(r["kernelVersionsPassed"] == {"matmul": {"1": "passed", "2": "failed"},
@@ -88,11 +106,28 @@ def main():
         check(result_of(r, "GEMM 4096^3 f16 v2") == ["pass"], "GEMM 400/600 TFLOP/s passes 0.5x torch")
         check(result_of(r, "GEMV q8_0 4096x4096 v1") == ["pass"], "GEMV at 80% of the ceiling passes")
         check(result_of(r, "GEMV q8_0 4096x4096 v2") == ["not measured"], "a GEMV that failed its check is not measured")
-        check(result_of(r, "decode full attention decode full T=8192 B=1 v1") == ["pass"], "decode at 85% passes")
-        check(result_of(r, "decode CHAI/full decode chai k=4 T=8192 B=1 v1") == ["fail"], "CHAI/full 1.5 fails 1.6")
-        check(result_of(r, "decode CHAI/full decode chai k=4 T=8192 B=1 v2") == ["pass"], "CHAI/full 1.7 passes 1.6")
-        check(result_of(r, "prefill prefill full T=4096 v1") == ["fail"], "prefill at 0.5x SDPA fails")
-        check(result_of(r, "prefill prefill full T=4096 v2") == ["pass"], "prefill at 1.0x SDPA passes")
+        check(result_of(r, "decode full attention attention-decode-full T=8192 B=1 v1") == ["pass"], "decode at 85% passes")
+        check(result_of(r, "decode CHAI/full attention-decode-chai-k4 T=8192 B=1 v1") == ["fail"], "CHAI/full 1.5 fails 1.6")
+        check(result_of(r, "decode CHAI/full attention-decode-chai-k4 T=8192 B=1 v2") == ["pass"], "CHAI/full 1.7 passes 1.6")
+        check(not any("T=2048" in t["target"] for t in r["targets"]), "L2-resident decode rows are not targets")
+        check(sorted(r["l2ResidentRows"]) == ["attention-decode-chai-k4 T=2048 B=1 v1", "attention-decode-chai-k4 T=2048 B=1 v2",
+                                              "attention-decode-full T=2048 B=1 v1", "attention-decode-full T=2048 B=1 v2"],
+              f"L2-resident rows listed: {r['l2ResidentRows']}")
+        for v in (1, 2):
+            for t, ms in PREFILL_MS[v].items():
+                label = f"prefill attention-prefill-full T={t} B=1 v{v}"
+                targets = [x for x in r["targets"] if x["target"].startswith(label)]
+                want = SDPA_MS[t] / ms if t in SDPA_MS else None
+                check(len(targets) == 1 and targets[0]["value"] == want,
+                      f"{label}: one target, against SDPA at T={t} ({want}): {[x['value'] for x in targets]}")
+        check(result_of(r, "prefill attention-prefill-full T=4096 B=1 v1") == ["fail"], "prefill at 0.5x SDPA fails")
+        check(result_of(r, "prefill attention-prefill-full T=1024 B=1 v1") == ["fail"], "prefill at 0.8x SDPA fails")
+        check(result_of(r, "prefill attention-prefill-full T=4096 B=1 v2") == ["pass"], "prefill at 1.0x SDPA passes")
+        check(result_of(r, "prefill attention-prefill-full T=1024 B=1 v2") == ["pass"], "prefill at 2.0x SDPA passes")
+        check(result_of(r, "prefill attention-prefill-full T=8192 B=1 v1") == ["not measured"],
+              "prefill without an SDPA row at its context is not measured")
+        check([a.get("ratioVsSdpa") for a in r["attention"] if a["name"] == "attention-prefill-full" and a["version"] == 1] ==
+              [0.2 / 0.25, 1.0 / 2.0, None], "ratioVsSdpa of each prefill row from its own context")
 
     with tempfile.TemporaryDirectory() as work:
         r = run(work, {"attention-v2.json": {"rows": [{"backend": "cuda:0", "benchmark": "decode", "seconds": 1.0}]}})

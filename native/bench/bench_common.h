@@ -1,29 +1,14 @@
-// What every microbenchmark shares: timing, the copy-bandwidth ceiling, the command line.
+// What every microbenchmark shares: the copy-bandwidth ceiling, the backends, the command line.
 #pragma once
-#include <algorithm>
-#include <chrono>
-#include <memory>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/backend.h"
+#include "core/timing.h"
 
 namespace chai::bench {
-
-// Median wall time of fn (which must synchronize the backend itself), after one warm-up run.
-template <typename Fn>
-double median_seconds(Fn fn, int reps) {
-  fn();
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 // A 256 MiB copy within the backend's memory, counting bytes read and written, in GB/s.
 inline double copy_ceiling_gbps(Backend& be) {
@@ -31,7 +16,8 @@ inline double copy_ceiling_gbps(Backend& be) {
   DeviceBuffer a(be, bytes), b(be, bytes);
   std::vector<char> host(bytes, 1);
   be.upload(a.get(), host.data(), bytes);
-  const double s = median_seconds(
+  // Host-timed: a copy synchronizes itself, so it cannot be captured for device timing.
+  const double s = median_host_seconds(
       [&] {
         be.copy(b.get(), a.get(), bytes);
         be.synchronize();

@@ -4,12 +4,13 @@
 // CUDA, matmul version N (default: CHAI_MATMUL_VERSION, else 1), inputs generated on the device:
 // - the ceiling: a streaming-read kernel over 1 GiB (2 GiB without --quick), in GB/s of bytes read;
 // - GEMM 4096³ with F16 weights (x f32, as the engine has it) in TFLOP/s;
-// - decode GEMV (one token; 4096×4096 and 11008×4096, F16 and Q8_0) in GB/s of the bytes it must
-//   read and % of the read ceiling.
+// - decode GEMV (one token; LLaMA-7B's 4096×4096 and 11008×4096; F16, Q8_0, Q4_0, Q4_K, Q6_K) in
+//   GB/s of the bytes it must read and % of the read ceiling.
 // Every CUDA product is first checked against the CPU twin on its first rows, within the bound
 // of its path (matmul_bounds.h); one that fails is reported, not timed, and the exit status is 1.
-// CUDA times are event times of graph replays cycling over weight copies that together exceed
-// the L2 cache three times, so that decode rows read device memory, not the cache.
+// CUDA times are event times of graph replays (cuda/graph_timing.h) cycling over weight copies
+// that together exceed the L2 cache three times, so that decode rows read device memory, not the
+// cache.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -29,6 +30,7 @@
 
 #include "cuda/bench_device.h"
 #include "cuda/cuda_check.h"
+#include "cuda/graph_timing.h"
 #include "cuda/kernels.h"
 #include "cuda/matmul_v2.h"
 #endif
@@ -65,12 +67,9 @@ std::vector<Row> cpu_rows(int threads, bool quick) {
       DeviceBuffer dx(*cpu, x.size() * 4), dw(*cpu, w.bytes()), dy(*cpu, size_t(s.n) * s.m * 4);
       cpu->upload(dx.get(), x.data(), dx.bytes());
       cpu->upload(dw.get(), w.data(), dw.bytes());
-      const double sec = bench::median_seconds(
-          [&] {
-            cpu->matmul({dx.get(), DType::F32, s.n, s.k}, {dw.get(), dt, s.m, s.k}, {dy.get(), DType::F32, s.n, s.m});
-            cpu->synchronize();
-          },
-          reps);
+      const double sec = cpu->seconds_per_call(
+          [&](int) { cpu->matmul({dx.get(), DType::F32, s.n, s.k}, {dw.get(), dt, s.m, s.k}, {dy.get(), DType::F32, s.n, s.m}); },
+          1, reps);
       const double bytes = double(w.bytes() + dx.bytes() + dy.bytes());
       rows.push_back({cpu->name(), "matmul", dtype_name(dt), 0, s.n, s.m, s.k, sec * 1e3, bytes, bytes / sec / 1e9,
                       2.0 * s.n * s.m * s.k / sec / 1e12, ceiling});
@@ -92,6 +91,8 @@ struct GpuBuffer {
 
 class GpuBench {
  public:
+  static constexpr int kReplays = 5;  // timed replays of each graph; rows take the median
+
   GpuBench(int version, int cpu_threads) : version_(version), cpu_(make_cpu_backend(cpu_threads)) {
     cuda_check(cudaSetDevice(0), "cudaSetDevice");
     cudaDeviceProp prop{};
@@ -99,14 +100,8 @@ class GpuBench {
     name_ = prop.name;
     l2_bytes_ = size_t(prop.l2CacheSize);
     cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
-    cuda_check(cudaEventCreate(&start_), "cudaEventCreate");
-    cuda_check(cudaEventCreate(&stop_), "cudaEventCreate");
   }
-  ~GpuBench() {
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
-    cudaStreamDestroy(stream_);
-  }
+  ~GpuBench() { cudaStreamDestroy(stream_); }
 
   const std::string& device_name() const { return name_; }
   double read_gbps() const { return read_gbps_; }
@@ -116,9 +111,10 @@ class GpuBench {
   void measure_read(size_t bytes) {
     GpuBuffer src(bytes), sink(sizeof(uint32_t));
     cuda::bench::fill_random(src.ptr, DType::F32, 1, int64_t(bytes / 4), 7, 1.0f, stream_);
-    const double ms = ms_per_launch([&](int) { cuda::bench::read_all(src.ptr, bytes, static_cast<uint32_t*>(sink.ptr), stream_); }, 10);
+    const double seconds = cuda::graph_seconds_per_call(
+        [&](int) { cuda::bench::read_all(src.ptr, bytes, static_cast<uint32_t*>(sink.ptr), stream_); }, 10, kReplays, stream_);
     read_bytes_ = bytes;
-    read_gbps_ = double(bytes) / (ms * 1e-3) / 1e9;
+    read_gbps_ = double(bytes) / seconds / 1e9;
   }
 
   // y[n, m] = x[n, k] · w[m, k]ᵀ: checked on up to 64 rows against the CPU twin, then timed.
@@ -144,7 +140,7 @@ class GpuBench {
     row.checked = std::isfinite(row.rel_err) && row.rel_err <= row.bound;
     if (!row.checked) return row;
     const int launches = int(std::max<size_t>(copies, 20) / copies * copies);
-    row.ms = ms_per_launch(run, launches);
+    row.ms = 1e3 * cuda::graph_seconds_per_call(run, launches, kReplays, stream_);
     row.bytes = double(w_bytes) + double(n) * k * 4 + double(n) * m * 4;
     row.gbps = row.bytes / (row.ms * 1e-3) / 1e9;
     row.tflops = 2.0 * n * m * k / (row.ms * 1e-3) / 1e12;
@@ -152,46 +148,27 @@ class GpuBench {
   }
 
  private:
-  // The CPU twin on the first `rows` rows of x, against the same rows of y.
+  // The CPU twin on the first `rows` rows of x, against the same rows of y. The CPU's quantized
+  // types round activations to 8 bits where CUDA keeps them f32, so their twin multiplies the
+  // decoded weights in f32 (the bounds of matmul_bounds.h are against that).
   double error_against_cpu(const void* x, const void* w, const void* y, DType dt, int rows, int m, int k) {
     cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
     const size_t w_bytes = dtype_row_bytes(dt, k) * size_t(m);
-    DeviceBuffer hx(*cpu_, size_t(rows) * k * 4), hw(*cpu_, w_bytes), hy(*cpu_, size_t(rows) * m * 4);
+    const DType twin_dt = dtype_uses_quant_dot(dt) ? DType::F32 : dt;
+    DeviceBuffer hx(*cpu_, size_t(rows) * k * 4), hw(*cpu_, dtype_row_bytes(twin_dt, k) * size_t(m)), hy(*cpu_, size_t(rows) * m * 4);
     cuda_check(cudaMemcpy(hx.get(), x, hx.bytes(), cudaMemcpyDeviceToHost), "cudaMemcpy");
-    cuda_check(cudaMemcpy(hw.get(), w, w_bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    if (twin_dt == dt) {
+      cuda_check(cudaMemcpy(hw.get(), w, w_bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
+    } else {
+      std::vector<uint8_t> stored(w_bytes);
+      cuda_check(cudaMemcpy(stored.data(), w, w_bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
+      dequantize_row(dt, stored.data(), static_cast<float*>(hw.get()), int64_t(m) * k);
+    }
     std::vector<float> got(size_t(rows) * m), want(size_t(rows) * m);
     cuda_check(cudaMemcpy(got.data(), y, got.size() * 4, cudaMemcpyDeviceToHost), "cudaMemcpy");
-    cpu_->matmul({hx.get(), DType::F32, rows, k}, {hw.get(), dt, m, k}, {hy.get(), DType::F32, rows, m});
+    cpu_->matmul({hx.get(), DType::F32, rows, k}, {hw.get(), twin_dt, m, k}, {hy.get(), DType::F32, rows, m});
     cpu_->download(want.data(), hy.get(), want.size() * 4);
     return relative_error(got, want);
-  }
-
-  // Median over 5 replays of a graph of `launches` calls of run(i), per call, in ms.
-  template <typename Run>
-  double ms_per_launch(Run run, int launches) {
-    run(0);  // warm-up: module load, scratch growth (no allocation may happen while capturing)
-    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    cuda_check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
-    for (int i = 0; i < launches; ++i) run(i);
-    cuda_check(cudaStreamEndCapture(stream_, &graph), "cudaStreamEndCapture");
-    cuda_check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
-    cuda_check(cudaGraphLaunch(exec, stream_), "cudaGraphLaunch");  // warm-up replay
-    std::vector<double> ms;
-    for (int r = 0; r < 5; ++r) {
-      cuda_check(cudaEventRecord(start_, stream_), "cudaEventRecord");
-      cuda_check(cudaGraphLaunch(exec, stream_), "cudaGraphLaunch");
-      cuda_check(cudaEventRecord(stop_, stream_), "cudaEventRecord");
-      cuda_check(cudaEventSynchronize(stop_), "cudaEventSynchronize");
-      float elapsed = 0;
-      cuda_check(cudaEventElapsedTime(&elapsed, start_, stop_), "cudaEventElapsedTime");
-      ms.push_back(double(elapsed) / launches);
-    }
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
   }
 
   int version_;
@@ -199,7 +176,6 @@ class GpuBench {
   std::string name_;
   size_t l2_bytes_ = 0;
   cudaStream_t stream_ = nullptr;
-  cudaEvent_t start_ = nullptr, stop_ = nullptr;
   cuda::DeviceScratch scratch_;
   double read_gbps_ = 0;
   size_t read_bytes_ = 0;
@@ -244,7 +220,7 @@ int main(int argc, char** argv) {
     read_bytes = gpu.read_bytes();
     rows.push_back(gpu.matmul("gemm", DType::F16, 4096, 4096, 4096));
     if (!args.quick) rows.push_back(gpu.matmul("gemm", DType::Q8_0, 4096, 4096, 4096));
-    for (DType dt : {DType::F16, DType::Q8_0})
+    for (DType dt : {DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K})
       for (int m : {4096, 11008}) {
         rows.push_back(gpu.matmul("gemv", dt, 1, m, 4096));
         if (!args.quick) rows.push_back(gpu.matmul("gemv", dt, 8, m, 4096));

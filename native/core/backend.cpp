@@ -2,6 +2,7 @@
 // or type), then the backend's kernel.
 #include "backend.h"
 #include "error.h"
+#include "timing.h"
 
 namespace chai {
 namespace {
@@ -164,6 +165,23 @@ void Backend::store_kv(const KvStoreParams& p) {
 void Backend::head_features(const HeadFeatureParams& p) {
   check_head_features_args(p);
   run_head_features(p);
+}
+
+double Backend::seconds_per_call(const std::function<void(int)>& call, int calls, int repeats) {
+  CHAI_REQUIRE(calls >= 1 && repeats >= 1, ErrorCode::InvalidArgument,
+               "seconds_per_call needs at least one call and one repeat, got " + std::to_string(calls) + " and " +
+                   std::to_string(repeats));
+  return time_calls(call, calls, repeats);
+}
+
+double Backend::time_calls(const std::function<void(int)>& call, int calls, int repeats) {
+  const double seconds = median_host_seconds(
+      [&] {
+        for (int i = 0; i < calls; ++i) call(i);
+        synchronize();
+      },
+      repeats);
+  return seconds / calls;
 }
 
 }  // namespace chai

@@ -3,6 +3,7 @@
 // in and out goes through upload/download so callers never touch device pointers directly.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -84,6 +85,14 @@ class Backend {
   void store_kv(const KvStoreParams& p);
   // CHAI's per-head features; see HeadFeatureParams.
   void head_features(const HeadFeatureParams& p);
+
+  // For benchmarks: the time of the ops that call(i), i = 0 .. calls - 1, queue on this backend
+  // (ops only: no upload, download, copy or synchronize), in seconds per call: the median of
+  // `repeats` timed runs of all the calls, after a warm-up. The CPU times them on the host clock;
+  // CUDA by events on its stream around replays of a graph of the calls, so that neither launches
+  // nor synchronization count. No other thread may use the backend meanwhile.
+  double seconds_per_call(const std::function<void(int)>& call, int calls, int repeats);
+
  protected:
   // What a backend implements: the kernels, called with checked arguments.
   virtual void run_matmul(const TensorView& x, const TensorView& w, const TensorView& y) = 0;
@@ -98,6 +107,9 @@ class Backend {
   virtual void run_attention(const AttentionParams& p) = 0;
   virtual void run_store_kv(const KvStoreParams& p) = 0;
   virtual void run_head_features(const HeadFeatureParams& p) = 0;
+  // seconds_per_call with checked counts. This version: the host clock around the calls and a
+  // synchronize, exact for backends whose ops finish on the calling thread.
+  virtual double time_calls(const std::function<void(int)>& call, int calls, int repeats);
 };
 
 
@@ -126,6 +138,7 @@ struct CudaDeviceInfo {
   int compute_minor = 0;
   size_t total_memory = 0;
   int multiprocessors = 0;
+  size_t l2_cache_bytes = 0;
 };
 
 struct CudaStatus {

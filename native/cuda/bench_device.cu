@@ -2,6 +2,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "../core/quant_blocks.h"
 #include "bench_device.h"
 #include "cuda_check.h"
 
@@ -18,8 +19,13 @@ __device__ __forceinline__ uint32_t hash(uint32_t v) {
   return v;
 }
 
+// 32 random bits from (seed, index).
+__device__ __forceinline__ uint32_t random_bits(uint32_t seed, size_t i) {
+  return hash(seed * 0x9e3779b9u ^ hash(uint32_t(i)) ^ uint32_t(i >> 32));
+}
+
 __device__ __forceinline__ float random_value(uint32_t seed, size_t i, float scale) {
-  const uint32_t h = hash(seed * 0x9e3779b9u ^ hash(uint32_t(i)) ^ uint32_t(i >> 32));
+  const uint32_t h = random_bits(seed, i);
   const float magnitude = 0.05f + 0.95f * float(h >> 8) * (1.0f / 16777216.0f);
   return (h & 1u ? -magnitude : magnitude) * scale;
 }
@@ -30,8 +36,13 @@ template <>
 __device__ __forceinline__ float from_float<float>(float v) { return v; }
 template <>
 __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+// Round to nearest even on the bits, as __float2bfloat16_rn does for finite values: GPGPU-Sim,
+// where the CUDA tests run without a GPU, has no cvt.rn.bf16.f32.
 template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+  const uint32_t bits = __float_as_uint(v);
+  return __ushort_as_bfloat16(uint16_t((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16));
+}
 
 template <typename T>
 __global__ void fill_values(T* dst, size_t count, uint32_t seed, float scale) {
@@ -39,12 +50,39 @@ __global__ void fill_values(T* dst, size_t count, uint32_t seed, float scale) {
     dst[i] = from_float<T>(random_value(seed, i, scale));
 }
 
-__global__ void fill_q8(BlockQ8_0* dst, size_t blocks, uint32_t seed, float scale) {
-  const uint16_t d = __half_as_ushort(__float2half_rn(scale / 127.0f));
+// An f16 scale field ±[0.05, 1) · bound, rounded toward zero so that it never exceeds the bound.
+__device__ __forceinline__ uint16_t random_half(uint32_t seed, size_t i, float bound) {
+  return __half_as_ushort(__float2half_rz(random_value(seed, i, bound)));
+}
+
+// The scale fields of block i, each bounded by `scale` over the largest quant term it multiplies.
+__device__ __forceinline__ void set_scales(BlockQ8_0& b, uint32_t seed, size_t i, float scale) {
+  b.d = random_half(seed, i, scale / 128);  // |q| <= 128
+}
+__device__ __forceinline__ void set_scales(BlockQ4_0& b, uint32_t seed, size_t i, float scale) {
+  b.d = random_half(seed, i, scale / 8);  // |nibble - 8| <= 8
+}
+// d · sc · q - dmin · mn with 6-bit sc and mn and 4-bit q: each term within half of scale.
+__device__ __forceinline__ void set_scales(BlockQ4_K& b, uint32_t seed, size_t i, float scale) {
+  b.d = random_half(seed, 2 * i, scale / (2 * 63 * 15));
+  b.dmin = random_half(seed, 2 * i + 1, scale / (2 * 63));
+}
+__device__ __forceinline__ void set_scales(BlockQ6_K& b, uint32_t seed, size_t i, float scale) {
+  b.d = random_half(seed, i, scale / (128 * 32));  // |scales[g] · (q6 - 32)| <= 128 · 32
+}
+
+// Random bytes in every block, then its scale fields (from another stream of the seed).
+template <typename Block>
+__global__ void fill_blocks(Block* dst, size_t blocks, uint32_t seed, float scale) {
+  constexpr int kWords = (sizeof(Block) + 3) / 4;
   for (size_t b = blockIdx.x * size_t(blockDim.x) + threadIdx.x; b < blocks; b += size_t(gridDim.x) * blockDim.x) {
-    BlockQ8_0 block;
-    block.d = d;
-    for (int j = 0; j < kQ8Block; ++j) block.q[j] = int8_t(int(hash(seed ^ hash(uint32_t(b * kQ8Block + j))) % 255u) - 127);
+    Block block;
+    auto* bytes = reinterpret_cast<uint8_t*>(&block);
+    for (int w = 0; w < kWords; ++w) {
+      const uint32_t bits = random_bits(seed, b * kWords + w);
+      for (int j = 0; j < 4 && 4 * w + j < int(sizeof(Block)); ++j) bytes[4 * w + j] = uint8_t(bits >> (8 * j));
+    }
+    set_scales(block, ~seed, b, scale);
     dst[b] = block;
   }
 }
@@ -83,21 +121,24 @@ int grid_for(size_t work, int threads) {
 void fill_random(void* dst, DType dtype, int64_t rows, int64_t cols, uint32_t seed, float scale, cudaStream_t stream) {
   const size_t count = size_t(rows) * size_t(cols);
   const int threads = 256;
+  auto values = [&](auto* typed) {
+    fill_values<<<grid_for(count, threads), threads, 0, stream>>>(typed, count, seed, scale);
+  };
+  auto blocks = [&](auto* typed) {
+    CHAI_REQUIRE(cols % dtype_block_values(dtype) == 0, ErrorCode::InvalidArgument,
+                 std::string("fill_random: ") + dtype_name(dtype) + " rows must hold whole blocks, got " + std::to_string(cols) +
+                     " values");
+    const size_t n = count / size_t(dtype_block_values(dtype));
+    fill_blocks<<<grid_for(n, threads), threads, 0, stream>>>(typed, n, seed, scale);
+  };
   switch (dtype) {
-    case DType::F32:
-      fill_values<<<grid_for(count, threads), threads, 0, stream>>>(static_cast<float*>(dst), count, seed, scale);
-      break;
-    case DType::F16:
-      fill_values<<<grid_for(count, threads), threads, 0, stream>>>(static_cast<__half*>(dst), count, seed, scale);
-      break;
-    case DType::BF16:
-      fill_values<<<grid_for(count, threads), threads, 0, stream>>>(static_cast<__nv_bfloat16*>(dst), count, seed, scale);
-      break;
-    case DType::Q8_0: {
-      const size_t blocks = count / kQ8Block;
-      fill_q8<<<grid_for(blocks, threads), threads, 0, stream>>>(static_cast<BlockQ8_0*>(dst), blocks, seed, scale);
-      break;
-    }
+    case DType::F32: values(static_cast<float*>(dst)); break;
+    case DType::F16: values(static_cast<__half*>(dst)); break;
+    case DType::BF16: values(static_cast<__nv_bfloat16*>(dst)); break;
+    case DType::Q8_0: blocks(static_cast<BlockQ8_0*>(dst)); break;
+    case DType::Q4_0: blocks(static_cast<BlockQ4_0*>(dst)); break;
+    case DType::Q4_K: blocks(static_cast<BlockQ4_K*>(dst)); break;
+    case DType::Q6_K: blocks(static_cast<BlockQ6_K*>(dst)); break;
     default: fail(ErrorCode::Unsupported, std::string("fill_random: no generator for ") + dtype_name(dtype));
   }
   cuda_check(cudaGetLastError(), "fill_random kernel launch");

@@ -9,8 +9,11 @@
 
 namespace chai::cuda::bench {
 
-// rows × cols values of `dtype` at dst from a hash of (seed, index): float types uniform in
-// ±[0.05, 1) · scale (never zero); Q8_0 blocks with d = scale / 127 and q uniform in [-127, 127].
+// rows × cols values of `dtype` at dst from a hash of (seed, index). F32, F16, BF16: uniform in
+// ±[0.05, 1) · scale (never zero). Q8_0, Q4_0, Q4_K, Q6_K: random bytes in every block, but each
+// f16 scale field (d, and Q4_K's dmin) ±[0.05, 1) of the value at which the largest quant could
+// reach ±scale, so that every block decodes to finite values within ±scale (rows must hold whole
+// blocks). Other types: Unsupported.
 void fill_random(void* dst, DType dtype, int64_t rows, int64_t cols, uint32_t seed, float scale, cudaStream_t stream);
 
 // Reads `bytes` (a multiple of 16) at src once with 16-byte loads, coalesced, several in flight

@@ -4,6 +4,7 @@
 
 #include "../core/backend.h"
 #include "cuda_check.h"
+#include "graph_timing.h"
 #include "kernels.h"
 #include "matmul_v2.h"
 
@@ -108,6 +109,11 @@ class CudaBackend final : public Backend {
   void run_head_features(const HeadFeatureParams& p) override {
     on_stream([&] { cuda::head_features(p, stream_); });
   }
+  // Not under the stream's lock: each op the calls queue takes it.
+  double time_calls(const std::function<void(int)>& call, int calls, int repeats) override {
+    activate();
+    return cuda::graph_seconds_per_call(call, calls, repeats, stream_);
+  }
 
  private:
   // The current device is per host thread, and async workers run on pool threads.
@@ -156,7 +162,8 @@ CudaStatus cuda_status() {
       (void)cudaGetLastError();
       continue;
     }
-    status.devices.push_back({i, prop.name, prop.major, prop.minor, prop.totalGlobalMem, prop.multiProcessorCount});
+    status.devices.push_back(
+        {i, prop.name, prop.major, prop.minor, prop.totalGlobalMem, prop.multiProcessorCount, size_t(prop.l2CacheSize)});
   }
   status.available = !status.devices.empty();
   if (!status.available) status.reason = "the driver reports " + std::to_string(count) + " devices but none answered";

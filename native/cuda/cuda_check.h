@@ -42,22 +42,12 @@ inline void cuda_check(cudaError_t err, const char* what) {
 
 // A kernel's static shared memory plus `dynamic_bytes` against the device's opt-in limit per
 // block (Unsupported, naming both, when it does not fit); opts the kernel in above the default.
+// Launchers call it before every launch, so the device is asked once per kernel and device and
+// the answer kept (cuda_check.cu); safe to call from several threads.
+void fit_shared_memory(const void* kernel, size_t dynamic_bytes, const char* what);
 template <typename Kernel>
 void fit_shared_memory(Kernel kernel, size_t dynamic_bytes, const char* what) {
-  cudaFuncAttributes attributes{};
-  cuda_check(cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(kernel)), "cudaFuncGetAttributes");
-  int device = 0, optin = 0;
-  cuda_check(cudaGetDevice(&device), "cudaGetDevice");
-  cuda_check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
-  const size_t total = attributes.sharedSizeBytes + dynamic_bytes;
-  CHAI_REQUIRE(total <= size_t(optin), ErrorCode::Unsupported,
-               std::string(what) + " needs " + std::to_string(total) + " bytes of shared memory per block (" +
-                   std::to_string(attributes.sharedSizeBytes) + " static), this device allows " + std::to_string(optin) +
-                   ": use smaller clusters or a smaller head size");
-  if (total > 48 * 1024)
-    cuda_check(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    int(dynamic_bytes)),
-               "cudaFuncSetAttribute (shared memory)");
+  fit_shared_memory(reinterpret_cast<const void*>(kernel), dynamic_bytes, what);
 }
 
 }  // namespace chai
