@@ -192,6 +192,13 @@ export class Session {
 
   private async run(tokens: number[], allLogits: boolean): Promise<Float32Array> {
     const handle = this.live();
+    if (this.history.length + tokens.length > this.maxTokens) {
+      throw new ChaiError(
+        'E_CONTEXT_OVERFLOW',
+        `${this.history.length} + ${tokens.length} tokens pass this session's maxTokens (${this.maxTokens}): use a larger maxTokens or a shorter prompt`,
+        { option: 'maxTokens' },
+      );
+    }
     const logits = await this.model.evaluateBatched(handle, Int32Array.from(tokens), allLogits);
     this.history.push(...tokens);
     return logits;

@@ -6,6 +6,8 @@ import { readText, withFlags, MODEL_HELP } from './format';
 import { addGenerationFlags, GENERATION_FLAG_NAMES, GenerationFlags, generationOptions } from './generation-flags';
 import { planFromFlag } from './plan-flag';
 
+const CHAT_FLAG_NAMES = { ...GENERATION_FLAG_NAMES, template: '--template', systemPrompt: '--system' };
+
 interface ChatFlags extends GenerationFlags {
   system?: string;
   template?: string;
@@ -66,5 +68,5 @@ export function registerChatCommand(program: Command): void {
     maxTokens: 512,
     maxTokensHelp: 'most new tokens per reply',
     contextHelp: 'conversation size in tokens (default: min(model context, 4096))',
-  }).action((opts: ChatFlags) => withFlags(GENERATION_FLAG_NAMES, () => chat(opts)));
+  }).action((opts: ChatFlags) => withFlags(CHAT_FLAG_NAMES, () => chat(opts)));
 }

@@ -93,7 +93,7 @@ export function note(message: string): void {
 
 /**
  * Runs a command whose API errors about an option (ChaiError.option) are rewritten to name the
- * command-line flag the user typed instead: `flags` maps API option names to flags.
+ * command-line flags the user typed instead: `flags` maps API option names to flags.
  */
 export async function withFlags(flags: Record<string, string>, work: () => Promise<void>): Promise<void> {
   try {
@@ -102,8 +102,19 @@ export async function withFlags(flags: Record<string, string>, work: () => Promi
     const flag = error instanceof ChaiError && error.option !== undefined ? flags[error.option] : undefined;
     if (flag === undefined) throw error;
     const e = error as ChaiError;
-    throw new ChaiError(e.code, e.message.replace(e.option!, flag), { cause: e, option: flag });
+    throw new ChaiError(e.code, inFlagWords(e.message, e.option!, flags), { cause: e, option: flag });
   }
+}
+
+/**
+ * An API message in the command line's words. The option at fault is named as `the X option` or
+ * at the start; API identifiers (maxTokens, minTop1: never plain words) are replaced wherever they
+ * appear, so a message naming several options names them all as flags.
+ */
+function inFlagWords(message: string, option: string, flags: Record<string, string>): string {
+  const identifiers = Object.keys(flags).filter((name) => /[A-Z0-9]/.test(name));
+  const names = [`the ${option} option`, `^${option}(?= )`, ...identifiers.map((name) => `(?<![\\w-])${name}\\b`)];
+  return message.replace(new RegExp(names.join('|'), 'g'), (name) => flags[name.startsWith('the ') ? option : name]);
 }
 
 /** The help of every --model flag. */

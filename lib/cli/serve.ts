@@ -19,6 +19,8 @@ const FLAGS = {
   maxQueue: '--max-queue',
   prefillTokensPerStep: '--prefill-tokens',
   contextTokens: '--context',
+  port: '--port',
+  host: '--host',
 };
 
 interface ServeFlags {

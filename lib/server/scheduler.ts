@@ -171,6 +171,8 @@ export class Scheduler {
       this.chai = probe.plan ?? 'off';
       void probe.dispose();
     } else {
+      // A plan for another model shape is refused here, before a server listens, not per request.
+      if (chai !== 'off') chai.checkFits(model.info);
       this.chai = chai;
     }
     const pool = model.kvPool.stats();
