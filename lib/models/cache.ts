@@ -81,3 +81,30 @@ export function resolveModelPath(name: string, env: NodeJS.ProcessEnv = process.
   }
   return remote.cachePath;
 }
+
+/** What a pull records beside the file it downloaded: where it came from and its checked sha256. */
+export interface PulledRecord {
+  name: string;
+  url: string;
+  bytes: number;
+  sha256: string;
+}
+
+/** The record of a pulled file, `<file>.pulled.json`; a sidecar so that the model file stays as served. */
+export function pulledRecordPath(cachePath: string): string {
+  return `${cachePath}.pulled.json`;
+}
+
+/** The record written when `cachePath` was pulled, or null (pulled before records were kept, or unreadable). */
+export function readPulledRecord(cachePath: string): PulledRecord | null {
+  try {
+    const record = JSON.parse(fs.readFileSync(pulledRecordPath(cachePath), 'utf8')) as PulledRecord;
+    return typeof record.sha256 === 'string' && typeof record.bytes === 'number' ? record : null;
+  } catch {
+    return null;
+  }
+}
+
+export function writePulledRecord(cachePath: string, record: PulledRecord): void {
+  fs.writeFileSync(pulledRecordPath(cachePath), `${JSON.stringify(record, null, 2)}\n`);
+}
