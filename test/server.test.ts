@@ -264,6 +264,50 @@ describe('chai-attn serve (OpenAI API over continuous batching)', () => {
     expect(tooLong.code).toBe('context_length_exceeded');
   });
 
+  test('response_format other than text, more than 4 stop strings: 400 naming the param and the reason', async () => {
+    const refused = (await openai.chat.completions
+      .create({ model: 'stories260K', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' } })
+      .catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+    expect([refused.status, refused.param]).toEqual([400, 'response_format']);
+    expect(refused.message).toMatch(/only \{ type: 'text' \} is supported/);
+    const text = await openai.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'x' }], max_tokens: 2, response_format: { type: 'text' } });
+    expect(text.choices).toHaveLength(1);
+    const stops = (await openai.completions.create({ model: 'stories260K', prompt: 'x', stop: ['a', 'b', 'c', 'd', 'e'] }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+    expect([stops.status, stops.param]).toEqual([400, 'stop']);
+    expect(stops.message).toMatch(/at most 4 stop strings/);
+  });
+
+  test('another method on a known path is 405 with Allow', async () => {
+    const get = await fetch(`${server.url}/v1/completions`);
+    expect([get.status, get.headers.get('allow')]).toEqual([405, 'POST']);
+    expect(((await get.json()) as { error: { code: string } }).error.code).toBe('method_not_allowed');
+    const post = await fetch(`${server.url}/v1/models`, { method: 'POST' });
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toMatch(/GET/);
+    expect((await fetch(`${server.url}/v1/nothing`)).status).toBe(404);
+  });
+
+  test('an array of prompts gets one choice per prompt, in order, streamed or not', async () => {
+    const prompts = [PROMPTS[0], PROMPTS[1], PROMPTS[2]];
+    const expected = await Promise.all(prompts.map((p) => alone(p, 8)));
+    const r = await openai.completions.create({ model: 'stories260K', prompt: prompts, max_tokens: 8, temperature: 0 });
+    expect(r.choices.map((c) => [c.index, c.text])).toEqual(expected.map((text, i) => [i, text]));
+    expect(r.usage!.completion_tokens).toBe(24);
+    const ids = prompts.map((p) => model.tokenizer.encode(p, { addBos: model.tokenizer.addBos }));
+    const fromIds = await openai.completions.create({ model: 'stories260K', prompt: ids, max_tokens: 8, temperature: 0 });
+    expect(fromIds.choices.map((c) => c.text)).toEqual(expected);
+    const streamed = ['', '', ''];
+    const finished: number[] = [];
+    for await (const chunk of await openai.completions.create({ model: 'stories260K', prompt: prompts, max_tokens: 8, temperature: 0, stream: true })) {
+      for (const c of chunk.choices) {
+        streamed[c.index] += c.text;
+        if (c.finish_reason) finished.push(c.index);
+      }
+    }
+    expect(streamed).toEqual(expected);
+    expect(finished.sort()).toEqual([0, 1, 2]);
+  });
+
   test('a wrong or missing API key gets 401; the right one passes; /health stays open', async () => {
     const guarded = await start({ apiKey: 'sesame' });
     const wrong = await client(guarded, 'nope').models.list().catch((e: unknown) => e);
@@ -289,6 +333,7 @@ describe('chai-attn serve (OpenAI API over continuous batching)', () => {
     const third = await c.completions.create({ model: 'stories260K', prompt: PROMPTS[2], max_tokens: 8 }).catch((e: unknown) => e);
     expect(third).toBeInstanceOf(OpenAI.RateLimitError);
     expect((third as InstanceType<typeof OpenAI.APIError>).code).toBe('queue_full');
+    expect((third as InstanceType<typeof OpenAI.APIError>).headers?.get('retry-after')).toMatch(/^\d+$/);
     expect(await firstDone).toBeGreaterThan(100);
     expect((await second).choices[0].text).toBe(await alone(PROMPTS[1], 8));
   });
