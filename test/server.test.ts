@@ -277,6 +277,19 @@ describe('chai-attn serve (OpenAI API over continuous batching)', () => {
     expect(stops.message).toMatch(/at most 4 stop strings/);
   });
 
+  test('penalties, repeat penalty and min_p are applied as a session applies them; out of range is 400', async () => {
+    const sampling = { frequency_penalty: 0.8, presence_penalty: 0.3, repeat_penalty: 1.3, repeat_last_n: 16, min_p: 0.2, temperature: 1, seed: 7 };
+    const r = await openai.completions.create({ model: 'stories260K', prompt: PROMPTS[0], max_tokens: 24, ...sampling } as Parameters<typeof openai.completions.create>[0] & { stream?: false });
+    const session = model.createSession();
+    const stream = session.generate(PROMPTS[0], { maxNewTokens: 24, frequencyPenalty: 0.8, presencePenalty: 0.3, repeatPenalty: 1.3, repeatLastN: 16, minP: 0.2, temperature: 1, seed: 7, topK: 0, topP: 1 });
+    let step = await stream.next();
+    while (!step.done) step = await stream.next();
+    await session.dispose();
+    expect(r.choices[0].text).toBe(step.value.text);
+    const refused = (await openai.completions.create({ model: 'stories260K', prompt: 'x', frequency_penalty: 3 }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+    expect([refused.status, refused.param]).toEqual([400, 'frequency_penalty']);
+  });
+
   test('another method on a known path is 405 with Allow', async () => {
     const get = await fetch(`${server.url}/v1/completions`);
     expect([get.status, get.headers.get('allow')]).toEqual([405, 'POST']);

@@ -16,7 +16,7 @@ interface ChatFlags extends GenerationFlags {
 
 /** One user turn per line of stdin (a terminal or a pipe); replies stream to stdout. */
 async function chat(flags: ChatFlags): Promise<void> {
-  const model = await loadModel(flags.model, { device: flags.device, kvCacheType: flags.kvCache });
+  const model = await loadModel(flags.model, { device: flags.device, kvCacheType: flags.kvCache, threads: flags.threads });
   let conversation: ChatSession;
   try {
     conversation = new ChatSession(model, {

@@ -65,8 +65,12 @@ const samplingFields = {
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
   n: z.literal(1, { message: 'only n = 1 is supported' }).nullish(),
-  presence_penalty: unsupported('presence_penalty', 0),
-  frequency_penalty: unsupported('frequency_penalty', 0),
+  // OpenAI's additive penalties over the generated tokens; llama.cpp's repeat penalty (prompt included) and min_p.
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  repeat_penalty: z.number().gt(0).nullish(),
+  repeat_last_n: z.number().int().min(-1).nullish(),
+  min_p: z.number().min(0).max(1).nullish(),
   // Token id (as a string) -> bias added to its logit before sampling, in OpenAI's range.
   logit_bias: z.record(z.string().regex(/^\d+$/, { message: 'keys must be token ids' }), z.number().min(-100).max(100)).nullish(),
   logprobs: unsupported('logprobs', false, 0),
@@ -279,6 +283,11 @@ export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: Serv
             topP: body.top_p ?? 1,
             seed,
             logitBias,
+            minP: body.min_p ?? undefined,
+            frequencyPenalty: body.frequency_penalty ?? undefined,
+            presencePenalty: body.presence_penalty ?? undefined,
+            repeatPenalty: body.repeat_penalty ?? undefined,
+            repeatLastN: body.repeat_last_n ?? undefined,
             stop: stops,
             signal: controller.signal,
             onText: stream
