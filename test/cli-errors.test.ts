@@ -60,6 +60,13 @@ describe('serve refuses before it listens', () => {
     }
   });
 
+  test('a --cors-origin that is not an origin names --cors-origin', () => {
+    const r = chaiAttn(['serve', '--model', stories, '--port', '0', '--cors-origin', 'localhost:5173/app']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(ONE_ERROR_LINE);
+    expect(r.stderr).toMatch(/^chai-attn: E_INVALID_ARGUMENT: --cors-origin must be '\*' or an origin/);
+  });
+
   test('a --host that does not resolve names --host', () => {
     const r = chaiAttn(['serve', '--model', stories, '--port', '0', '--host', 'no-such-host.invalid']);
     expect(r.status).toBe(1);

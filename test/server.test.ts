@@ -331,6 +331,31 @@ describe('chai-attn serve (OpenAI API over continuous batching)', () => {
     expect((await fetch(`${guarded.url}/health`)).status).toBe(200);
   });
 
+  test('CORS: off by default; with corsOrigin a preflight is answered without the key, real requests still need it', async () => {
+    const preflight = { method: 'OPTIONS', headers: { origin: 'http://localhost:5173', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' } };
+    const closed = await fetch(`${server.url}/v1/chat/completions`, preflight);
+    expect(closed.headers.get('access-control-allow-origin')).toBeNull();
+    expect((await fetch(`${server.url}/v1/models`, { headers: { origin: 'http://localhost:5173' } })).headers.get('access-control-allow-origin')).toBeNull();
+
+    const open = await start({ apiKey: 'sesame', corsOrigin: 'http://localhost:5173' });
+    const answered = await fetch(`${open.url}/v1/chat/completions`, preflight);
+    expect(answered.status).toBe(204);
+    expect(answered.headers.get('access-control-allow-origin')).toBe('http://localhost:5173');
+    expect(answered.headers.get('access-control-allow-methods')).toMatch(/POST/);
+    const body = JSON.stringify({ model: 'stories260K', prompt: 'x', max_tokens: 1 });
+    const headers = { origin: 'http://localhost:5173', 'content-type': 'application/json' };
+    const noKey = await fetch(`${open.url}/v1/completions`, { method: 'POST', headers, body });
+    expect(noKey.status).toBe(401);
+    expect(noKey.headers.get('access-control-allow-origin')).toBe('http://localhost:5173'); // the page can read why
+    const withKey = await fetch(`${open.url}/v1/completions`, { method: 'POST', headers: { ...headers, authorization: 'Bearer sesame' }, body });
+    expect(withKey.status).toBe(200);
+    expect(withKey.headers.get('access-control-allow-origin')).toBe('http://localhost:5173');
+
+    const any = await start({ corsOrigin: '*' });
+    expect((await fetch(`${any.url}/v1/models`, { headers: { origin: 'https://example.org' } })).headers.get('access-control-allow-origin')).toBe('*');
+    await expect(start({ corsOrigin: 'localhost:5173/app' })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT', option: 'corsOrigin' });
+  });
+
   test('a full queue answers 429; the requests already taken still finish', async () => {
     const busy = await start({ maxConcurrent: 1, maxQueue: 1 });
     const c = client(busy);

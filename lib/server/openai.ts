@@ -1,4 +1,5 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
+import cors from '@fastify/cors';
 import Fastify, { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { encodeChatPrompt } from '../chat/template';
@@ -15,6 +16,8 @@ export interface OpenAiAppOptions {
   apiKey?: string;
   /** How chats become prompts. */
   chatFormat: ChatFormat;
+  /** Browser pages of this origin ('*': any) may call the API (CORS); none: same origin only. */
+  corsOrigin?: string;
 }
 
 /** An error in OpenAI's shape: `{ error: { message, type, param, code } }` with an HTTP status. */
@@ -190,9 +193,18 @@ export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: Serv
   const created = Math.floor(Date.now() / 1000);
   let stopping = false;
 
+  if (options.corsOrigin !== undefined) {
+    // Answers preflights (which carry no credentials) itself, and adds the CORS headers to every answer, errors included.
+    app.register(cors, { origin: options.corsOrigin === '*' ? '*' : options.corsOrigin, methods: ['GET', 'POST'], maxAge: 600 });
+  }
+
   app.addHook('onRequest', async (request, reply) => {
     const endpoint = request.routeOptions.url ?? 'unknown';
     reply.raw.once('close', () => metrics.countRequest(endpoint, reply.raw.writableFinished ? String(reply.raw.statusCode) : 'cancelled'));
+  });
+
+  // After every onRequest hook (CORS's among them), before the body is read.
+  app.addHook('preParsing', async (request) => {
     if (options.apiKey !== undefined && request.url.startsWith('/v1/') && !checkApiKey(request.headers.authorization, options.apiKey)) {
       throw new ApiError(401, 'a valid API key is needed: send the header "Authorization: Bearer <key>"', 'invalid_request_error', 'invalid_api_key');
     }

@@ -16,6 +16,8 @@ export interface ServeOptions extends Omit<SchedulerOptions, 'observer'> {
   modelId?: string;
   /** How chats become prompts. Default: chatFormatFor(model), the model's chat template when it has one. */
   chatFormat?: ChatFormat;
+  /** Browser pages of this origin (scheme://host[:port]) or of any ('*') may call the API. Default: none (no CORS). */
+  corsOrigin?: string;
 }
 
 export interface RunningServer {
@@ -30,6 +32,15 @@ export interface RunningServer {
    * graceMs, default: no limit, they are cancelled) and resolves once every connection is closed.
    */
   close(graceMs?: number): Promise<void>;
+}
+
+/** scheme://host[:port], exactly as a browser sends it in its Origin header. */
+function isOrigin(value: string): boolean {
+  try {
+    return new URL(value).origin === value;
+  } catch {
+    return false;
+  }
 }
 
 /** Binds the server; a port out of range, in use, or a host that does not resolve is E_INVALID_ARGUMENT naming the option. */
@@ -54,7 +65,11 @@ export async function serveModel(model: Model, options: ServeOptions = {}): Prom
   const scheduler = new Scheduler(model, { ...options, observer: metrics.observer });
   metrics.watch(scheduler, model);
   const modelId = options.modelId ?? path.basename(model.path).replace(/\.gguf$/i, '');
-  const app = buildOpenAiApp(model, scheduler, metrics, { modelId, apiKey: options.apiKey, chatFormat: options.chatFormat ?? chatFormatFor(model) });
+  const corsOrigin = options.corsOrigin;
+  if (corsOrigin !== undefined && corsOrigin !== '*' && !isOrigin(corsOrigin)) {
+    throw invalidOption('corsOrigin', `must be '*' or an origin such as http://localhost:5173 (scheme, host and port only), got '${corsOrigin}'`);
+  }
+  const app = buildOpenAiApp(model, scheduler, metrics, { modelId, apiKey: options.apiKey, chatFormat: options.chatFormat ?? chatFormatFor(model), corsOrigin });
   const host = options.host ?? '127.0.0.1';
   await listen(app, host, options.port ?? 8080);
   const address = app.server.address();
