@@ -302,3 +302,37 @@ describe('chai-attn pull', () => {
     });
   });
 });
+
+describe('chai-attn list and rm', () => {
+  const run = promisify(execFile);
+  let own: NodeJS.ProcessEnv;
+  beforeAll(() => {
+    own = { ...env, CHAI_CACHE_DIR: path.join(cache, 'list') };
+  });
+
+  test('list names every pulled model with its size, sha256 and path; rm deletes one with its record', async () => {
+    const empty = await run(process.execPath, [cli, 'list'], { env: own });
+    expect(empty.stdout).toMatch(/^no models in .*chai-attn pull NAME/);
+    const hf = await pullModel('hf:ggml-org/models/list/a.gguf', { env: own });
+    const url = await pullModel(`${base}/files/list-b.gguf`, { env: own });
+    fs.rmSync(`${url.path}.pulled.json`); // as an older pull left it: hashed now, named by its place
+    const listed = JSON.parse((await run(process.execPath, [cli, 'list', '--json'], { env: own })).stdout);
+    expect(listed).toEqual([
+      { name: 'hf:ggml-org/models/list/a.gguf', path: hf.path, bytes: bytes.length, sha256 },
+      { name: path.join('urls', `127.0.0.1_${new URL(base).port}`, 'files', 'list-b.gguf'), path: url.path, bytes: bytes.length, sha256 },
+    ]);
+    const text = (await run(process.execPath, [cli, 'list'], { env: own })).stdout;
+    expect(text).toContain(`hf:ggml-org/models/list/a.gguf\n  1.1 MiB, sha256 ${sha256}\n  ${hf.path}\n`);
+
+    const removed = await run(process.execPath, [cli, 'rm', 'hf:ggml-org/models/list/a.gguf'], { env: own });
+    expect(removed.stdout).toBe(`removed ${hf.path}\n`);
+    expect(fs.existsSync(hf.path) || fs.existsSync(`${hf.path}.pulled.json`)).toBe(false);
+    expect(fs.existsSync(path.dirname(hf.path))).toBe(false); // no empty folders left
+    await run(process.execPath, [cli, 'rm', listed[1].name], { env: own }); // a name as list shows it
+    expect(JSON.parse((await run(process.execPath, [cli, 'list', '--json'], { env: own })).stdout)).toEqual([]);
+    await expect(run(process.execPath, [cli, 'rm', 'hf:ggml-org/models/list/a.gguf'], { env: own })).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/^chai-attn: E_MODEL_NOT_FOUND: .*chai-attn list/),
+    });
+  });
+});

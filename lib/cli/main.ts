@@ -11,6 +11,7 @@ import { registerEvalCommand } from './eval';
 import { interrupted } from './format';
 import { registerGenerateCommand } from './generate';
 import { registerInfoCommand } from './info';
+import { registerModelsCommands } from './models';
 import { registerPullCommand } from './pull';
 import { registerServeCommand } from './serve';
 
@@ -28,6 +29,7 @@ async function main(argv: string[]): Promise<void> {
   registerCalibrateCommand(program);
   registerEvalCommand(program);
   registerPullCommand(program);
+  registerModelsCommands(program);
   registerServeCommand(program);
   await program.parseAsync(argv);
 }

@@ -5,7 +5,7 @@ import { createHash, Hash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ChaiError, invalidOption } from '../errors';
-import { parseModelName, PulledRecord, readPulledRecord, RemoteModel, writePulledRecord } from './cache';
+import { parseModelName, PulledRecord, readPulledRecord, RemoteModel, sha256Of, writePulledRecord } from './cache';
 
 export interface PullProgress {
   /** Bytes of the file present so far (a resumed download starts above 0). */
@@ -303,9 +303,7 @@ async function cached(remote: RemoteModel, expected: string | undefined): Promis
   const record = readPulledRecord(remote.cachePath);
   let sha256 = record?.bytes === bytes ? record.sha256 : undefined;
   if (sha256 === undefined || expected !== undefined) {
-    const digest = createHash('sha256');
-    await hashExisting(remote.cachePath, digest);
-    sha256 = digest.digest('hex');
+    sha256 = await sha256Of(remote.cachePath);
     writePulledRecord(remote.cachePath, { name: remote.name, url: remote.url, bytes, sha256 });
   }
   if (expected !== undefined && sha256 !== expected) {
