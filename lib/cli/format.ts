@@ -107,14 +107,17 @@ export async function withFlags(flags: Record<string, string>, work: () => Promi
 }
 
 /**
- * An API message in the command line's words. The option at fault is named as `the X option` or
- * at the start; API identifiers (maxTokens, minTop1: never plain words) are replaced wherever they
- * appear, so a message naming several options names them all as flags.
+ * An API message in the command line's words. The option at fault becomes its flag where the
+ * message names it as `the X option`, else at its start, else at its first mention; API
+ * identifiers (maxTokens, minTop1: never plain words) become flags wherever they appear, so a
+ * message naming several options names them all as flags.
  */
 function inFlagWords(message: string, option: string, flags: Record<string, string>): string {
-  const identifiers = Object.keys(flags).filter((name) => /[A-Z0-9]/.test(name));
-  const names = [`the ${option} option`, `^${option}(?= )`, ...identifiers.map((name) => `(?<![\\w-])${name}\\b`)];
-  return message.replace(new RegExp(names.join('|'), 'g'), (name) => flags[name.startsWith('the ') ? option : name]);
+  const word = (name: string, global = '') => new RegExp(`(?<![\\w-])${name}\\b`, global); // not inside a flag already
+  const own = [new RegExp(`the ${option} option`), new RegExp(`^${option}(?= )`), word(option)].find((pattern) => pattern.test(message));
+  let out = own ? message.replace(own, flags[option]) : message;
+  for (const name of Object.keys(flags)) if (/[A-Z0-9]/.test(name)) out = out.replace(word(name, 'g'), flags[name]);
+  return out;
 }
 
 /** The help of every --model flag. */

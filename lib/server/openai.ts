@@ -195,7 +195,7 @@ export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: Serv
 
   if (options.corsOrigin !== undefined) {
     // Answers preflights (which carry no credentials) itself, and adds the CORS headers to every answer, errors included.
-    app.register(cors, { origin: options.corsOrigin === '*' ? '*' : options.corsOrigin, methods: ['GET', 'POST'], maxAge: 600 });
+    app.register(cors, { origin: options.corsOrigin, methods: ['GET', 'POST'], maxAge: 600 });
   }
 
   app.addHook('onRequest', async (request, reply) => {
