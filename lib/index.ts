@@ -19,6 +19,7 @@ export { measureThroughput, ThroughputOptions, Throughput } from './bench';
 export { ChatTemplate, ChatMessage, ChatRenderer, RenderOptions, chatRenderer, encodeChatPrompt } from './chat/template';
 export { ChatSession, ChatSessionOptions, ChatReply } from './chat/chat-session';
 export { pullModel, PullOptions, PullProgress, PullResult } from './models/pull';
+export { listPulledModels, removePulledModel, PulledModel } from './models/cache';
 export { modelsCacheDir, parseModelName, resolveModelPath, RemoteModel } from './models/cache';
 export { writeSafetensors, SafetensorsWriteTensor, SafetensorsDType } from './safetensors-writer';
 export { serveModel, ServeOptions, RunningServer } from './server/server';

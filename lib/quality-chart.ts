@@ -6,6 +6,10 @@ import type { ClusterPlan, MeasuredPlan, PlanQuality } from './plan';
 const PANEL_W = 420;
 const PANEL_H = 300;
 const MARGIN = { left: 64, right: 16, top: 48, bottom: 52 };
+/** On a log axis, the bottom band of the plot where 0 sits, below the lowest decade. */
+const ZERO_BAND = 18;
+/** Width of a character of the labels, in ems: enough to keep a label inside its panel. */
+const CHAR_EM = 0.6;
 
 function niceStep(span: number, ticks: number): number {
   const raw = span / ticks;
@@ -33,7 +37,7 @@ interface Panel {
   yFormat: (v: number) => string;
   /** A horizontal budget line, when the budget is on this axis. */
   limit?: { value: number; label: string };
-  /** A log scale from the power of ten below the smallest positive value (0 sits on the bottom edge). */
+  /** A log scale from the power of ten below the smallest positive value; 0 sits on the axis floor, marked 0, below it. */
   log?: boolean;
 }
 
@@ -48,10 +52,17 @@ function panelSvg(ox: number, panel: Panel, series: Series[], chosen: { x: numbe
   const plotW = PANEL_W - MARGIN.left - MARGIN.right;
   const plotH = PANEL_H - MARGIN.top - MARGIN.bottom;
   const X = (v: number): number => ox + MARGIN.left + (v / xMax) * plotW;
+  const decadesH = plotH - ZERO_BAND;
   const Y = (v: number): number =>
     log
-      ? MARGIN.top + plotH - (v <= yMin ? 0 : (Math.log10(v / yMin) / Math.log10(yMax / yMin)) * plotH)
+      ? MARGIN.top + plotH - (v <= 0 ? 0 : ZERO_BAND + (Math.log10(v / yMin) / Math.log10(yMax / yMin)) * decadesH)
       : MARGIN.top + plotH - ((v - yMin) / (yMax - yMin)) * plotH;
+  const right = ox + PANEL_W - MARGIN.right;
+  /** A label beside a point: to its right, or to its left where it would pass the panel's edge. */
+  const label = (x: number, y: number, text: string, fontSize: number, attributes: string): string => {
+    const fits = x + 6 + text.length * fontSize * CHAR_EM <= right;
+    return `<text x="${(fits ? x + 6 : x - 6).toFixed(1)}" y="${y.toFixed(1)}" font-size="${fontSize}"${fits ? '' : ' text-anchor="end"'} ${attributes}>${escapeXml(text)}</text>`;
+  };
   const out: string[] = [];
   out.push(`<text x="${ox + MARGIN.left}" y="${MARGIN.top - 22}" font-size="13" font-weight="bold">${escapeXml(panel.title)}</text>`);
   out.push(`<rect x="${ox + MARGIN.left}" y="${MARGIN.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#888"/>`);
@@ -63,10 +74,11 @@ function panelSvg(ox: number, panel: Panel, series: Series[], chosen: { x: numbe
   const yStep = niceStep(yMax - yMin, 5);
   const yTicks: number[] = [];
   if (log) for (let v = yMin; v <= yMax * 1.0001; v *= 10) yTicks.push(v);
+  if (log) yTicks.unshift(0);
   else for (let v = Math.ceil(yMin / yStep) * yStep; v <= yMax + 1e-12; v += yStep) yTicks.push(v);
   for (const v of yTicks) {
     out.push(`<line x1="${ox + MARGIN.left}" y1="${Y(v).toFixed(1)}" x2="${ox + MARGIN.left + plotW}" y2="${Y(v).toFixed(1)}" stroke="#eee"/>`);
-    out.push(`<text x="${ox + MARGIN.left - 6}" y="${(Y(v) + 3).toFixed(1)}" font-size="10" text-anchor="end">${panel.yFormat(v)}</text>`);
+    out.push(`<text x="${ox + MARGIN.left - 6}" y="${(Y(v) + 3).toFixed(1)}" font-size="10" text-anchor="end">${v === 0 ? '0' : panel.yFormat(v)}</text>`);
   }
   out.push(`<text x="${ox + MARGIN.left + plotW / 2}" y="${PANEL_H - 12}" font-size="11" text-anchor="middle">K+V cache bytes saved (% of full attention)</text>`);
   out.push(
@@ -90,13 +102,13 @@ function panelSvg(ox: number, panel: Panel, series: Series[], chosen: { x: numbe
           ? `<circle cx="${cx}" cy="${cy}" r="3.5" fill="${s.color}"><title>${escapeXml(p.label)}</title></circle>`
           : `<rect x="${(Number(cx) - 3.5).toFixed(1)}" y="${(Number(cy) - 3.5).toFixed(1)}" width="7" height="7" fill="${s.color}"><title>${escapeXml(p.label)}</title></rect>`,
       );
-      if (s.shape === 'circle') out.push(`<text x="${(Number(cx) + 5).toFixed(1)}" y="${(Number(cy) - 5).toFixed(1)}" font-size="9" fill="${s.color}">${escapeXml(p.label)}</text>`);
+      if (s.shape === 'circle') out.push(label(Number(cx), Number(cy) - 5, p.label, 9, `fill="${s.color}"`));
     }
   }
   const cx = X(chosen.x).toFixed(1);
   const cy = Y(chosen.y).toFixed(1);
   out.push(`<circle cx="${cx}" cy="${cy}" r="8" fill="none" stroke="#d62728" stroke-width="2"/>`);
-  out.push(`<text x="${(Number(cx) + 10).toFixed(1)}" y="${(Number(cy) + 14).toFixed(1)}" font-size="10" fill="#d62728" font-weight="bold">chosen</text>`);
+  out.push(label(Number(cx) + 4, Number(cy) + 14, 'chosen', 10, 'fill="#d62728" font-weight="bold"'));
   return out.join('');
 }
 
@@ -147,10 +159,16 @@ export function calibrationChartSvg(plan: ClusterPlan): string {
   const width = 2 * PANEL_W;
   const height = PANEL_H + 84;
   const budget = Object.entries(cal.budget).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
-  const title = `CHAI calibration (${cal.rule}, budget ${budget}): chosen ${plan.clusters.join(' ')} saves ${(100 * m.bytesSavedFraction).toFixed(1)}% at KL ${m.klMean.toFixed(4)}, top-1 ${(100 * m.top1Agreement).toFixed(1)}%`;
+  const title = `CHAI calibration (${cal.rule === 'elbow' ? 'elbow rule' : `${cal.rule}, budget ${budget}`}): chosen ${plan.clusters.join(' ')} saves ${(100 * m.bytesSavedFraction).toFixed(1)}% at KL ${m.klMean.toFixed(4)}, top-1 ${(100 * m.top1Agreement).toFixed(1)}%`;
+  // The key names only what this chart draws: orange points exist for the budget rule alone.
+  const key = [
+    `Blue: every layer at k clusters (k=${heads} of ${heads}: full attention, KL 0 on the axis floor)`,
+    ...(budgeted.length > 0 ? ['orange: the budget search at other budgets'] : []),
+    `red ring: the plan chosen by ${cal.rule === 'elbow' ? "the elbow rule (each layer's inertia knee)" : 'the budget'}`,
+  ];
   const notes = [
     `Measured on ${cal.windows} windows of ${cal.windowTokens} tokens of the calibration text (sha256 ${cal.textSha256.slice(0, 12)}…).`,
-    'Blue: every layer at k clusters (k=8 of 8: full attention, KL 0 on the bottom edge); orange: the budget search at other budgets; red ring: the chosen plan.',
+    `${key.join('; ')}.`,
   ];
   return (
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">` +

@@ -11,7 +11,23 @@ export interface SamplingOptions {
   seed?: number;
   /** Added to the logits of these token ids before sampling (OpenAI's logit_bias; -Infinity bans a token). */
   logitBias?: Readonly<Record<number, number>>;
+  /** Drop tokens less likely than minP times the most likely one (after temperature), in [0, 1]. Default 0 (off). */
+  minP?: number;
+  /** OpenAI's: subtracted from a token's logit for each time this generation produced it, in [-2, 2]. Default 0. */
+  frequencyPenalty?: number;
+  /** OpenAI's: subtracted from a token's logit once this generation has produced it, in [-2, 2]. Default 0. */
+  presencePenalty?: number;
+  /**
+   * llama.cpp's: the logits of the tokens among the last repeatLastN of the sequence (prompt
+   * included) are divided by this where positive, multiplied where negative; > 0. Default 1 (off).
+   */
+  repeatPenalty?: number;
+  /** How many of the latest tokens repeatPenalty looks at: -1 = the whole sequence, 0 = none. Default 64, as llama.cpp. */
+  repeatLastN?: number;
 }
+
+/** SamplingOptions checked, with their defaults filled in. */
+export type ValidSampling = Required<Omit<SamplingOptions, 'logitBias'>> & Pick<SamplingOptions, 'logitBias'>;
 
 /** mulberry32: a tiny seeded generator, uniform in [0, 1). */
 export function seededRandom(seed: number): () => number {
@@ -31,8 +47,14 @@ export function argmax(logits: ArrayLike<number>): number {
   return best;
 }
 
+function inRange(o: SamplingOptions, option: 'minP' | 'frequencyPenalty' | 'presencePenalty', low: number, high: number, fallback: number): number {
+  const value = o[option] ?? fallback;
+  if (typeof value !== 'number' || !(value >= low && value <= high)) throw invalidOption(option, `must be a number in [${low}, ${high}], got ${String(o[option])}`);
+  return value;
+}
+
 /** Checks the options once per generation (logitBias ids against `vocabSize`); sampling each token then trusts them. */
-export function validateSampling(o: SamplingOptions, vocabSize: number): Required<Omit<SamplingOptions, 'seed' | 'logitBias'>> & { seed: number } {
+export function validateSampling(o: SamplingOptions, vocabSize: number): ValidSampling {
   const temperature = o.temperature ?? 0.8;
   const topK = o.topK ?? 40;
   const topP = o.topP ?? 0.95;
@@ -49,7 +71,73 @@ export function validateSampling(o: SamplingOptions, vocabSize: number): Require
     }
     if (typeof value !== 'number' || Number.isNaN(value)) throw invalidOption('logitBias', `for token ${key} must be a number`);
   }
-  return { temperature, topK, topP, seed };
+  const repeatPenalty = o.repeatPenalty ?? 1;
+  if (typeof repeatPenalty !== 'number' || !(repeatPenalty > 0) || !Number.isFinite(repeatPenalty)) throw invalidOption('repeatPenalty', `must be a number > 0 (1 = off), got ${String(o.repeatPenalty)}`);
+  const repeatLastN = o.repeatLastN ?? 64;
+  if (!Number.isInteger(repeatLastN) || repeatLastN < -1) throw invalidOption('repeatLastN', `must be an integer >= -1 (-1: the whole sequence), got ${String(o.repeatLastN)}`);
+  return {
+    temperature,
+    topK,
+    topP,
+    seed,
+    logitBias: o.logitBias,
+    minP: inRange(o, 'minP', 0, 1, 0),
+    frequencyPenalty: inRange(o, 'frequencyPenalty', -2, 2, 0),
+    presencePenalty: inRange(o, 'presencePenalty', -2, 2, 0),
+    repeatPenalty,
+    repeatLastN,
+  };
+}
+
+/**
+ * The sampler of one generation: its options (checked once), its seeded generator, and what the
+ * penalties look at: the sequence so far (for repeatPenalty) and the tokens this generation
+ * produced (for the frequency and presence penalties). Sessions and the server use it alike.
+ */
+export class TokenSampler {
+  private readonly options: ValidSampling;
+  private readonly random: () => number;
+  /** The latest tokens of the sequence, at most repeatLastN of them (all with -1). */
+  private readonly recent: number[];
+  /** Times each token was produced by this generation. */
+  private readonly produced = new Map<number, number>();
+
+  /** `sequence`: the tokens before the first one sampled, the prompt included. */
+  constructor(options: SamplingOptions, vocabSize: number, sequence: readonly number[]) {
+    this.options = validateSampling(options, vocabSize);
+    this.random = seededRandom(this.options.seed);
+    this.recent = [];
+    for (const token of sequence) this.remember(token);
+  }
+
+  /** Samples the next token from the logits (a copy is adjusted; the input is left alone) and records it. */
+  next(logits: Float32Array): number {
+    const token = sample(this.adjusted(logits), this.options, this.random);
+    this.produced.set(token, (this.produced.get(token) ?? 0) + 1);
+    this.remember(token);
+    return token;
+  }
+
+  /** The logits as sampling sees them: logit bias, then the repeat, frequency and presence penalties. */
+  adjusted(logits: Float32Array): Float32Array {
+    const o = this.options;
+    const penalize = o.repeatPenalty !== 1 && this.recent.length > 0;
+    const count = o.frequencyPenalty !== 0 || o.presencePenalty !== 0 ? this.produced : null;
+    if (!penalize && (count === null || count.size === 0)) return biasLogits(logits, o.logitBias);
+    const out = o.logitBias ? biasLogits(logits, o.logitBias) : Float32Array.from(logits);
+    if (penalize) {
+      for (const token of new Set(this.recent)) out[token] = out[token] > 0 ? out[token] / o.repeatPenalty : out[token] * o.repeatPenalty;
+    }
+    for (const [token, n] of count ?? []) out[token] -= n * o.frequencyPenalty + o.presencePenalty;
+    return out;
+  }
+
+  private remember(token: number): void {
+    const keep = this.options.repeatLastN;
+    if (keep === 0) return;
+    this.recent.push(token);
+    if (keep > 0 && this.recent.length > keep) this.recent.shift();
+  }
 }
 
 /** The logits with `bias` added (a copy; the input is left alone); validateSampling checked the ids. */
@@ -110,8 +198,8 @@ function checkFinite(logits: Float32Array): void {
   if (max === -Infinity) throw new ChaiError('E_NON_FINITE', 'every logit is -Infinity: the model gives no token any probability; check the model file');
 }
 
-/** Picks the next token: greedy at temperature 0, else temperature → top-k → top-p → draw. */
-export function sample(logits: Float32Array, o: { temperature: number; topK: number; topP: number }, random: () => number): number {
+/** Picks the next token: greedy at temperature 0, else temperature → top-k → top-p → min-p → draw. */
+export function sample(logits: Float32Array, o: { temperature: number; topK: number; topP: number; minP?: number }, random: () => number): number {
   checkFinite(logits);
   if (o.temperature === 0) return argmax(logits);
   let ids = topTokens(logits, o.topK);
@@ -125,6 +213,16 @@ export function sample(logits: Float32Array, o: { temperature: number; topK: num
     ids = ids.slice(0, keep);
     probs = probs.slice(0, keep);
     total = cumulative;
+  }
+  if (o.minP) {
+    // probs are sorted, most likely first: the first one less likely than minP times it ends the list.
+    const floor = o.minP * probs[0];
+    const end = probs.findIndex((p) => p < floor);
+    if (end > 0) {
+      ids = ids.slice(0, end);
+      probs = probs.slice(0, end);
+      total = probs.reduce((sum, p) => sum + p, 0);
+    }
   }
   let r = random() * total;
   for (let i = 0; i < ids.length; i++) {

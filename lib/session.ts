@@ -3,7 +3,8 @@ import { native } from './native';
 import type { SessionHost } from './model-info';
 import { ClusterPlan } from './plan';
 import { loadCachedPlan } from './plan-cache';
-import { biasLogits, sample, SamplingOptions, seededRandom, validateSampling } from './sampling';
+import { SamplingOptions, TokenSampler, validateSampling } from './sampling';
+import { StopStrings } from './stop-strings';
 import { StreamingDecoder } from './tokenizer';
 
 export interface SessionOptions {
@@ -58,6 +59,8 @@ export interface GenerateOptions extends SamplingOptions {
   maxNewTokens?: number;
   /** Stops generation between tokens; the iterator then throws the signal's reason. */
   signal?: AbortSignal;
+  /** Strings that end the generation: the text stops before the first one to appear (finishReason 'stopString'). */
+  stop?: readonly string[];
 }
 
 export interface GeneratedToken {
@@ -66,7 +69,7 @@ export interface GeneratedToken {
   text: string;
 }
 
-export type FinishReason = 'maxNewTokens' | 'endOfGeneration' | 'contextFull';
+export type FinishReason = 'maxNewTokens' | 'endOfGeneration' | 'contextFull' | 'stopString';
 
 export interface GenerationResult {
   promptTokens: number[];
@@ -192,6 +195,13 @@ export class Session {
 
   private async run(tokens: number[], allLogits: boolean): Promise<Float32Array> {
     const handle = this.live();
+    if (this.history.length + tokens.length > this.maxTokens) {
+      throw new ChaiError(
+        'E_CONTEXT_OVERFLOW',
+        `${this.history.length} + ${tokens.length} tokens pass this session's maxTokens (${this.maxTokens}): use a larger maxTokens or a shorter prompt`,
+        { option: 'maxTokens' },
+      );
+    }
     const logits = await this.model.evaluateBatched(handle, Int32Array.from(tokens), allLogits);
     this.history.push(...tokens);
     return logits;
@@ -229,7 +239,8 @@ export class Session {
   }
 
   private async *generateTokens(prompt: string | readonly number[], options: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult> {
-    const sampling = validateSampling(options, this.model.info.vocabSize);
+    validateSampling(options, this.model.info.vocabSize); // before the prompt is evaluated
+    const stops = new StopStrings(options.stop);
     const maxNewTokens = options.maxNewTokens ?? 256;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
       throw invalidOption('maxNewTokens', `must be an integer >= 0, got ${String(options.maxNewTokens)}`);
@@ -242,27 +253,31 @@ export class Session {
     if (promptTokens.length === 0) throw new ChaiError('E_INVALID_ARGUMENT', 'the prompt is empty');
     options.signal?.throwIfAborted();
 
-    const random = seededRandom(sampling.seed);
     const decoder = new StreamingDecoder(tokenizer);
     const generated: number[] = [];
     let text = '';
     let start = performance.now();
     let logits = await this.serial(() => this.run(promptTokens, false));
+    const sampler = new TokenSampler(options, this.model.info.vocabSize, this.history);
     const prefillSeconds = (performance.now() - start) / 1000;
     let decodeSeconds = 0;
     let decodeSteps = 0;
     let finishReason: FinishReason = 'maxNewTokens';
     while (generated.length < maxNewTokens) {
       options.signal?.throwIfAborted();
-      const token = sample(biasLogits(logits, options.logitBias), sampling, random);
+      const token = sampler.next(logits);
       if (tokenizer.isEndOfGeneration(token)) {
         finishReason = 'endOfGeneration';
         break;
       }
       generated.push(token);
-      const piece = decoder.push(token);
-      text += piece;
-      yield { token, text: piece };
+      const piece = stops.push(decoder.push(token));
+      text += piece.text;
+      yield { token, text: piece.text };
+      if (piece.stopped) {
+        finishReason = 'stopString';
+        break;
+      }
       if (generated.length === maxNewTokens) break;
       if (this.history.length >= this.maxTokens) {
         finishReason = 'contextFull';
@@ -273,7 +288,7 @@ export class Session {
       decodeSeconds += (performance.now() - start) / 1000;
       decodeSteps++;
     }
-    text += decoder.flush();
+    if (finishReason !== 'stopString') text += stops.flush() + decoder.flush();
     return { promptTokens, tokens: generated, text, finishReason, prefillSeconds, decodeSeconds, decodeSteps };
   }
 

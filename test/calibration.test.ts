@@ -114,6 +114,36 @@ describe('the calibration chart', () => {
     expect(svg.match(/<circle [^>]*r="3.5"/g)).toHaveLength(2 * 8);
     expect(() => calibrationChartSvg(ClusterPlan.create(model.info, [8, 8, 8]))).toThrow(/calibration record/);
   });
+
+  test("follows the model's head count and the rule; KL 0 sits on the axis floor, marked 0; labels stay inside their panel", async () => {
+    const file4 = path.join(dir, 'four-heads.gguf');
+    writeSyntheticLlama(file4, { layers: 2, embeddingLength: 32, heads: 4, kvHeads: 4, feedForwardLength: 48, vocabSize: 300, seed: 5, plantedGroups: [[0, 1], [2, 3]], attentionScale: 2, logitScale: 8 });
+    const four = await loadModel(file4, { device: 'cpu' });
+    try {
+      const elbow = calibrationChartSvg(await calibrate(four, BUILTIN_CALIBRATION_TEXT, { ...small, rule: 'elbow' }));
+      expect(elbow).toContain('k=4 of 4: full attention');
+      expect(elbow).not.toMatch(/k=8|orange/);
+      expect(elbow).toContain('chosen by the elbow rule');
+      expect(elbow).toContain('CHAI calibration (elbow rule): chosen 2 2');
+      expect(calibrationChartSvg(await calibrate(four, BUILTIN_CALIBRATION_TEXT, small))).toContain('orange: the budget search');
+
+      // The KL panel: its frame, the full-attention point (KL 0) and the axis labels.
+      const frame = /<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)" fill="none"/.exec(elbow)!.slice(1).map(Number);
+      const floor = frame[1] + frame[3];
+      const full = /<circle cx="[\d.]+" cy="([\d.]+)" r="3.5"[^>]*><title>k=4<\/title>/.exec(elbow)!;
+      expect(Number(full[1])).toBeCloseTo(floor, 1);
+      expect(elbow).toContain(`y="${(floor + 3).toFixed(1)}" font-size="10" text-anchor="end">0</text>`);
+      // Point labels and 'chosen' (started at x, about 0.6 em a character) end inside their panel.
+      const width = Number(/width="(\d+)"/.exec(elbow)![1]);
+      for (const [, x, size, anchor, text] of elbow.matchAll(/<text x="([\d.]+)" y="[\d.]+" font-size="(9|10)"( text-anchor="end")?[^>]*>([^<]*)<\/text>/g)) {
+        if (anchor || Number(x) < 64) continue;
+        const panelRight = Number(x) < width / 2 ? width / 2 : width;
+        expect(Number(x) + text.length * Number(size) * 0.6).toBeLessThanOrEqual(panelRight);
+      }
+    } finally {
+      four.dispose();
+    }
+  });
 });
 
 describe("chai: 'auto' is the plan cached for the model file", () => {

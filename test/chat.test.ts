@@ -1,7 +1,7 @@
 // Chat: templates from the model file rendered exactly as @huggingface/jinja renders them, a
 // ChatSession that keeps its KV cache across turns and stops at every end-of-turn token, and
 // `chai-attn chat` reading turns from a pipe.
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { ChaiError, ChatMessage, chatRenderer, ChatSession, loadModel, Model } from '../lib';
@@ -126,5 +126,38 @@ describe('chai-attn chat', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout.split('\n').filter(Boolean)).toHaveLength(2);
+  });
+});
+
+describe('chai-attn chat on a terminal (a pseudo-terminal driven by test/keyboard.py)', () => {
+  const cli = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
+  const PROMPT = '\u001b\\[0J> '; // readline clears the line, then writes the prompt
+  const CTRL_C = '\u0003';
+  const CTRL_D = '\u0004';
+  type Step = { send: string } | { expect: string; timeout?: number };
+
+  /** A chat whose greedy reply would run for thousands of tokens (seconds) unless stopped. */
+  function typeInto(steps: Step[]): { output: string; seconds: number[]; failed: number | null; status: number } {
+    const args = [path.join(__dirname, 'keyboard.py'), JSON.stringify(steps), process.execPath, cli, 'chat', '--model', LLAMA3, '--temperature', '0', '--max-tokens', '4000', '--context', '8192'];
+    return JSON.parse(execFileSync('python3', args, { encoding: 'utf8', timeout: 120_000 }));
+  }
+  const turn = (text: string): Step[] => [{ send: `${text}\r` }, { expect: `${text.replace(/[?.]/g, '\\$&')}\r*\n` }, { expect: '\\S{10}' }];
+
+  test('echoes what is typed; Ctrl-C stops a reply and returns to the prompt; Ctrl-D there exits 0', () => {
+    const r = typeInto([{ expect: PROMPT }, ...turn('Hello there'), { send: CTRL_C }, { expect: PROMPT, timeout: 10 }, ...turn('And then?'), { send: CTRL_C }, { expect: PROMPT, timeout: 10 }, { send: CTRL_D }]);
+    expect(r.failed).toBeNull();
+    expect(r.output).toContain('Hello there');
+    expect(r.output).toContain('And then?');
+    // The whole reply takes seconds (4000 tokens); a stopped one gives the prompt back at once.
+    expect(r.seconds[5]).toBeLessThan(2);
+    expect(r.seconds[10]).toBeLessThan(2);
+    expect(r.status).toBe(0);
+  });
+
+  test('Ctrl-C at the prompt exits 130, also as the second Ctrl-C after a stopped reply', () => {
+    expect(typeInto([{ expect: PROMPT }, { send: CTRL_C }]).status).toBe(130);
+    const r = typeInto([{ expect: PROMPT }, ...turn('Hello there'), { send: CTRL_C }, { expect: PROMPT, timeout: 10 }, { send: CTRL_C }]);
+    expect(r.failed).toBeNull();
+    expect(r.status).toBe(130);
   });
 });

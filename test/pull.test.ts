@@ -23,6 +23,8 @@ let requests: { url: string; range: string | undefined; authorization?: string }
 /** Paths whose next answer is cut after this many body bytes (once each). */
 const cutOnce = new Map<string, number>();
 let server: http.Server;
+/** Answers that stalled mid-body, ended when the tests finish. */
+const stalled: http.ServerResponse[] = [];
 let base: string;
 /** The same handler on another port: another host (a CDN), as far as the client can tell. */
 let cdn: http.Server;
@@ -68,6 +70,14 @@ beforeAll(async () => {
     }
     if (url.startsWith('/cdn/') || url.startsWith('/files/')) return serveFile(req, res);
     if (url.startsWith('/no-ranges/')) return serveFile(req, res, false);
+    if (url.startsWith('/html/')) return void res.writeHead(200, { 'Content-Type': 'text/html' }).end('<!DOCTYPE html><html><body>Sign in to continue</body></html>');
+    if (url.startsWith('/stall/')) {
+      // 100 kB of the model, then nothing: the connection stays open until the client gives up.
+      res.writeHead(200, { 'Content-Length': bytes.length });
+      res.write(bytes.subarray(0, 100_000));
+      stalled.push(res);
+      return;
+    }
     res.writeHead(404).end();
   };
   server = http.createServer(handler);
@@ -80,6 +90,7 @@ beforeAll(async () => {
   env = { ...process.env, CHAI_CACHE_DIR: cache, HF_ENDPOINT: base };
 });
 afterAll(async () => {
+  stalled.forEach((res) => res.destroy());
   await new Promise((resolve) => server.close(resolve));
   await new Promise((resolve) => cdn.close(resolve));
   fs.rmSync(cache, { recursive: true, force: true });
@@ -174,7 +185,7 @@ describe('pullModel', () => {
   test('a wrong --sha256 deletes the download and is E_INTEGRITY', async () => {
     const name = `${base}/files/wrong-sha.gguf`;
     const target = parseModelName(name, env)!.cachePath;
-    await expect(pullModel(name, { env, sha256: 'ab'.repeat(32) })).rejects.toMatchObject({ code: 'E_INTEGRITY', message: expect.stringMatching(/sha256 .* where abab/) });
+    await expect(pullModel(name, { env, sha256: 'ab'.repeat(32) })).rejects.toMatchObject({ code: 'E_INTEGRITY', message: expect.stringMatching(new RegExp(`the file's sha256 is ${sha256}, not the ${'ab'.repeat(32)} you gave`)) });
     expect(fs.existsSync(target)).toBe(false);
     expect(fs.existsSync(`${target}.part`)).toBe(false);
   });
@@ -218,6 +229,42 @@ describe('pullModel', () => {
     expect(fs.existsSync(lock)).toBe(false);
   });
 
+  test('a web page under a .gguf name is E_MODEL_FORMAT, not a download; nothing is kept', async () => {
+    const name = `${base}/html/model.gguf`;
+    await expect(pullModel(name, { env })).rejects.toMatchObject({ code: 'E_MODEL_FORMAT', message: expect.stringMatching(/not a GGUF model \(no GGUF magic; they begin "<!DOCTYPE html>/) });
+    const target = parseModelName(name, env)!.cachePath;
+    expect(fs.existsSync(target) || fs.existsSync(`${target}.part`)).toBe(false);
+  });
+
+  test('a server that stalls is given up on after timeoutSeconds with E_DOWNLOAD; the bytes so far are kept', async () => {
+    const name = `${base}/stall/model.gguf`;
+    const started = Date.now();
+    await expect(pullModel(name, { env, timeoutSeconds: 1 })).rejects.toMatchObject({ code: 'E_DOWNLOAD', message: expect.stringMatching(/sent nothing for 1 s .*the 100000 bytes so far are kept/) });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(fs.statSync(`${parseModelName(name, env)!.cachePath}.part`).size).toBe(100_000);
+  });
+
+  test('a cached file reports its sha256, recorded at download or hashed when no record exists', async () => {
+    const name = `${base}/files/cached.gguf`;
+    const first = await pullModel(name, { env });
+    expect(first.sha256).toBe(sha256);
+    requests = [];
+    expect(await pullModel(name, { env })).toMatchObject({ cached: true, sha256 });
+    fs.rmSync(`${first.path}.pulled.json`);
+    expect(await pullModel(name, { env })).toMatchObject({ cached: true, sha256 });
+    expect(requests).toHaveLength(0);
+  });
+
+  test('a wrong sha256 for a good cached file says what the file has, and keeps it', async () => {
+    const name = `${base}/files/cached-check.gguf`;
+    const { path: file } = await pullModel(name, { env });
+    const wrong = 'cd'.repeat(32);
+    const error = await pullModel(name, { env, sha256: wrong }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'E_INTEGRITY', message: expect.stringContaining(`the file's sha256 is ${sha256}, not the ${wrong} you gave`) });
+    expect((error as Error).message).not.toMatch(/delete/);
+    expect(fs.existsSync(file)).toBe(true);
+  });
+
   test('a malformed --sha256 is E_INVALID_ARGUMENT', async () => {
     await expect(pullModel(`${base}/files/x.gguf`, { env, sha256: 'xyz' })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
   });
@@ -234,10 +281,58 @@ describe('chai-attn pull', () => {
     expect(JSON.parse(info.stdout)).toMatchObject({ path: result.path, info: { layers: 5 } });
   });
 
+  test('a second pull --json reports the cached file with its sha256', async () => {
+    const name = 'hf:cli/repo/stories260K.gguf';
+    const again = await run(process.execPath, [cli, 'pull', name, '--json'], { env });
+    expect(JSON.parse(again.stdout)).toMatchObject({ cached: true, sha256 });
+  });
+
+  test('a web page is an error, not "downloaded"; a stall names --timeout', async () => {
+    await expect(run(process.execPath, [cli, 'pull', `${base}/html/page.gguf`], { env })).rejects.toMatchObject({ code: 1, stderr: expect.stringMatching(/^chai-attn: E_MODEL_FORMAT: .*not a GGUF model/) });
+    await expect(run(process.execPath, [cli, 'pull', `${base}/stall/cli.gguf`, '--timeout', '1'], { env })).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/^chai-attn: E_DOWNLOAD: .*sent nothing for 1 s \(--timeout\)/),
+    });
+  });
+
   test('an error exits 1 with its code', async () => {
     await expect(run(process.execPath, [cli, 'generate', '--model', 'hf:cli/repo/absent.gguf', '--prompt', 'x'], { env })).rejects.toMatchObject({
       code: 1,
       stderr: expect.stringContaining('E_MODEL_NOT_FOUND'),
+    });
+  });
+});
+
+describe('chai-attn list and rm', () => {
+  const run = promisify(execFile);
+  let own: NodeJS.ProcessEnv;
+  beforeAll(() => {
+    own = { ...env, CHAI_CACHE_DIR: path.join(cache, 'list') };
+  });
+
+  test('list names every pulled model with its size, sha256 and path; rm deletes one with its record', async () => {
+    const empty = await run(process.execPath, [cli, 'list'], { env: own });
+    expect(empty.stdout).toMatch(/^no models in .*chai-attn pull NAME/);
+    const hf = await pullModel('hf:ggml-org/models/list/a.gguf', { env: own });
+    const url = await pullModel(`${base}/files/list-b.gguf`, { env: own });
+    fs.rmSync(`${url.path}.pulled.json`); // as an older pull left it: hashed now, named by its place
+    const listed = JSON.parse((await run(process.execPath, [cli, 'list', '--json'], { env: own })).stdout);
+    expect(listed).toEqual([
+      { name: 'hf:ggml-org/models/list/a.gguf', path: hf.path, bytes: bytes.length, sha256 },
+      { name: path.join('urls', `127.0.0.1_${new URL(base).port}`, 'files', 'list-b.gguf'), path: url.path, bytes: bytes.length, sha256 },
+    ]);
+    const text = (await run(process.execPath, [cli, 'list'], { env: own })).stdout;
+    expect(text).toContain(`hf:ggml-org/models/list/a.gguf\n  1.1 MiB, sha256 ${sha256}\n  ${hf.path}\n`);
+
+    const removed = await run(process.execPath, [cli, 'rm', 'hf:ggml-org/models/list/a.gguf'], { env: own });
+    expect(removed.stdout).toBe(`removed ${hf.path}\n`);
+    expect(fs.existsSync(hf.path) || fs.existsSync(`${hf.path}.pulled.json`)).toBe(false);
+    expect(fs.existsSync(path.dirname(hf.path))).toBe(false); // no empty folders left
+    await run(process.execPath, [cli, 'rm', listed[1].name], { env: own }); // a name as list shows it
+    expect(JSON.parse((await run(process.execPath, [cli, 'list', '--json'], { env: own })).stdout)).toEqual([]);
+    await expect(run(process.execPath, [cli, 'rm', 'hf:ggml-org/models/list/a.gguf'], { env: own })).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/^chai-attn: E_MODEL_NOT_FOUND: .*chai-attn list/),
     });
   });
 });

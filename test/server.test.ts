@@ -264,6 +264,63 @@ describe('chai-attn serve (OpenAI API over continuous batching)', () => {
     expect(tooLong.code).toBe('context_length_exceeded');
   });
 
+  test('response_format other than text, more than 4 stop strings: 400 naming the param and the reason', async () => {
+    const refused = (await openai.chat.completions
+      .create({ model: 'stories260K', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' } })
+      .catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+    expect([refused.status, refused.param]).toEqual([400, 'response_format']);
+    expect(refused.message).toMatch(/only \{ type: 'text' \} is supported/);
+    const text = await openai.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'x' }], max_tokens: 2, response_format: { type: 'text' } });
+    expect(text.choices).toHaveLength(1);
+    const stops = (await openai.completions.create({ model: 'stories260K', prompt: 'x', stop: ['a', 'b', 'c', 'd', 'e'] }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+    expect([stops.status, stops.param]).toEqual([400, 'stop']);
+    expect(stops.message).toMatch(/at most 4 stop strings/);
+  });
+
+  test('penalties, repeat penalty and min_p are applied as a session applies them; out of range is 400', async () => {
+    const sampling = { frequency_penalty: 0.8, presence_penalty: 0.3, repeat_penalty: 1.3, repeat_last_n: 16, min_p: 0.2, temperature: 1, seed: 7 };
+    const r = await openai.completions.create({ model: 'stories260K', prompt: PROMPTS[0], max_tokens: 24, ...sampling } as Parameters<typeof openai.completions.create>[0] & { stream?: false });
+    const session = model.createSession();
+    const stream = session.generate(PROMPTS[0], { maxNewTokens: 24, frequencyPenalty: 0.8, presencePenalty: 0.3, repeatPenalty: 1.3, repeatLastN: 16, minP: 0.2, temperature: 1, seed: 7, topK: 0, topP: 1 });
+    let step = await stream.next();
+    while (!step.done) step = await stream.next();
+    await session.dispose();
+    expect(r.choices[0].text).toBe(step.value.text);
+    const refused = (await openai.completions.create({ model: 'stories260K', prompt: 'x', frequency_penalty: 3 }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+    expect([refused.status, refused.param]).toEqual([400, 'frequency_penalty']);
+  });
+
+  test('another method on a known path is 405 with Allow', async () => {
+    const get = await fetch(`${server.url}/v1/completions`);
+    expect([get.status, get.headers.get('allow')]).toEqual([405, 'POST']);
+    expect(((await get.json()) as { error: { code: string } }).error.code).toBe('method_not_allowed');
+    const post = await fetch(`${server.url}/v1/models`, { method: 'POST' });
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toMatch(/GET/);
+    expect((await fetch(`${server.url}/v1/nothing`)).status).toBe(404);
+  });
+
+  test('an array of prompts gets one choice per prompt, in order, streamed or not', async () => {
+    const prompts = [PROMPTS[0], PROMPTS[1], PROMPTS[2]];
+    const expected = await Promise.all(prompts.map((p) => alone(p, 8)));
+    const r = await openai.completions.create({ model: 'stories260K', prompt: prompts, max_tokens: 8, temperature: 0 });
+    expect(r.choices.map((c) => [c.index, c.text])).toEqual(expected.map((text, i) => [i, text]));
+    expect(r.usage!.completion_tokens).toBe(24);
+    const ids = prompts.map((p) => model.tokenizer.encode(p, { addBos: model.tokenizer.addBos }));
+    const fromIds = await openai.completions.create({ model: 'stories260K', prompt: ids, max_tokens: 8, temperature: 0 });
+    expect(fromIds.choices.map((c) => c.text)).toEqual(expected);
+    const streamed = ['', '', ''];
+    const finished: number[] = [];
+    for await (const chunk of await openai.completions.create({ model: 'stories260K', prompt: prompts, max_tokens: 8, temperature: 0, stream: true })) {
+      for (const c of chunk.choices) {
+        streamed[c.index] += c.text;
+        if (c.finish_reason) finished.push(c.index);
+      }
+    }
+    expect(streamed).toEqual(expected);
+    expect(finished.sort()).toEqual([0, 1, 2]);
+  });
+
   test('a wrong or missing API key gets 401; the right one passes; /health stays open', async () => {
     const guarded = await start({ apiKey: 'sesame' });
     const wrong = await client(guarded, 'nope').models.list().catch((e: unknown) => e);
@@ -272,6 +329,31 @@ describe('chai-attn serve (OpenAI API over continuous batching)', () => {
     expect((await fetch(`${guarded.url}/v1/models`)).status).toBe(401);
     expect((await client(guarded, 'sesame').models.list()).data).toHaveLength(1);
     expect((await fetch(`${guarded.url}/health`)).status).toBe(200);
+  });
+
+  test('CORS: off by default; with corsOrigin a preflight is answered without the key, real requests still need it', async () => {
+    const preflight = { method: 'OPTIONS', headers: { origin: 'http://localhost:5173', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' } };
+    const closed = await fetch(`${server.url}/v1/chat/completions`, preflight);
+    expect(closed.headers.get('access-control-allow-origin')).toBeNull();
+    expect((await fetch(`${server.url}/v1/models`, { headers: { origin: 'http://localhost:5173' } })).headers.get('access-control-allow-origin')).toBeNull();
+
+    const open = await start({ apiKey: 'sesame', corsOrigin: 'http://localhost:5173' });
+    const answered = await fetch(`${open.url}/v1/chat/completions`, preflight);
+    expect(answered.status).toBe(204);
+    expect(answered.headers.get('access-control-allow-origin')).toBe('http://localhost:5173');
+    expect(answered.headers.get('access-control-allow-methods')).toMatch(/POST/);
+    const body = JSON.stringify({ model: 'stories260K', prompt: 'x', max_tokens: 1 });
+    const headers = { origin: 'http://localhost:5173', 'content-type': 'application/json' };
+    const noKey = await fetch(`${open.url}/v1/completions`, { method: 'POST', headers, body });
+    expect(noKey.status).toBe(401);
+    expect(noKey.headers.get('access-control-allow-origin')).toBe('http://localhost:5173'); // the page can read why
+    const withKey = await fetch(`${open.url}/v1/completions`, { method: 'POST', headers: { ...headers, authorization: 'Bearer sesame' }, body });
+    expect(withKey.status).toBe(200);
+    expect(withKey.headers.get('access-control-allow-origin')).toBe('http://localhost:5173');
+
+    const any = await start({ corsOrigin: '*' });
+    expect((await fetch(`${any.url}/v1/models`, { headers: { origin: 'https://example.org' } })).headers.get('access-control-allow-origin')).toBe('*');
+    await expect(start({ corsOrigin: 'localhost:5173/app' })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT', option: 'corsOrigin' });
   });
 
   test('a full queue answers 429; the requests already taken still finish', async () => {
@@ -289,6 +371,7 @@ describe('chai-attn serve (OpenAI API over continuous batching)', () => {
     const third = await c.completions.create({ model: 'stories260K', prompt: PROMPTS[2], max_tokens: 8 }).catch((e: unknown) => e);
     expect(third).toBeInstanceOf(OpenAI.RateLimitError);
     expect((third as InstanceType<typeof OpenAI.APIError>).code).toBe('queue_full');
+    expect((third as InstanceType<typeof OpenAI.APIError>).headers?.get('retry-after')).toMatch(/^\d+$/);
     expect(await firstDone).toBeGreaterThan(100);
     expect((await second).choices[0].text).toBe(await alone(PROMPTS[1], 8));
   });

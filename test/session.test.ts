@@ -1,7 +1,16 @@
 import path from 'node:path';
-import { ChaiError, loadModel, Model } from '../lib';
+import { ChaiError, GenerationResult, loadModel, Model } from '../lib';
 
 const MODEL = path.join(__dirname, '..', '..', 'shared', 'models', 'stories260K.gguf');
+
+/** Runs a generation to its end; the texts it streamed go to `pieces`. */
+async function drain(stream: AsyncGenerator<{ text: string }, GenerationResult>, pieces: string[] = []): Promise<GenerationResult> {
+  for (;;) {
+    const step = await stream.next();
+    if (step.done) return step.value;
+    pieces.push(step.value.text);
+  }
+}
 
 describe('sessions', () => {
   let model: Model;
@@ -16,6 +25,45 @@ describe('sessions', () => {
     expect(model.device).toBe('cpu');
     expect(model.info).toMatchObject({ architecture: 'llama', layers: 5, heads: 8, kvHeads: 4, headDim: 8, vocabSize: 512, tiedOutput: false });
     expect(model.info.tensorTypes).toEqual({ F32: 48 });
+  });
+
+  test('penalties: greedy generation equals a reference loop that applies both formulas to the logits by hand', async () => {
+    const options = { frequencyPenalty: 0.8, presencePenalty: 0.3, repeatPenalty: 1.3, repeatLastN: 16 };
+    const prompt = model.tokenizer.encode('Once upon a time', { addBos: true });
+    const reference = model.createSession({ maxTokens: 128 });
+    let logits = await reference.evaluate(prompt);
+    const produced: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const l = Array.from(logits);
+      const recent = [...prompt, ...produced].slice(-options.repeatLastN);
+      for (const t of new Set(recent)) l[t] = l[t] > 0 ? l[t] / options.repeatPenalty : l[t] * options.repeatPenalty;
+      for (const t of new Set(produced)) l[t] -= produced.filter((p) => p === t).length * options.frequencyPenalty + options.presencePenalty;
+      const next = l.indexOf(Math.max(...l));
+      produced.push(next);
+      logits = await reference.evaluate([next]);
+    }
+    await reference.dispose();
+    const session = model.createSession({ maxTokens: 128 });
+    const result = await drain(session.generate(prompt, { temperature: 0, maxNewTokens: 40, ...options }));
+    expect(result.tokens).toEqual(produced);
+    await session.reset();
+    const plain = await drain(session.generate(prompt, { temperature: 0, maxNewTokens: 40 }));
+    expect(plain.tokens).not.toEqual(produced); // the penalties did change the text
+    await session.dispose();
+  });
+
+  test('stop strings end the text before the first one (finishReason stopString)', async () => {
+    const session = model.createSession({ maxTokens: 128 });
+    const whole = await drain(session.generate('Once upon a time', { temperature: 0, maxNewTokens: 40 }));
+    const at = whole.text.indexOf('Lily');
+    expect(at).toBeGreaterThan(0);
+    await session.reset();
+    const pieces: string[] = [];
+    const stopped = await drain(session.generate('Once upon a time', { temperature: 0, maxNewTokens: 40, stop: ['Lily', 'zzz'] }), pieces);
+    expect(stopped.text).toBe(whole.text.slice(0, at));
+    expect(pieces.join('')).toBe(stopped.text);
+    expect(stopped.finishReason).toBe('stopString');
+    await session.dispose();
   });
 
   test('generate streams tokens whose texts add up to the result', async () => {

@@ -40,7 +40,7 @@ export class ChatTemplate {
   static of(model: Model): ChatTemplate {
     const source = chatTemplateSource(model);
     if (source === null) {
-      throw new ChaiError('E_UNSUPPORTED', "the model file has no chat template ('tokenizer.chat_template'); pass one as the template option");
+      throw new ChaiError('E_UNSUPPORTED', "the model file has no chat template ('tokenizer.chat_template'); give one with the template option", { option: 'template' });
     }
     return ChatTemplate.forModel(model, source);
   }

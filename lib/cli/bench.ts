@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { measureThroughput } from '../bench';
 import { loadModel } from '../model';
 import { ClusterPlan } from '../plan';
@@ -13,15 +13,23 @@ interface BenchFlags {
   plan?: string;
   calibrationData?: string;
   threads: number;
-  sessions: string;
+  sessions: number[];
   kvCache: 'f32' | 'f16';
   json?: boolean;
+}
+
+/** --sessions: a comma-separated list of positive integers. */
+function sessionCounts(value: string): number[] {
+  return value.split(',').map((v) => {
+    const n = number('int')(v.trim());
+    if (n < 1) throw new InvalidArgumentError(`session counts must be >= 1, got ${n}`);
+    return n;
+  });
 }
 
 async function benchCommand(flags: BenchFlags): Promise<void> {
   const model = await loadModel(flags.model, { device: 'cpu', threads: flags.threads, kvCacheType: flags.kvCache });
   try {
-    const counts = flags.sessions.split(',').map((v) => number('int')(v.trim()));
     // Real text where given, else every token id in turn (speed does not depend on the text).
     const tokens = flags.data
       ? model.tokenizer.encode(readText(flags.data))
@@ -31,7 +39,7 @@ async function benchCommand(flags: BenchFlags): Promise<void> {
     if (plan !== 'off') sides.push(['CHAI plan', plan]);
     const rows = [];
     for (const [name, chai] of sides) {
-      for (const sessions of counts) {
+      for (const sessions of flags.sessions) {
         interrupted.signal.throwIfAborted();
         rows.push({ attention: name, ...(await measureThroughput(model, tokens, { sessions, chai })) });
       }
@@ -62,7 +70,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--plan <file|auto>', `also measure a CHAI plan (${PLAN_FLAG_HELP})`)
     .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
     .option('--threads <n>', 'CPU threads (0 = all)', number('int'), 0)
-    .option('--sessions <list>', 'comma-separated session counts', '1,4')
+    .option('--sessions <list>', 'comma-separated session counts', sessionCounts, [1, 4])
     .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
     .option('--json', 'print one JSON object')
     .action((opts: BenchFlags) => withFlags(FLAGS, () => benchCommand(opts)));

@@ -93,7 +93,7 @@ export function note(message: string): void {
 
 /**
  * Runs a command whose API errors about an option (ChaiError.option) are rewritten to name the
- * command-line flag the user typed instead: `flags` maps API option names to flags.
+ * command-line flags the user typed instead: `flags` maps API option names to flags.
  */
 export async function withFlags(flags: Record<string, string>, work: () => Promise<void>): Promise<void> {
   try {
@@ -102,8 +102,22 @@ export async function withFlags(flags: Record<string, string>, work: () => Promi
     const flag = error instanceof ChaiError && error.option !== undefined ? flags[error.option] : undefined;
     if (flag === undefined) throw error;
     const e = error as ChaiError;
-    throw new ChaiError(e.code, e.message.replace(e.option!, flag), { cause: e, option: flag });
+    throw new ChaiError(e.code, inFlagWords(e.message, e.option!, flags), { cause: e, option: flag });
   }
+}
+
+/**
+ * An API message in the command line's words. The option at fault becomes its flag where the
+ * message names it as `the X option`, else at its start, else at its first mention; API
+ * identifiers (maxTokens, minTop1: never plain words) become flags wherever they appear, so a
+ * message naming several options names them all as flags.
+ */
+function inFlagWords(message: string, option: string, flags: Record<string, string>): string {
+  const word = (name: string, global = '') => new RegExp(`(?<![\\w-])${name}\\b`, global); // not inside a flag already
+  const own = [new RegExp(`the ${option} option`), new RegExp(`^${option}(?= )`), word(option)].find((pattern) => pattern.test(message));
+  let out = own ? message.replace(own, flags[option]) : message;
+  for (const name of Object.keys(flags)) if (/[A-Z0-9]/.test(name)) out = out.replace(word(name, 'g'), flags[name]);
+  return out;
 }
 
 /** The help of every --model flag. */

@@ -11,7 +11,7 @@ interface GenerateFlags extends GenerationFlags {
 }
 
 async function generate(flags: GenerateFlags): Promise<void> {
-  const model = await loadModel(flags.model, { device: flags.device, kvCacheType: flags.kvCache });
+  const model = await loadModel(flags.model, { device: flags.device, kvCacheType: flags.kvCache, threads: flags.threads });
   let session;
   try {
     const chai = await planFromFlag(model, flags.plan, flags.calibrationData, Boolean(flags.json));
@@ -24,16 +24,21 @@ async function generate(flags: GenerateFlags): Promise<void> {
   try {
     const stream = session.generate(flags.prompt, generationOptions(flags));
     let result: GenerationResult | undefined;
+    let shown = 0;
+    const show = (text: string): void => {
+      if (flags.json || !text) return;
+      process.stdout.write(text);
+      shown += text.length;
+      lineOpen = !text.endsWith('\n');
+    };
     for (;;) {
       const step = await stream.next();
       if (step.done) {
         result = step.value;
+        show(result.text.slice(shown)); // text the stream held back (an incomplete character, the start of a --stop)
         break;
       }
-      if (!flags.json && step.value.text) {
-        process.stdout.write(step.value.text);
-        lineOpen = !step.value.text.endsWith('\n');
-      }
+      show(step.value.text);
     }
     if (result.finishReason === 'contextFull') {
       note(`stopped after ${result.tokens.length} of --max-tokens ${flags.maxTokens} new tokens: the session is full at ${session.maxTokens} tokens (--context)`);

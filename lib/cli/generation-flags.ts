@@ -12,6 +12,13 @@ export const GENERATION_FLAG_NAMES = {
   topK: '--top-k',
   topP: '--top-p',
   seed: '--seed',
+  minP: '--min-p',
+  frequencyPenalty: '--frequency-penalty',
+  presencePenalty: '--presence-penalty',
+  repeatPenalty: '--repeat-penalty',
+  repeatLastN: '--repeat-last-n',
+  stop: '--stop',
+  threads: '--threads',
   kvCacheType: '--kv-cache',
   device: '--device',
   chai: '--plan',
@@ -25,6 +32,13 @@ export interface GenerationFlags {
   topK: number;
   topP: number;
   seed?: number;
+  minP?: number;
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  repeatPenalty?: number;
+  repeatLastN?: number;
+  stop: string[];
+  threads?: number;
   device: DeviceRequest;
   context?: number;
   plan: string;
@@ -40,6 +54,13 @@ export function addGenerationFlags(command: Command, defaults: { maxTokens: numb
     .option('--top-k <k>', 'keep the k most likely tokens (0 = all)', number('int'), 40)
     .option('--top-p <p>', 'nucleus sampling threshold', number('float'), 0.95)
     .option('--seed <s>', 'sampler seed (default: random)', number('int'))
+    .option('--min-p <p>', 'drop tokens less likely than p times the most likely one (0 = off)', number('float'))
+    .option('--frequency-penalty <x>', "OpenAI's: lower a token's logit by x for each time this reply produced it (-2..2)", number('float'))
+    .option('--presence-penalty <x>', "OpenAI's: lower a token's logit by x once this reply produced it (-2..2)", number('float'))
+    .option('--repeat-penalty <x>', "llama.cpp's: divide (or multiply, when negative) the logits of the last --repeat-last-n tokens, prompt included, by x (1 = off)", number('float'))
+    .option('--repeat-last-n <n>', 'tokens --repeat-penalty looks back over (-1 = all)', number('int'))
+    .option('--stop <text>', 'end the reply before this text (repeat the flag for several)', (value: string, list: string[]) => [...list, value], [] as string[])
+    .option('--threads <n>', 'CPU threads (default: all)', number('int'))
     .option('--context <n>', defaults.contextHelp, number('int'))
     .addOption(new Option('--device <device>', "'auto', 'cpu' or 'cuda:N'").default('auto'))
     .option('--plan <file|auto|off>', PLAN_FLAG_HELP, 'off')
@@ -55,6 +76,12 @@ export function generationOptions(flags: GenerationFlags): GenerateOptions {
     topK: flags.topK,
     topP: flags.topP,
     seed: flags.seed,
+    minP: flags.minP,
+    frequencyPenalty: flags.frequencyPenalty,
+    presencePenalty: flags.presencePenalty,
+    repeatPenalty: flags.repeatPenalty,
+    repeatLastN: flags.repeatLastN,
+    stop: flags.stop,
     signal: interrupted.signal,
   };
 }

@@ -2,16 +2,16 @@ import { SingleBar } from 'cli-progress';
 import { Command } from 'commander';
 import { modelsCacheDir } from '../models/cache';
 import { pullModel, PullProgress } from '../models/pull';
-import { number } from './format';
+import { mib, number, withFlags } from './format';
+
+/** API option → the flag of this command that sets it (for error messages). */
+const FLAGS = { sha256: '--sha256', retries: '--retries', timeoutSeconds: '--timeout' };
 
 interface PullFlags {
   sha256?: string;
   retries: number;
+  timeout: number;
   json?: boolean;
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
 
 /** A byte progress bar on stderr (none when stderr is not a terminal or with --json). */
@@ -47,13 +47,13 @@ async function pull(name: string, flags: PullFlags): Promise<void> {
   const onSigint = (): void => controller.abort();
   process.once('SIGINT', onSigint);
   try {
-    const result = await pullModel(name, { sha256: flags.sha256, retries: flags.retries, onProgress: bar.update, signal: controller.signal });
+    const result = await pullModel(name, { sha256: flags.sha256, retries: flags.retries, timeoutSeconds: flags.timeout, onProgress: bar.update, signal: controller.signal });
     bar.stop();
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     } else {
       const how = result.cached ? 'already in the cache' : result.resumedFromBytes > 0 ? `downloaded (resumed at ${mib(result.resumedFromBytes)})` : 'downloaded';
-      process.stdout.write(`${result.path}\n  ${how}, ${mib(result.bytes)}${result.sha256 ? `, sha256 ${result.sha256}` : ''}\n  use it as --model ${name}\n`);
+      process.stdout.write(`${result.path}\n  ${how}, ${mib(result.bytes)}, sha256 ${result.sha256}\n  use it as --model ${name}\n`);
     }
   } finally {
     bar.stop();
@@ -68,6 +68,7 @@ export function registerPullCommand(program: Command): void {
     .argument('<name>', 'hf:owner/repo/path/file.gguf or an http(s) URL')
     .option('--sha256 <hex>', 'expected sha256 of the file (also checked: the server\'s x-linked-etag / x-linked-size)')
     .option('--retries <n>', 'resumes after a dropped connection before giving up', number('int'), 3)
+    .option('--timeout <seconds>', 'give up when the server sends nothing for this long', number('float'), 30)
     .option('--json', 'print one JSON object (path, bytes, sha256, cached, resumedFromBytes)')
-    .action((name: string, opts: PullFlags) => pull(name, opts));
+    .action((name: string, opts: PullFlags) => withFlags(FLAGS, () => pull(name, opts)));
 }

@@ -19,6 +19,9 @@ const FLAGS = {
   maxQueue: '--max-queue',
   prefillTokensPerStep: '--prefill-tokens',
   contextTokens: '--context',
+  port: '--port',
+  host: '--host',
+  corsOrigin: '--cors-origin',
 };
 
 interface ServeFlags {
@@ -28,6 +31,7 @@ interface ServeFlags {
   host: string;
   port: number;
   apiKey?: string;
+  corsOrigin?: string;
   modelName?: string;
   maxConcurrent: number;
   maxQueue: number;
@@ -58,6 +62,7 @@ async function serve(flags: ServeFlags): Promise<void> {
       host: flags.host,
       port: flags.port,
       apiKey: flags.apiKey ?? process.env.CHAI_API_KEY,
+      corsOrigin: flags.corsOrigin,
       modelId: flags.modelName,
       maxConcurrent: flags.maxConcurrent,
       maxQueue: flags.maxQueue,
@@ -97,6 +102,7 @@ export function registerServeCommand(program: Command): void {
     .option('--host <address>', 'address to bind (loopback unless told otherwise)', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', number('int'), 8080)
     .option('--api-key <key>', 'bearer token that /v1/* requests must carry (default: $CHAI_API_KEY, else none)')
+    .option('--cors-origin <origin>', "let browser pages of this origin (http://host:port) or of any ('*') call the API; preflights need no key, requests do (default: off)")
     .option('--model-name <id>', "the model's id in the API (default: the file name without .gguf)")
     .option('--max-concurrent <n>', 'most sequences decoding together', number('int'), 16)
     .option('--max-queue <n>', 'most requests waiting for a place; more get 429', number('int'), 64)

@@ -1,11 +1,11 @@
 // Downloads a model into the models cache: resumable (HTTP Range into a .part file) and checked
-// (size and sha256, from the caller or from Hugging Face's x-linked-size / x-linked-etag headers)
-// before the file takes its final name.
+// (size and sha256, from the caller or from Hugging Face's x-linked-size / x-linked-etag headers,
+// and the GGUF header) before the file takes its final name.
 import { createHash, Hash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ChaiError } from '../errors';
-import { parseModelName, RemoteModel } from './cache';
+import { ChaiError, invalidOption } from '../errors';
+import { parseModelName, PulledRecord, readPulledRecord, RemoteModel, sha256Of, writePulledRecord } from './cache';
 
 export interface PullProgress {
   /** Bytes of the file present so far (a resumed download starts above 0). */
@@ -19,6 +19,8 @@ export interface PullOptions {
   sha256?: string;
   /** Times to resume after a dropped connection before giving up (default 3). */
   retries?: number;
+  /** Seconds without a byte from the server before the download gives up (default 30). */
+  timeoutSeconds?: number;
   onProgress?: (progress: PullProgress) => void;
   signal?: AbortSignal;
   env?: NodeJS.ProcessEnv;
@@ -29,8 +31,8 @@ export interface PullResult {
   url: string;
   path: string;
   bytes: number;
-  /** sha256 of the file; null when it was cached already and no sha256 was given to check. */
-  sha256: string | null;
+  /** sha256 of the file (of a cached file: as recorded when it was pulled, else computed now). */
+  sha256: string;
   /** The file was in the cache already; nothing was downloaded. */
   cached: boolean;
   /** Bytes reused from an earlier, interrupted download. */
@@ -103,8 +105,69 @@ async function hashExisting(file: string, hash: Hash): Promise<void> {
   for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
 }
 
+/** Aborts `signal` when `seconds` pass without a call to touch(): a server that stops sending is given up on. */
+function stallWatch(seconds: number, outer: AbortSignal | undefined): { signal: AbortSignal; touch(): void; stalled(): boolean; stop(): void } {
+  const stall = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const touch = (): void => {
+    clearTimeout(timer);
+    timer = setTimeout(() => stall.abort(), seconds * 1000);
+  };
+  touch();
+  return { signal: outer ? AbortSignal.any([outer, stall.signal]) : stall.signal, touch, stalled: () => stall.signal.aborted, stop: () => clearTimeout(timer) };
+}
+
+/**
+ * The downloaded file must be a GGUF model: its magic, a version this engine reads (2 or 3) and
+ * tensor and metadata counts that fit the file. A web page saved under a .gguf name fails here.
+ */
+async function checkGgufHeader(file: string, url: string): Promise<void> {
+  const handle = await fs.promises.open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    const header = Buffer.alloc(24);
+    const { bytesRead } = await handle.read(header, 0, 24, 0);
+    const start = JSON.stringify(header.subarray(0, Math.min(bytesRead, 16)).toString('latin1'));
+    const notGguf = (why: string): ChaiError =>
+      new ChaiError('E_MODEL_FORMAT', `${url} sent ${size} bytes that are not a GGUF model (${why}; they begin ${start}): check the name, it may be a web page; the download was deleted`);
+    if (bytesRead < 24 || header.toString('latin1', 0, 4) !== 'GGUF') throw notGguf('no GGUF magic');
+    const version = header.readUInt32LE(4);
+    if (version !== 2 && version !== 3) throw notGguf(`GGUF version ${version}; versions 2 and 3 are read`);
+    // Every tensor description and metadata entry takes more than 8 bytes of the file.
+    const entries = header.readBigUInt64LE(8) + header.readBigUInt64LE(16);
+    if (entries * 8n > BigInt(size)) throw notGguf(`a header that counts ${entries} tensors and metadata entries in a file of ${size} bytes`);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** One attempt: appends to `part` from its current length. Returns when the body has ended. */
-async function attempt(remote: RemoteModel, part: string, claims: Claims, options: PullOptions): Promise<{ hash: Hash; bytes: number }> {
+async function attempt(remote: RemoteModel, part: string, claims: Claims, options: PullOptions, timeoutSeconds: number): Promise<{ hash: Hash; bytes: number }> {
+  const watch = stallWatch(timeoutSeconds, options.signal);
+  let received = fs.existsSync(part) ? fs.statSync(part).size : 0;
+  try {
+    return await transfer(remote, part, claims, { ...options, signal: watch.signal }, watch.touch, (bytes) => (received = bytes));
+  } catch (error) {
+    if (!watch.stalled()) throw error;
+    throw new ChaiError(
+      'E_DOWNLOAD',
+      `${remote.url} sent nothing for ${timeoutSeconds} s (timeoutSeconds): the server stalled; the ${received} bytes so far are kept in ${part}: run pull again to resume`,
+      { cause: error, option: 'timeoutSeconds' },
+    );
+  } finally {
+    watch.stop();
+  }
+}
+
+/** The HTTP exchange of one attempt; `touch` on every chunk keeps the stall watch quiet, `onBytes` tells how far it got. */
+async function transfer(
+  remote: RemoteModel,
+  part: string,
+  claims: Claims,
+  options: PullOptions,
+  touch: () => void,
+  onBytes: (bytes: number) => void,
+): Promise<{ hash: Hash; bytes: number }> {
   let from = fs.existsSync(part) ? fs.statSync(part).size : 0;
   const token = remote.name.startsWith('hf:') ? (options.env ?? process.env).HF_TOKEN : undefined;
   let response = await request(remote.url, from, claims, token, options.signal);
@@ -168,6 +231,8 @@ async function attempt(remote: RemoteModel, part: string, claims: Claims, option
       }
       hash.update(next.value);
       received += next.value.length;
+      touch();
+      onBytes(received);
       options.onProgress?.({ receivedBytes: received, totalBytes: claims.size });
     }
   } finally {
@@ -186,31 +251,18 @@ export async function pullModel(name: string, options: PullOptions = {}): Promis
   const remote = parseModelName(name, options.env);
   if (!remote) throw new ChaiError('E_INVALID_ARGUMENT', `'${name}' is not a model name to pull (hf:owner/repo/path/file.gguf or an http(s) URL)`);
   const expected = options.sha256?.toLowerCase();
-  if (expected !== undefined && !SHA256.test(expected)) {
-    throw new ChaiError('E_INVALID_ARGUMENT', `--sha256 must be 64 hexadecimal digits, got '${options.sha256}'`);
-  }
+  if (expected !== undefined && !SHA256.test(expected)) throw invalidOption('sha256', `must be 64 hexadecimal digits, got '${options.sha256}'`);
   const retries = options.retries ?? 3;
-  if (!Number.isInteger(retries) || retries < 0) throw new ChaiError('E_INVALID_ARGUMENT', `retries must be a non-negative integer, got ${options.retries}`);
+  if (!Number.isInteger(retries) || retries < 0) throw invalidOption('retries', `must be an integer >= 0, got ${options.retries}`);
+  const timeoutSeconds = options.timeoutSeconds ?? 30;
+  if (!(timeoutSeconds > 0 && Number.isFinite(timeoutSeconds))) throw invalidOption('timeoutSeconds', `must be a number of seconds > 0, got ${options.timeoutSeconds}`);
 
-  if (fs.existsSync(remote.cachePath)) {
-    const bytes = fs.statSync(remote.cachePath).size;
-    // Hashing a cached file of many gigabytes takes a while: only when asked to check it.
-    let sha256: string | null = null;
-    if (expected !== undefined) {
-      const digest = createHash('sha256');
-      await hashExisting(remote.cachePath, digest);
-      sha256 = digest.digest('hex');
-      if (sha256 !== expected) {
-        throw new ChaiError('E_INTEGRITY', `the cached ${remote.cachePath} has sha256 ${sha256}, not ${expected}; delete it and pull again`);
-      }
-    }
-    return { name, url: remote.url, path: remote.cachePath, bytes, sha256, cached: true, resumedFromBytes: 0 };
-  }
+  if (fs.existsSync(remote.cachePath)) return cached(remote, expected);
 
   fs.mkdirSync(path.dirname(remote.cachePath), { recursive: true });
   const release = lockDownload(remote);
   try {
-    return await download(remote, expected, retries, options);
+    return await download(remote, expected, retries, timeoutSeconds, options);
   } finally {
     release();
   }
@@ -242,14 +294,32 @@ function lockDownload(remote: RemoteModel): () => void {
   }
 }
 
-async function download(remote: RemoteModel, expected: string | undefined, retries: number, options: PullOptions): Promise<PullResult> {
+/**
+ * A file pulled before: its sha256 as recorded then (hashed now for a file pulled before records
+ * were kept). With `expected`, the file itself is hashed and must match.
+ */
+async function cached(remote: RemoteModel, expected: string | undefined): Promise<PullResult> {
+  const bytes = fs.statSync(remote.cachePath).size;
+  const record = readPulledRecord(remote.cachePath);
+  let sha256 = record?.bytes === bytes ? record.sha256 : undefined;
+  if (sha256 === undefined || expected !== undefined) {
+    sha256 = await sha256Of(remote.cachePath);
+    writePulledRecord(remote.cachePath, { name: remote.name, url: remote.url, bytes, sha256 });
+  }
+  if (expected !== undefined && sha256 !== expected) {
+    throw new ChaiError('E_INTEGRITY', `${remote.cachePath}: the file's sha256 is ${sha256}, not the ${expected} you gave: check the value`, { option: 'sha256' });
+  }
+  return { name: remote.name, url: remote.url, path: remote.cachePath, bytes, sha256, cached: true, resumedFromBytes: 0 };
+}
+
+async function download(remote: RemoteModel, expected: string | undefined, retries: number, timeoutSeconds: number, options: PullOptions): Promise<PullResult> {
   const part = `${remote.cachePath}.part`;
   const resumedFromBytes = fs.existsSync(part) ? fs.statSync(part).size : 0;
   const claims: Claims = { size: null, sha256: null };
   let result: { hash: Hash; bytes: number } | undefined;
   for (let tries = 0; !result; tries++) {
     try {
-      result = await attempt(remote, part, claims, options);
+      result = await attempt(remote, part, claims, options, timeoutSeconds);
     } catch (error) {
       if (!(error instanceof ConnectionDropped)) throw error;
       if (tries >= retries) {
@@ -261,12 +331,20 @@ async function download(remote: RemoteModel, expected: string | undefined, retri
   const sha256 = result.hash.digest('hex');
   const problems: string[] = [];
   if (claims.size !== null && result.bytes !== claims.size) problems.push(`${result.bytes} bytes where the server announced ${claims.size}`);
-  if (expected !== undefined && sha256 !== expected) problems.push(`sha256 ${sha256} where ${expected} was expected`);
+  if (expected !== undefined && sha256 !== expected) problems.push(`the file's sha256 is ${sha256}, not the ${expected} you gave`);
   if (claims.sha256 !== null && sha256 !== claims.sha256) problems.push(`sha256 ${sha256} where the server announced ${claims.sha256}`);
   if (problems.length > 0) {
     fs.rmSync(part, { force: true });
     throw new ChaiError('E_INTEGRITY', `the download of ${remote.url} is corrupt (${problems.join('; ')}); it was deleted, pull again`);
   }
+  try {
+    await checkGgufHeader(part, remote.url);
+  } catch (error) {
+    fs.rmSync(part, { force: true });
+    throw error;
+  }
+  const record: PulledRecord = { name: remote.name, url: remote.url, bytes: result.bytes, sha256 };
+  writePulledRecord(remote.cachePath, record);
   fs.renameSync(part, remote.cachePath);
-  return { name: remote.name, url: remote.url, path: remote.cachePath, bytes: result.bytes, sha256, cached: false, resumedFromBytes };
+  return { ...record, path: remote.cachePath, cached: false, resumedFromBytes };
 }

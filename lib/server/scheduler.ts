@@ -1,8 +1,9 @@
 import { ChaiError, invalidOption } from '../errors';
 import type { Model } from '../model';
 import type { ClusterPlan } from '../plan';
-import { biasLogits, sample, seededRandom, validateSampling } from '../sampling';
+import { SamplingOptions, TokenSampler } from '../sampling';
 import type { Session } from '../session';
+import { StopStrings } from '../stop-strings';
 import { StreamingDecoder } from '../tokenizer';
 
 export interface SchedulerOptions {
@@ -35,7 +36,8 @@ export interface SchedulerObserver {
   step?(sequences: number, tokens: number): void;
 }
 
-export interface GenerationRequest {
+/** A generation as the server asks for it: SamplingOptions (penalties, minP, logitBias) with these given. */
+export interface GenerationRequest extends SamplingOptions {
   /** Token ids of the prompt (BOS included when the model wants it). */
   prompt: readonly number[];
   /** Most tokens to generate; the sequence also stops when it fills contextTokens. */
@@ -46,8 +48,6 @@ export interface GenerationRequest {
   topK: number;
   topP: number;
   seed: number;
-  /** Added to the logits of these token ids before sampling. */
-  logitBias?: Readonly<Record<number, number>>;
   /** Strings that end the generation; the text stops before the first one. */
   stop?: readonly string[];
   /** Cancels the request: it leaves the queue at once, or the batch before the next step. */
@@ -94,27 +94,12 @@ interface Sequence {
   lastToken: number;
   generated: number;
   lastTokenAt: number;
-  random: () => number;
+  sampler: TokenSampler;
   decoder?: StreamingDecoder;
+  stops: StopStrings;
   text: string;
-  /** Text generated but not yet handed out: it may be the start of a stop string. */
-  held: string;
   /** Set by close() when the grace period ends: the sequence leaves before the next step. */
   cancelled?: unknown;
-}
-
-/** The longest end of `text` that is the beginning of some stop string (it may still become one). */
-function stopPrefixAtEnd(text: string, stops: readonly string[]): number {
-  let longest = 0;
-  for (const stop of stops) {
-    for (let n = Math.min(stop.length - 1, text.length); n > longest; n--) {
-      if (text.endsWith(stop.slice(0, n))) {
-        longest = n;
-        break;
-      }
-    }
-  }
-  return longest;
 }
 
 function abortError(signal: AbortSignal): unknown {
@@ -171,6 +156,8 @@ export class Scheduler {
       this.chai = probe.plan ?? 'off';
       void probe.dispose();
     } else {
+      // A plan for another model shape is refused here, before a server listens, not per request.
+      if (chai !== 'off') chai.checkFits(model.info);
       this.chai = chai;
     }
     const pool = model.kvPool.stats();
@@ -215,7 +202,8 @@ export class Scheduler {
     if (!Number.isInteger(request.maxNewTokens) || request.maxNewTokens < 0) {
       throw new ChaiError('E_INVALID_ARGUMENT', `maxNewTokens must be an integer >= 0, got ${request.maxNewTokens}`);
     }
-    validateSampling(request, this.model.info.vocabSize);
+    const sampler = new TokenSampler(request, this.model.info.vocabSize, request.prompt);
+    const stops = new StopStrings(request.stop);
     const maxTokens = Math.min(this.contextTokens, request.prompt.length + request.maxNewTokens);
     if (request.prompt.length >= this.contextTokens) {
       throw new ChaiError('E_CONTEXT_OVERFLOW', `the prompt has ${request.prompt.length} tokens; this server's context is ${this.contextTokens}`);
@@ -238,9 +226,9 @@ export class Scheduler {
       lastToken: -1,
       generated: 0,
       lastTokenAt: 0,
-      random: seededRandom(request.seed),
+      sampler,
+      stops,
       text: '',
-      held: '',
     };
     this.queue.push(seq);
     this.admit();
@@ -376,7 +364,7 @@ export class Scheduler {
   private accept(seq: Sequence, logits: Float32Array): GenerationFinish | null {
     const { request } = seq;
     if (request.maxNewTokens === 0) return 'length';
-    const token = sample(biasLogits(logits, request.logitBias), request, seq.random);
+    const token = seq.sampler.next(logits);
     if (this.model.tokenizer.isEndOfGeneration(token)) return 'stop';
     const now = performance.now();
     if (seq.generated === 0) this.observer.firstToken?.((now - seq.submitted) / 1000);
@@ -386,21 +374,9 @@ export class Scheduler {
     seq.lastToken = token;
     this.observer.generatedTokens?.(1);
 
-    const fresh = seq.held + seq.decoder!.push(token);
-    const stops = request.stop ?? [];
-    let cut = -1;
-    for (const stop of stops) {
-      const at = fresh.indexOf(stop);
-      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
-    }
-    if (cut >= 0) {
-      this.emit(seq, fresh.slice(0, cut));
-      seq.held = '';
-      return 'stop';
-    }
-    const keep = stopPrefixAtEnd(fresh, stops);
-    this.emit(seq, fresh.slice(0, fresh.length - keep));
-    seq.held = fresh.slice(fresh.length - keep);
+    const { text, stopped } = seq.stops.push(seq.decoder!.push(token));
+    this.emit(seq, text);
+    if (stopped) return 'stop';
     if (seq.generated >= request.maxNewTokens) return 'length';
     if (request.prompt.length + seq.generated >= seq.maxTokens) return 'length';
     return null;
@@ -419,8 +395,7 @@ export class Scheduler {
     await seq.session?.dispose();
     if (outcome === 'stop' || outcome === 'length') {
       // What was held back for a stop string that never came, and any incomplete character, is text too.
-      this.emit(seq, seq.held + seq.decoder!.flush());
-      seq.held = '';
+      this.emit(seq, seq.stops.flush() + seq.decoder!.flush());
       this.settle(seq, null, { text: seq.text, promptTokens: seq.request.prompt.length, completionTokens: seq.generated, finishReason: outcome });
     } else {
       this.settle(seq, outcome);

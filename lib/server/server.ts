@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { invalidOption } from '../errors';
 import type { Model } from '../model';
 import { ChatFormat, chatFormatFor } from './chat-format';
 import { Scheduler, SchedulerOptions } from './scheduler';
@@ -15,6 +16,8 @@ export interface ServeOptions extends Omit<SchedulerOptions, 'observer'> {
   modelId?: string;
   /** How chats become prompts. Default: chatFormatFor(model), the model's chat template when it has one. */
   chatFormat?: ChatFormat;
+  /** Browser pages of this origin (scheme://host[:port]) or of any ('*') may call the API. Default: none (no CORS). */
+  corsOrigin?: string;
 }
 
 export interface RunningServer {
@@ -31,6 +34,29 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/** scheme://host[:port], exactly as a browser sends it in its Origin header. */
+function isOrigin(value: string): boolean {
+  try {
+    return new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+}
+
+/** Binds the server; a port out of range, in use, or a host that does not resolve is E_INVALID_ARGUMENT naming the option. */
+async function listen(app: FastifyInstance, host: string, port: number): Promise<void> {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidOption('port', `must be an integer in 0..65535 (0: any free port), got ${port}`);
+  try {
+    await app.listen({ host, port });
+  } catch (error) {
+    await app.close();
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw invalidOption('port', `${port} is in use on ${host}: stop what holds it or choose another port (0: any free one)`);
+    if (code === 'EACCES') throw invalidOption('port', `${port} needs privileges on this machine: choose one above 1023`);
+    throw invalidOption('host', `'${host}' cannot be bound (${(error as Error).message}): give an address of this machine, e.g. 127.0.0.1 or 0.0.0.0`);
+  }
+}
+
 /** Serves `model` over the OpenAI API with continuous batching. The caller keeps owning the model. */
 export async function serveModel(model: Model, options: ServeOptions = {}): Promise<RunningServer> {
   // Loaded here, not at the top: the HTTP stack costs about half a second to load, and only serving needs it.
@@ -39,9 +65,13 @@ export async function serveModel(model: Model, options: ServeOptions = {}): Prom
   const scheduler = new Scheduler(model, { ...options, observer: metrics.observer });
   metrics.watch(scheduler, model);
   const modelId = options.modelId ?? path.basename(model.path).replace(/\.gguf$/i, '');
-  const app = buildOpenAiApp(model, scheduler, metrics, { modelId, apiKey: options.apiKey, chatFormat: options.chatFormat ?? chatFormatFor(model) });
+  const corsOrigin = options.corsOrigin;
+  if (corsOrigin !== undefined && corsOrigin !== '*' && !isOrigin(corsOrigin)) {
+    throw invalidOption('corsOrigin', `must be '*' or an origin such as http://localhost:5173 (scheme, host and port only), got '${corsOrigin}'`);
+  }
+  const app = buildOpenAiApp(model, scheduler, metrics, { modelId, apiKey: options.apiKey, chatFormat: options.chatFormat ?? chatFormatFor(model), corsOrigin });
   const host = options.host ?? '127.0.0.1';
-  await app.listen({ host, port: options.port ?? 8080 });
+  await listen(app, host, options.port ?? 8080);
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : (options.port ?? 8080);
   let closing: Promise<void> | undefined;
