@@ -29,17 +29,16 @@ const jobTimeoutSeconds = 25 * 60;
 // Jobs, longest first so that two workers finish together. Each names a test binary and the
 // sections it runs (the binaries run every section when given none, as ctest does on a GPU).
 const jobs = [
-  { name: 'engine-stories', bin: 'test_cuda_engine', args: ['stories'] },
+  { name: 'ops-masked', bin: 'test_cuda_ops', args: ['masked'] },
   { name: 'matmul-v2', bin: 'test_cuda_matmul', args: ['2'] },
-  { name: 'engine-synthetic', bin: 'test_cuda_engine', args: ['synthetic'] },
   { name: 'ops-decode', bin: 'test_cuda_ops', args: ['decode'] },
   { name: 'ops-prefill', bin: 'test_cuda_ops', args: ['prefill'] },
+  { name: 'engine-stories', bin: 'test_cuda_engine', args: ['stories'] },
   { name: 'ops-attention', bin: 'test_cuda_ops', args: ['attention'] },
-  { name: 'ops-masked', bin: 'test_cuda_ops', args: ['masked'] },
-  { name: 'engine-models', bin: 'test_cuda_engine', args: ['fixtures', 'quantized'] },
-  { name: 'ops-matmul', bin: 'test_cuda_ops', args: ['matmul'] },
+  { name: 'engine-synthetic', bin: 'test_cuda_engine', args: ['synthetic'] },
   { name: 'matmul-v1', bin: 'test_cuda_matmul', args: ['1'] },
-  { name: 'ops-rows', bin: 'test_cuda_ops', args: ['rows'] },
+  { name: 'ops-matmul-rows', bin: 'test_cuda_ops', args: ['matmul', 'rows'] },
+  { name: 'engine-models', bin: 'test_cuda_engine', args: ['fixtures', 'quantized'] },
   { name: 'bench-device', bin: 'test_cuda_bench_device', args: [] },
 ];
 
@@ -148,7 +147,7 @@ async function main() {
   fs.rmSync(logDir, { recursive: true, force: true });
   fs.mkdirSync(logDir, { recursive: true });
   const model = writeSyntheticModel();
-  const env = { ...process.env, CHAI_SIM_SYNTHETIC_MODEL: model };
+  const env = { ...process.env, CHAI_SYNTHETIC_MODEL: model };
   started = Date.now();
   const queue = [...selected];
   const results = [];

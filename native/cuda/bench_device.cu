@@ -5,6 +5,7 @@
 #include "../core/quant_blocks.h"
 #include "bench_device.h"
 #include "cuda_check.h"
+#include "weights.cuh"
 
 namespace chai::cuda::bench {
 namespace {
@@ -36,13 +37,8 @@ template <>
 __device__ __forceinline__ float from_float<float>(float v) { return v; }
 template <>
 __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-// Round to nearest even on the bits, as __float2bfloat16_rn does for finite values: GPGPU-Sim,
-// where the CUDA tests run without a GPU, has no cvt.rn.bf16.f32.
 template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  const uint32_t bits = __float_as_uint(v);
-  return __ushort_as_bfloat16(uint16_t((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16));
-}
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __ushort_as_bfloat16(bf16_bits_rn(v)); }
 
 template <typename T>
 __global__ void fill_values(T* dst, size_t count, uint32_t seed, float scale) {

@@ -268,7 +268,7 @@ void launch(const TensorView& x, const TensorView& w, const TensorView& y, Devic
 
 }  // namespace
 
-bool gemm_f16(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream) {
+bool gemm_tensor_core(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream) {
   switch (w.dtype) {
     case DType::F16: launch<__half, __half>(x, w, y, scratch, stream); return true;
     case DType::BF16: launch<__nv_bfloat16, __nv_bfloat16>(x, w, y, scratch, stream); return true;

@@ -31,7 +31,7 @@ int matmul_version_from_env() {
 }
 
 void matmul_v2(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream) {
-  const bool done = x.rows >= kGemmMinRows ? gemm_f16(x, w, y, scratch, stream) : gemv(x, w, y, scratch, stream);
+  const bool done = x.rows >= kGemmMinRows ? gemm_tensor_core(x, w, y, scratch, stream) : gemv(x, w, y, scratch, stream);
   if (!done) matmul(x, w, y, stream);  // version 1
 }
 

@@ -38,9 +38,9 @@ class DeviceScratch {
 void matmul_v2(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
 
 // The pieces, for matmul_v2; each returns false, launching nothing, when it does not take w's
-// type. gemm_f16 takes F16, BF16 and Q8_0 weights (one SegmentLoader each), any n, m, k; BF16
+// type. gemm_tensor_core takes F16, BF16 and Q8_0 weights (one SegmentLoader each), any n, m, k; BF16
 // weights run on bf16 tensor cores (x rounded to bf16), the others on f16 (x scaled per row).
-bool gemm_f16(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
+bool gemm_tensor_core(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
 // gemv also returns false when the alignment of x, w or k does not suit its loads.
 bool gemv(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
 

@@ -277,9 +277,9 @@ inline std::vector<AttentionShape> attention_shapes(ShapeScale scale = ShapeScal
 // count of decode_shape(): 1, 2, 4, 8, 16, 32 threads per row).
 inline std::vector<AttentionShape> decode_shapes(ShapeScale scale = ShapeScale::Full) {
   if (scale == ShapeScale::Simulator)
-    return {{1, 0, 1, 1, 8, 16, 1},       {1, 37, 8, 4, 8, 16, 8},    {1, 64, 7, 7, 16, 1, 3},  {1, 129, 8, 2, 128, 16, 8},
-            {1, 70, 32, 32, 128, 16, 1},  {1, 100, 6, 3, 96, 7, 6},  {1, 90, 4, 1, 32, 32, 2}, {1, 45, 4, 4, 4, 16, 2},
-            {1, 70, 8, 8, 256, 16, 1},    {1, 255, 8, 8, 32, 16, 4}};
+    return {{1, 0, 1, 1, 8, 16, 1},      {1, 37, 8, 4, 8, 16, 8},   {1, 64, 7, 7, 16, 1, 3},  {1, 100, 8, 2, 128, 16, 8},
+            {1, 40, 32, 32, 128, 16, 1}, {1, 60, 6, 3, 96, 7, 6},   {1, 90, 4, 1, 32, 32, 2}, {1, 45, 4, 4, 4, 16, 2},
+            {1, 70, 8, 8, 256, 16, 1},   {1, 255, 4, 4, 32, 16, 2}};
   return {
       {1, 0, 1, 1, 8, 16, 1},        {1, 37, 8, 4, 8, 16, 8},      {1, 64, 7, 7, 16, 1, 3},
       {1, 129, 32, 8, 128, 16, 32},  {1, 300, 32, 32, 128, 16, 1}, {1, 200, 6, 3, 96, 7, 6},
@@ -368,9 +368,12 @@ inline double attention_tolerance(const AttentionShape& s, DType kv, int version
 }
 
 // Keys per chunk that put chunk boundaries in awkward places for a sequence of n_keys keys:
-// one key per chunk, odd sizes, one short of the whole, the whole, and the planner's choice.
-inline std::vector<int> awkward_chunks(int n_keys) {
-  std::vector<int> chunks = {0, 1, 7, 64, std::max(1, n_keys - 1), n_keys};
+// one key per chunk, odd sizes, one short of the whole, the whole, and the planner's choice (on
+// the simulator, one key per chunk only for short sequences, and no whole tile of 64).
+inline std::vector<int> awkward_chunks(int n_keys, ShapeScale scale = ShapeScale::Full) {
+  std::vector<int> chunks = {0, 7, std::max(1, n_keys - 1), n_keys};
+  if (scale == ShapeScale::Full || n_keys <= 64) chunks.push_back(1);
+  if (scale == ShapeScale::Full) chunks.push_back(64);
   std::sort(chunks.begin(), chunks.end());
   chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
   return chunks;

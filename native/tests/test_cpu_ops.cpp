@@ -48,6 +48,19 @@ int main() {
     suite.check_close(relative_error(y, matmul_ref(x, w.decoded, s.n, s.m, s.k)), 1e-5, shape_name("matmul", DType::Q8_0, s));
   }
 
+  // The GPU's large-magnitude checks compare with these: activations up to 1e5 and BF16 weights far
+  // outside f16's range stay exact f32 arithmetic here.
+  for (auto [x_scale, w_scale, dt] : {std::tuple{1e5f, 1.0f, DType::F16}, {1e5f, 1.0f, DType::BF16}, {1e5f, 1.0f, DType::Q8_0},
+                                      {1.0f, 1e5f, DType::BF16}, {1.0f, 1e-6f, DType::BF16}})
+    for (const MatmulShape& s : {MatmulShape{1, 65, 256}, MatmulShape{17, 65, 256}}) {
+      const auto x = random_nonzero(size_t(s.n) * s.k, seed++, x_scale);
+      const HostWeights w(random_nonzero(size_t(s.m) * s.k, seed++, w_scale), dt);
+      char magnitudes[64];
+      std::snprintf(magnitudes, sizeof magnitudes, ", |x| to %g, |w| to %g", double(x_scale), double(w_scale));
+      suite.check_close(relative_error(run_matmul(*many, x, w, s.n, s.m, s.k), matmul_ref(x, w.decoded, s.n, s.m, s.k)), 1e-5,
+                        shape_name("matmul", dt, s) + magnitudes);
+    }
+
   // The scalar kernels are what a CPU without AVX2 runs: check them directly too.
   const VectorKernels& scalar = vector_kernels_for(SimdLevel::Scalar);
   for (int k : {1, 7, 8, 17, 100, 1001}) {

@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
   Suite suite("cuda_ops");
   const auto& dev = status.devices[0];
   std::printf("device: %s (sm_%d%d)\n", dev.name.c_str(), dev.compute_major, dev.compute_minor);
-  const ShapeScale scale = shape_scale_for(dev.name);
+  const ShapeScale shape_scale = shape_scale_for(dev.name);
   auto cpu = make_cpu_backend(0);
   auto gpu = make_cuda_backend(0);
 
@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
 
   if (want("attention")) {
   for (DType kv : {DType::F32, DType::F16})
-    for (const auto& shape : attention_shapes(scale)) {
+    for (const auto& shape : attention_shapes(shape_scale)) {
       const auto problem = make_attention_problem(shape, seed++, kv);
       const float scale = 1.0f / std::sqrt(float(shape.head_dim));
       suite.check_close(relative_error(run_attention(*gpu, problem, scale), run_attention(*cpu, problem, scale)), 1e-5,
@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
 
   {
     std::vector<AttentionProblem> problems;
-    for (const auto& shape : attention_batch_shapes(scale)) problems.push_back(make_attention_problem(shape, seed++));
+    for (const auto& shape : attention_batch_shapes(shape_scale)) problems.push_back(make_attention_problem(shape, seed++));
     std::vector<const AttentionProblem*> batch;
     for (const auto& p : problems) batch.push_back(&p);
     const auto gpu_out = run_attention_batch(*gpu, batch, 0.125f), cpu_out = run_attention_batch(*cpu, batch, 0.125f);
@@ -151,21 +151,24 @@ int main(int argc, char** argv) {
   // version 2 with chunk boundaries in awkward places, then in a mixed batch.
   if (want("decode")) {
   for (DType kv : {DType::F32, DType::F16})
-    for (const auto& shape : decode_shapes(scale)) {
+    for (const auto& shape : decode_shapes(shape_scale)) {
       const auto problem = make_attention_problem(shape, seed++, kv);
       const float scale = 1.0f / std::sqrt(float(shape.head_dim));
       const auto want = run_attention(*cpu, problem, scale);
       const std::string what = std::string(", ") + dtype_name(kv) + " cache, " + shape.name();
       suite.check_close(relative_error(run_attention(*gpu, problem, scale), want), 1e-5, "decode v1" + what);
-      for (int chunk : awkward_chunks(shape.pos0 + 1)) {
+      for (int chunk : awkward_chunks(shape.pos0 + 1, shape_scale)) {
         const AttentionRun run{2, chunk};
         suite.check_close(relative_error(run_attention(*gpu, problem, scale, run), want), 1e-5, "decode " + run.name() + what);
       }
     }
   }
+  // (On the simulator f16 caches only: version 2 runs f32 prompts on version 1, which the
+  // attention section covers, and its split-KV decoding, which the decode section does.)
   if (want("prefill")) {
   for (DType kv : {DType::F32, DType::F16})
-    for (const auto& shapes : {attention_shapes(scale), prefill_shapes(scale)})
+    for (const auto& shapes : {attention_shapes(shape_scale), prefill_shapes(shape_scale)})
+      if (kv == DType::F16 || shape_scale == ShapeScale::Full)
       for (const auto& shape : shapes) {
         const auto problem = make_attention_problem(shape, seed++, kv);
         const float scale = 1.0f / std::sqrt(float(shape.head_dim));
@@ -174,8 +177,9 @@ int main(int argc, char** argv) {
                           attention_tolerance(shape, kv, 2), std::string("attention v2, ") + dtype_name(kv) + " cache, " + shape.name());
       }
   for (DType kv : {DType::F32, DType::F16}) {
+    if (kv == DType::F32 && shape_scale == ShapeScale::Simulator) continue;
     std::vector<AttentionProblem> problems;
-    for (const auto& shape : attention_batch_shapes(scale)) problems.push_back(make_attention_problem(shape, seed++, kv));
+    for (const auto& shape : attention_batch_shapes(shape_scale)) problems.push_back(make_attention_problem(shape, seed++, kv));
     std::vector<const AttentionProblem*> batch;
     for (const auto& p : problems) batch.push_back(&p);
     const auto cpu_out = run_attention_batch(*cpu, batch, 0.125f);
@@ -209,16 +213,17 @@ int main(int argc, char** argv) {
         }
       }
 
-  // Errors are typed and leave the device usable.
+  // Errors are typed and leave the device usable. (Not the allocation on the simulated GPU: there a
+  // cudaMalloc of 1 PiB succeeds, and later kernels compute garbage.)
   if (!want("rows")) return suite.finish();
-  bool oom_typed = false;
-  try {
-    DeviceBuffer huge(*gpu, size_t(1) << 50);
-  } catch (const Error& e) {
-    oom_typed = e.code() == ErrorCode::DeviceOom;
-  }
-  suite.check(oom_typed, "a 1 PiB allocation throws DeviceOom");
-  {
+  if (shape_scale == ShapeScale::Full) {
+    bool oom_typed = false;
+    try {
+      DeviceBuffer huge(*gpu, size_t(1) << 50);
+    } catch (const Error& e) {
+      oom_typed = e.code() == ErrorCode::DeviceOom;
+    }
+    suite.check(oom_typed, "a 1 PiB allocation throws DeviceOom");
     const auto x = random_nonzero(64, seed++);
     suite.check_close(relative_error(run_softmax(*gpu, x, 1, 64), run_softmax(*cpu, x, 1, 64)), 1e-5,
                       "device usable after the failed allocation");
