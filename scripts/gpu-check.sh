@@ -191,6 +191,9 @@ exclude=()
 if [ -n "$models" ]; then
   export CHAI_MODELS="$models"
   record models pass 0 "$models"
+  # test_cuda_engine's synthetic section (tensor-core GEMM and prefill end to end) reads this one;
+  # without it that section fails: node scripts/write-synthetic-model.js gpu-models/synthetic-hd64.gguf
+  [ -f "$models/synthetic-hd64.gguf" ] && export CHAI_SYNTHETIC_MODEL="$models/synthetic-hd64.gguf"
 elif [ $no_models -eq 1 ]; then
   exclude=(-E '^(test_engine|test_cuda_engine)$')
   record models note 0 "--no-models: the GPU = CPU engine parity tests (test_cuda_engine, test_engine) NOT run"

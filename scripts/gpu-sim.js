@@ -117,12 +117,11 @@ function demangle(names) {
   return result.status === 0 ? result.stdout.trim().split('\n') : names;
 }
 
-// A random-weight model with head size 64 (the tensor-core prefill's) and GQA, written for the
-// engine job by lib/synthetic (npm run build made dist/); removed after the run.
+// The engine job's random-weight model with head size 64 (scripts/write-synthetic-model.js);
+// removed after the run.
 function writeSyntheticModel() {
-  const { writeSyntheticLlama } = require(path.join(root, 'dist', 'synthetic.js'));
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'chai-gpusim-model-')), 'synthetic-hd64.gguf');
-  writeSyntheticLlama(file, { layers: 2, embeddingLength: 256, heads: 4, kvHeads: 2, feedForwardLength: 320, vocabSize: 300, weights: 'F16', seed: 11 });
+  run(process.execPath, [path.join(__dirname, 'write-synthetic-model.js'), file]);
   return file;
 }
 
@@ -156,9 +155,13 @@ async function main() {
       const result = await runJob(simRoot, job, env);
       const parsed = readLog(result.logFile);
       Object.assign(result, parsed);
-      result.ok = result.code === 0 && parsed.summary !== null && parsed.summary.failed === 0;
+      // Passed: exit 0, on the simulated device (not a real GPU, not the exit-77 path), and at least
+      // one check, none failed.
+      const simulated = parsed.own.some((line) => line.startsWith('device: GPGPU-Sim'));
+      result.ok = result.code === 0 && simulated && parsed.summary !== null && parsed.summary.passed > 0 && parsed.summary.failed === 0;
       results.push(result);
-      const status = result.ok ? 'ok' : `FAILED (exit ${result.code}${result.code === 124 ? ': timed out' : ''}; log ${result.logFile})`;
+      const why = result.code === 124 ? ': timed out' : result.code === 0 && !simulated ? ': not on the simulated device' : '';
+      const status = result.ok ? 'ok' : `FAILED (exit ${result.code}${why}; log ${result.logFile})`;
       process.stdout.write(`\n== gpu-sim job ${job.name} (${job.bin} ${job.args.join(' ')}): ${status} in ${result.seconds} s\n${parsed.own.join('\n')}\n`);
     }
   });
@@ -169,13 +172,13 @@ async function main() {
   const launched = new Set(results.flatMap((r) => [...r.kernels]));
   const exclusions = JSON.parse(fs.readFileSync(path.join(root, 'native', 'tests', 'gpu-sim-exclusions.json'), 'utf8'));
   const entries = [...ptxEntries(simRoot)].sort();
+  if (entries.length === 0) throw new Error(`no PTX .entry found in the CUDA objects of ${buildDir}: the coverage check has nothing to count`);
   const excluded = entries.filter((e) => Object.prototype.hasOwnProperty.call(exclusions, e));
   const counted = entries.filter((e) => !excluded.includes(e));
   const missed = counted.filter((e) => !launched.has(e));
-  for (const [name, readable] of excluded.map((e, i) => [e, demangle(excluded)[i]]))
-    process.stdout.write(`gpu-sim: excluded ${readable}: ${exclusions[name]}\n`);
-  for (const [name, readable] of missed.map((e, i) => [e, demangle(missed)[i]]))
-    process.stdout.write(`gpu-sim: NEVER LAUNCHED ${readable} (${name})\n`);
+  const excludedNames = demangle(excluded), missedNames = demangle(missed);
+  excluded.forEach((name, i) => process.stdout.write(`gpu-sim: excluded ${excludedNames[i]}: ${exclusions[name]}\n`));
+  missed.forEach((name, i) => process.stdout.write(`gpu-sim: NEVER LAUNCHED ${missedNames[i]} (${name})\n`));
   const partial = wanted.length > 0;
   const passed = results.reduce((n, r) => n + (r.summary?.passed ?? 0), 0);
   const failed = results.reduce((n, r) => n + (r.summary?.failed ?? 0), 0) + results.filter((r) => !r.ok && !(r.summary?.failed > 0)).length;

@@ -131,8 +131,8 @@ struct SegmentLoader<__half, BlockQ8_0, true> {
 };
 
 // x in the operand type, one block per row; for f16 the row is scaled by 2^s (s chosen so that
-// its largest |value| lands in [2^14, 2^15)) and inv_scale[row] = 2^-s. Rows of zeros (or with
-// inf / NaN, which propagate) keep s = 0.
+// its largest finite |value| lands in [2^14, 2^15)) and inv_scale[row] = 2^-s. inf and NaN are
+// left out of the maximum (they propagate as they would in f32); rows of zeros keep s = 0.
 template <typename Op>
 __global__ void __launch_bounds__(256) prepare_rows(const float* __restrict__ x, Op* __restrict__ out,
                                                    float* __restrict__ inv_scale, int k) {
@@ -141,11 +141,12 @@ __global__ void __launch_bounds__(256) prepare_rows(const float* __restrict__ x,
   float scale = 1.0f;
   if constexpr (std::is_same_v<Op, __half>) {
     float top = 0.0f;
-    for (int c = threadIdx.x; c < k; c += blockDim.x) top = fmaxf(top, fabsf(row[c]));
+    for (int c = threadIdx.x; c < k; c += blockDim.x)
+      if (isfinite(row[c])) top = fmaxf(top, fabsf(row[c]));
     top = block_reduce(top, MaxOp{}, 0.0f);
     int exponent = 0;  // top = f · 2^exponent, f in [0.5, 1)
-    if (top > 0.0f && isfinite(top)) frexpf(top, &exponent);
-    const int shift = top > 0.0f && isfinite(top) ? min(max(kF16RowExponent + 1 - exponent, -126), 126) : 0;
+    if (top > 0.0f) frexpf(top, &exponent);
+    const int shift = top > 0.0f ? min(max(kF16RowExponent + 1 - exponent, -126), 126) : 0;
     scale = ldexpf(1.0f, shift);
     if (threadIdx.x == 0) inv_scale[blockIdx.x] = ldexpf(1.0f, -shift);
   }

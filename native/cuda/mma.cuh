@@ -1,7 +1,8 @@
 // The tensor-core and asynchronous-copy instructions the GEMM and prefill attention use, as PTX
 // (sm_80: mma.sync m16n8k16, ldmatrix, cp.async). Fragment layouts are PTX's: for mma m16n8k16,
-// lane l holds A rows l/4 and l/4 + 8, B column l/4, C rows l/4 and l/4 + 8, at columns
-// 2(l%4) and 2(l%4) + 1 (+ 8 for A's and B's second halves).
+// lane l holds A rows l/4 and l/4 + 8 at columns (k) 2(l%4), 2(l%4) + 1 and those + 8; B column
+// (n) l/4 at rows (k) 2(l%4), 2(l%4) + 1 and those + 8; C rows l/4 and l/4 + 8 at columns
+// 2(l%4), 2(l%4) + 1.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

@@ -15,8 +15,9 @@ __device__ __forceinline__ float weight_at(const BlockQ8_0* row, int c) {
   return __half2float(__ushort_as_half(b.d)) * float(b.q[c % kQ8Block]);
 }
 
-// f32 -> bf16 bits rounded to nearest even (NaN stays a quiet NaN): the bits __float2bfloat16_rn
-// gives, by integer arithmetic, because the simulated GPU (npm run test:gpu-sim) has no cvt to bf16.
+// f32 -> bf16 bits rounded to nearest even, by integer arithmetic (the simulated GPU of npm run
+// test:gpu-sim has no cvt to bf16): __float2bfloat16_rn's bits for every non-NaN value; a NaN
+// stays a quiet NaN with its sign (the intrinsic gives 0x7fff).
 __device__ __forceinline__ uint16_t bf16_bits_rn(float f) {
   const uint32_t bits = __float_as_uint(f);
   if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40u);
