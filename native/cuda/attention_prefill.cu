@@ -27,11 +27,6 @@ constexpr int kThreads = 128;
 constexpr int kRowsPerBlock = 64;  // 4 warps × 16 query rows
 constexpr int kKeysPerTile = 64;
 
-__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
-  const __half2 h = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
 // Starts copying rows [key0, key0 + kKeysPerTile) of one head into dst (row stride kStride halfs)
 // with cp.async (16 bytes per copy, no registers involved); rows past `n_keys` or on an
 // unallocated page are filled with zeros and never read. ok (optional) records which keys exist.
@@ -80,9 +75,9 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(AttentionParams b, in
   {
     const float* q_rep = b.q + size_t(p.q_row) * row_stride + size_t(rep) * HD;
     auto q_pair = [&](int row, int col) {
-      if (row >= p.n_q) return pack_half2(0.f, 0.f);
+      if (row >= p.n_q) return pack2<__half>(0.f, 0.f);
       const float2 v = *reinterpret_cast<const float2*>(q_rep + size_t(row) * row_stride + col);
-      return pack_half2(v.x * q_scale, v.y * q_scale);
+      return pack2<__half>(v.x * q_scale, v.y * q_scale);
     };
 #pragma unroll
     for (int kk = 0; kk < kSteps; ++kk) {
@@ -179,10 +174,10 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(AttentionParams b, in
     }
 #pragma unroll
     for (int kk = 0; kk < kKeysPerTile / 16; ++kk) {
-      pa[kk][0] = pack_half2(s[2 * kk][0], s[2 * kk][1]);
-      pa[kk][1] = pack_half2(s[2 * kk][2], s[2 * kk][3]);
-      pa[kk][2] = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[kk][3] = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      pa[kk][0] = pack2<__half>(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = pack2<__half>(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = pack2<__half>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = pack2<__half>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
     }
     // O_m += P V_m.
 #pragma unroll

@@ -48,19 +48,6 @@ static_assert((kTileM / kWarpM) * (kTileN / kWarpN) * 32 == kThreads, "the warps
 // prepare_rows puts each f16 row's largest |value| at 2^kF16RowExponent or just above.
 constexpr int kF16RowExponent = 14;
 
-// Two floats as one 32-bit register of the operand type.
-template <typename Op>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi);
-template <>
-__device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
-  const __half2 h = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-template <>
-__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
-  return uint32_t(bf16_bits_rn(lo)) | uint32_t(bf16_bits_rn(hi)) << 16;
-}
-
 // Converts 16 floats to the operand type and writes them to 32 aligned bytes of shared memory.
 template <typename Op>
 __device__ __forceinline__ void store_segment(Op* dst, const float (&v)[kSegment]) {
@@ -239,10 +226,6 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_tiles(const Op* __restrict__
     }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
-
 // Op: the operand type (f16 for F16 and Q8_0 weights, bf16 for BF16 weights).
 template <typename Op, typename W>
 void launch(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream) {
@@ -256,14 +239,14 @@ void launch(const TensorView& x, const TensorView& w, const TensorView& y, Devic
   float* inv_scale = kScaled ? reinterpret_cast<float*>(buffer + x_bytes) : nullptr;
   prepare_rows<Op><<<unsigned(n), 256, 0, stream>>>(x.as<float>(), xo, inv_scale, k);
   cuda_check(cudaGetLastError(), "gemm row preparation launch");
+  auto run = [&](auto vector) {
+    gemm_tiles<Op, W, decltype(vector)::value><<<grid, kThreads, 0, stream>>>(xo, inv_scale, w.as<W>(), y.as<float>(), n, m, k);
+  };
   // Q8_0 rows hold whole blocks (k % 32 == 0) and its loader needs no alignment; otherwise the
   // 16-byte copies need k % 8 == 0 and aligned weights (the scratch is 256-byte aligned).
-  if constexpr (std::is_same_v<W, BlockQ8_0>)
-    gemm_tiles<Op, W, true><<<grid, kThreads, 0, stream>>>(xo, inv_scale, w.as<W>(), y.as<float>(), n, m, k);
-  else if (k % 8 == 0 && aligned16(w.data))
-    gemm_tiles<Op, W, true><<<grid, kThreads, 0, stream>>>(xo, inv_scale, w.as<W>(), y.as<float>(), n, m, k);
-  else
-    gemm_tiles<Op, W, false><<<grid, kThreads, 0, stream>>>(xo, inv_scale, w.as<W>(), y.as<float>(), n, m, k);
+  if constexpr (std::is_same_v<W, BlockQ8_0>) run(std::true_type{});
+  else if (k % 8 == 0 && aligned(w.data, 16)) run(std::true_type{});
+  else run(std::false_type{});
   cuda_check(cudaGetLastError(), "gemm kernel launch");
 }
 

@@ -199,10 +199,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q8_dp4a(const int8_t* __rest
   write_sums<kTok>(acc, y, row0, tok0, toks, m);
 }
 
-bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
-
-size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
-
 // Calls launch(std::integral_constant<int, kTok>) with the smallest kTok of 1, 2, 4, 8 that
 // covers n tokens (8 for more, in several groups).
 template <typename Launch>

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "../core/tensor.h"
 
@@ -32,6 +33,10 @@ class DeviceScratch {
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
 };
+
+// Host helpers of the launchers that carve the scratch and pick their loads.
+inline bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+inline size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
 // Version 2: the GEMM from kGemmMinRows rows, the GEMV below; what neither takes (f32 weights
 // from kGemmMinRows rows, rows the GEMV cannot load 16 bytes at a time) runs version 1.

@@ -9,7 +9,22 @@
 
 #include <cstdint>
 
+#include "weights.cuh"
+
 namespace chai::cuda {
+
+// Two floats, rounded to nearest, as one 32-bit register of 16-bit operands (lo in the low half).
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <>
+__device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+template <>
+__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  return uint32_t(bf16_bits_rn(lo)) | uint32_t(bf16_bits_rn(hi)) << 16;
+}
 
 // d += a · b for one m16n8k16 tile: a 4 and b 2 registers of 16-bit pairs, f32 accumulators.
 template <typename T>
