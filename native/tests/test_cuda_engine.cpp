@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "usage: test_cuda_engine [stories] [fixtures] [quantized] [synthetic]\n");
       return 2;
     }
-  auto want = [&](const char* section) { return sections.empty() || std::count(sections.begin(), sections.end(), section) > 0; };
+  auto section = [&](const char* name) { return sections.empty() || std::count(sections.begin(), sections.end(), name) > 0; };
   const CudaStatus status = cuda_status();
   if (!status.available) {
     std::printf("SKIPPED: no usable CUDA device: %s\n", status.reason.c_str());
@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
     if (file == "stories260K-f16.gguf") return std::vector<Run>{{2, DType::F32, true}};
     return std::vector<Run>{};
   };
-  if (want("stories"))
+  if (section("stories"))
     for (const char* file : files) {
       auto model = LlamaModel::load(GgufFile::open(models + file));
       const LlamaConfig& c = model->config();
@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
   unsetenv("CHAI_ATTENTION_VERSION");
   // Architecture fixtures: 4 query heads, 2 KV heads, 2 layers.
   const std::vector<int32_t> text = {100, 2000, 30, 4000, 500, 60, 7000, 80};
-  if (want("fixtures") && !simulated)
+  if (section("fixtures") && !simulated)
     for (const char* file : {"synth-llama3.gguf", "synth-qwen2.gguf", "synth-qwen3.gguf"}) {
       auto model = LlamaModel::load(GgufFile::open(models + file));
       const LlamaConfig& c = model->config();
@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
       simulated ? std::vector<const char*>{"stories260K-q4_0.gguf", "stories260K-q4_k_m.gguf"}
                 : std::vector<const char*>{"stories260K-q4_0.gguf", "stories260K-q4_k_m.gguf", "synth-kq-q2_k.gguf", "synth-kq-q3_k_m.gguf",
                                            "synth-kq-q4_k_m.gguf", "synth-kq-q5_k_m.gguf", "synth-kq-q6_k.gguf", "synth-kq-iq4_xs.gguf"};
-  for (const char* file : want("quantized") ? quantized_files : std::vector<const char*>{}) {
+  for (const char* file : section("quantized") ? quantized_files : std::vector<const char*>{}) {
     auto model = LlamaModel::load(GgufFile::open(models + file));
     const LlamaConfig& c = model->config();
     std::vector<std::vector<float>> storage;
@@ -188,11 +188,12 @@ int main(int argc, char** argv) {
   // The synthetic model (4 heads of 64, 2 KV heads, F16 weights) with attention and matmul
   // version 2 and an f16 cache: a 40-token prompt takes the tensor-core GEMM and prefill (version
   // 2's only head sizes are 64 and 128), decode the split-KV kernel and the GEMV.
-  if (want("synthetic")) {
+  if (section("synthetic")) {
     const char* path = std::getenv("CHAI_SYNTHETIC_MODEL");
     if (!path || !*path) {
-      suite.check(false, "the synthetic section needs CHAI_SYNTHETIC_MODEL: node scripts/write-synthetic-model.js gpu-models/synthetic-hd64.gguf "
-                         "(scripts/gpu-check.sh sets it from there; npm run test:gpu-sim writes its own)");
+      suite.check(false,
+                  "the synthetic section needs CHAI_SYNTHETIC_MODEL: node scripts/write-synthetic-model.js "
+                  "gpu-models/synthetic-hd64.gguf (scripts/gpu-check.sh sets it from there; npm run test:gpu-sim writes its own)");
     } else {
       auto model = LlamaModel::load(GgufFile::open(path));
       const LlamaConfig& c = model->config();
