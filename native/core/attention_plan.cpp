@@ -14,7 +14,8 @@ int attention_version_from_env() {
   const std::string value(text);
   const bool valid = value.size() == 1 && value[0] >= '1' && value[0] < char('1' + kAttentionVersions);
   CHAI_REQUIRE(valid, ErrorCode::InvalidArgument,
-               "CHAI_ATTENTION_VERSION must be 1 (the default) or 2 (split-KV decoding, not yet verified on a GPU), got '" +
+               "CHAI_ATTENTION_VERSION must be 1 (the default), 2 (split-KV decoding) or 3 (split-KV decoding rebuilt for "
+                   "memory bandwidth); 2 and 3 are not yet verified on a GPU. Got '" +
                    value + "': unset it or pick one of those");
   return value[0] - '0';
 }
@@ -94,6 +95,7 @@ PackedClusters pack_clusters(const std::vector<int32_t>& reps, const std::vector
     }
   }
   packed.n_tasks = int(b.tasks.size());
+  for (const DecodeTask& t : b.tasks) packed.max_task_members = std::max(packed.max_task_members, t.member_end - t.member_begin);
 
   auto& d = packed.data;
   d = reps;
@@ -123,7 +125,24 @@ void point_clusters(SequenceAttention& sa, const PackedClusters& packed, const i
   sa.task_members = base + packed.at_task_members;
   sa.task_member_rep = base + packed.at_task_member_rep;
   sa.n_tasks = packed.n_tasks;
+  sa.max_task_members = packed.max_task_members;
 }
+
+namespace {
+
+// Keys per chunk for `work` (in key-rows of the heaviest task) spread over target_blocks blocks,
+// where `blocks` tasks exist without splitting: even chunks, whole tiles, at least kDecodeMinChunk.
+int even_chunk(int64_t work, int64_t blocks, int longest, int target_blocks, int tile) {
+  if (blocks >= target_blocks) return longest;  // the batch fills the device without splitting
+  const int64_t per_block = std::max<int64_t>(kDecodeMinChunk, (work + target_blocks - 1) / std::max(1, target_blocks));
+  if (per_block >= longest) return longest;
+  // Even chunks: the longest sequence cut into equal parts, rounded up to whole tiles.
+  const int64_t parts = (longest + per_block - 1) / per_block;
+  const int64_t chunk = ((longest + parts - 1) / parts + tile - 1) / tile * tile;
+  return int(std::min<int64_t>(longest, chunk));
+}
+
+}  // namespace
 
 int choose_kv_chunk(const std::vector<int>& n_keys, const std::vector<int>& n_tasks, int target_blocks, int forced_chunk) {
   if (forced_chunk > 0) return forced_chunk;
@@ -134,18 +153,28 @@ int choose_kv_chunk(const std::vector<int>& n_keys, const std::vector<int>& n_ta
     work += int64_t(n_tasks[s]) * n_keys[s];
     longest = std::max(longest, n_keys[s]);
   }
-  if (blocks >= target_blocks) return longest;  // the batch fills the device without splitting
-  const int64_t per_block = std::max<int64_t>(kDecodeMinChunk, (work + target_blocks - 1) / std::max(1, target_blocks));
-  if (per_block >= longest) return longest;
-  // Even chunks: the longest sequence cut into equal parts, rounded up to whole tiles.
-  const int64_t parts = (longest + per_block - 1) / per_block;
-  const int64_t chunk = ((longest + parts - 1) / parts + kDecodeTile - 1) / kDecodeTile * kDecodeTile;
-  return int(std::min<int64_t>(longest, chunk));
+  return even_chunk(work, blocks, longest, target_blocks, kDecodeTile);
+}
+
+int choose_kv_chunk_balanced(const std::vector<int>& n_keys, const std::vector<int>& n_tasks, const std::vector<int>& task_rows,
+                             int heaviest, int target_blocks, int forced_chunk) {
+  if (forced_chunk > 0) return forced_chunk;
+  int64_t blocks = 0, rows = 0;
+  int longest = 1;
+  for (size_t s = 0; s < n_keys.size(); ++s) {
+    blocks += n_tasks[s];
+    rows += int64_t(task_rows[s]) * n_keys[s];
+    longest = std::max(longest, n_keys[s]);
+  }
+  // In keys of the heaviest task: a block of it then does the average block's work.
+  const int64_t work = (rows + heaviest - 1) / std::max(1, heaviest);
+  return even_chunk(work, blocks, longest, target_blocks, kDecodeV3Tile);
 }
 
 void plan_attention_call(SequenceAttention* seqs, int n_seqs, int target_blocks, int forced_chunk, AttentionParams& params) {
   params.max_n_q = params.max_clusters = params.max_members = params.max_tasks = params.max_chunks = params.partial_slots = params.split_seqs = 0;
-  std::vector<int> keys, tasks;
+  std::vector<int> keys, tasks, task_rows;
+  int heaviest = 1;
   for (int s = 0; s < n_seqs; ++s) {
     SequenceAttention& sa = seqs[s];
     sa.kv_chunk = sa.n_chunks = sa.partial_slot = 0;
@@ -155,10 +184,14 @@ void plan_attention_call(SequenceAttention* seqs, int n_seqs, int target_blocks,
     if (params.version >= 2 && sa.n_q == 1 && sa.n_tasks > 0) {
       keys.push_back(sa.pos0 + 1);
       tasks.push_back(sa.n_tasks);
+      task_rows.push_back(sa.n_tasks + params.n_heads);  // a K row per task, a V row per member head
+      heaviest = std::max(heaviest, 1 + sa.max_task_members);
     }
   }
   if (keys.empty()) return;
-  const int chunk = choose_kv_chunk(keys, tasks, target_blocks, forced_chunk);
+  CHAI_REQUIRE(params.version < 3 || params.n_heads > 0, ErrorCode::Internal, "plan_attention_call: version 3 needs n_heads");
+  const int chunk = params.version >= 3 ? choose_kv_chunk_balanced(keys, tasks, task_rows, heaviest, target_blocks, forced_chunk)
+                                        : choose_kv_chunk(keys, tasks, target_blocks, forced_chunk);
   for (int s = 0; s < n_seqs; ++s) {
     SequenceAttention& sa = seqs[s];
     if (sa.n_q != 1 || sa.n_tasks == 0) continue;

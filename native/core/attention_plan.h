@@ -24,9 +24,12 @@ CHAI_HOST_DEVICE inline int64_t kv_slot(const int32_t* table, int max_pages, int
 
 // Attention kernel versions (numbered as in llm.c). 1: one block per (cluster, query, sequence),
 // the default. 2: split-KV decoding for one-query sequences (DecodeTask blocks over chunks of
-// keys, partial results merged), tensor-core tiles for prompts on the GPU.
-constexpr int kAttentionVersions = 2;
-// CHAI_ATTENTION_VERSION from the environment (1 when unset); InvalidArgument if not 1..2.
+// keys, partial results merged), tensor-core tiles for prompts on the GPU. 3: version 2 with the
+// decode side rebuilt for memory bandwidth (attention_decode_v3.cu: K/V tiles by cp.async, several
+// in flight, page indices staged per tile, GQA heads sharing V tiles, a merge parallel over the
+// head dimension) and decode tasks balanced by their member-head count (decode_task_span).
+constexpr int kAttentionVersions = 3;
+// CHAI_ATTENTION_VERSION from the environment (1 when unset); InvalidArgument if not 1..3.
 int attention_version_from_env();
 
 // Version 2 runs prompts (sequences of several queries) on tensor cores for f16 caches with head
@@ -55,6 +58,7 @@ constexpr int kDecodeAssignments = 4;
 constexpr int kDecodeMaxReps = 8;
 constexpr int kDecodeTile = 64;        // keys scored per step of the online softmax
 constexpr int kDecodeMinChunk = 64;    // fewest keys a chunk holds when keys are split
+constexpr int kDecodeV3Tile = 32;     // version 3: keys per K/V tile moved by cp.async
 struct DecodeShape {
   bool supported = false;  // head_dim × element size a multiple of 16 bytes, a row within 32 lanes
   int lanes_per_key = 0;
@@ -67,6 +71,7 @@ DecodeShape decode_shape(int head_dim, DType kv_dtype);
 struct PackedClusters {
   std::vector<int32_t> data;
   int n_clusters = 0, n_tasks = 0, max_members = 0;
+  int max_task_members = 0;  // the most member heads of one decode task
   size_t at_offsets = 0, at_members = 0, at_tasks = 0, at_task_reps = 0, at_task_members = 0, at_task_member_rep = 0;
 };
 // reps/offsets/members: CSR clusters over n_heads query heads (see SequenceAttention). Tasks group
@@ -108,7 +113,17 @@ struct SequenceAttention {
   int kv_chunk = 0;      // keys per chunk
   int n_chunks = 0;      // 0: this sequence is not on the split-KV path
   int partial_slot = 0;  // its first slot in AttentionParams::partials when n_chunks > 1
+  int max_task_members = 0;  // the most member heads of one of its tasks (version 3 balancing)
 };
+
+// Version 3 balances decode tasks by their member-head count: per key, a task reads one K row
+// and (at most) one V row per member head, so a task with few members takes `span` consecutive
+// chunks of kv_chunk keys in one block, where the heaviest task takes one. Its block writes its
+// partial result to the first slot of its span and marks the others empty (max -inf, sum 0),
+// which the merge skips. Versions 1 and 2: a span of 1.
+CHAI_HOST_DEVICE inline int decode_task_span(int version, const SequenceAttention& sa, int task_members) {
+  return version >= 3 ? (1 + sa.max_task_members) / (1 + task_members) : 1;
+}
 
 // Points the cluster fields of `sa` into `base`, a backend copy of packed.data.
 void point_clusters(SequenceAttention& sa, const PackedClusters& packed, const int32_t* base);
@@ -144,9 +159,17 @@ struct AttentionParams {
 // Floats of the partials buffer a call with `slots` partial slots needs.
 CHAI_HOST_DEVICE inline size_t partial_floats(int slots, int n_heads, int head_dim) { return size_t(slots) * n_heads * (head_dim + 2); }
 
+// Version 3's chunking: like choose_kv_chunk, but the work of a sequence counts one K row per task
+// and one V row per member head (task_rows[s]: n_tasks + n_heads) and the chunk is sized for the
+// heaviest task (heaviest: 1 + its member heads), lighter ones taking spans of chunks
+// (decode_task_span); chunks are whole kDecodeV3Tile tiles.
+int choose_kv_chunk_balanced(const std::vector<int>& n_keys, const std::vector<int>& n_tasks, const std::vector<int>& task_rows,
+                             int heaviest, int target_blocks, int forced_chunk = 0);
+
 // Fills the split-KV fields of one call's sequence descriptors (host copies: seqs[s].tasks etc.
-// already point into backend memory) and its bounds in `params`: for version 2, sequences of one
-// query are cut into chunks (choose_kv_chunk) and get partial slots; the rest keep n_chunks = 0.
+// already point into backend memory) and its bounds in `params`: for versions 2 and 3, sequences of
+// one query are cut into chunks (choose_kv_chunk, choose_kv_chunk_balanced for version 3, which
+// needs params.n_heads) and get partial slots; the rest keep n_chunks = 0.
 void plan_attention_call(SequenceAttention* seqs, int n_seqs, int target_blocks, int forced_chunk, AttentionParams& params);
 
 // One step of a forward pass, planned: every layer's sequence descriptors in one host array

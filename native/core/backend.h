@@ -46,6 +46,12 @@ class Backend {
   virtual void synchronize() = 0;
   // Independent blocks of work that keep this backend busy; split-KV attention sizes its grid by it.
   virtual int fill_blocks() const = 0;
+  // The same for one attention call (its version, head size and cache type are set): the CUDA
+  // backend sizes version 3's split-KV grid by the occupancy of the decode kernel it will launch.
+  virtual int attention_fill_blocks(const AttentionParams& call) const {
+    (void)call;
+    return fill_blocks();
+  }
   // A copy of matmul weight w (in this backend's memory) in a layout this backend multiplies
   // faster, to set as w.packed; null where the stored layout is best. Called once per weight at load.
   virtual std::shared_ptr<const void> pack_matmul_weight(const TensorView& w) {

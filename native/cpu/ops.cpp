@@ -316,22 +316,30 @@ void attend_sequence(ThreadPool& pool, const AttentionParams& b, const SequenceA
   }
 }
 
-// Version 2, the twin of native/cuda/attention_decode.cu: split-KV decoding of every sequence of
-// one query. Per (sequence, task, chunk of keys): each representative's scores over the chunk,
-// their max m and sum l of exp(score - m), and every member head's accumulator Σ exp(score - m) v.
-// A sequence of one chunk writes acc / l; otherwise the partials go to their slots and a merge
-// rescales them to the largest max: out = Σ e^(m_c - M) acc_c / Σ e^(m_c - M) l_c.
+// Versions 2 and 3, the twin of native/cuda/attention_decode.cu and attention_decode_v3.cu:
+// split-KV decoding of every sequence of one query. Per (sequence, task, chunk of keys): each
+// representative's scores over the chunk, their max m and sum l of exp(score - m), and every
+// member head's accumulator Σ exp(score - m) v. A sequence of one chunk writes acc / l; otherwise
+// the partials go to their slots and a merge rescales them to the largest max:
+// out = Σ e^(m_c - M) acc_c / Σ e^(m_c - M) l_c. In version 3 a task takes `span` chunks at once
+// (decode_task_span) and marks the other slots of its span empty.
 struct SplitItem {
-  int seq, task, chunk;
+  int seq, task, block;  // the block covers chunks block * span .. of its task
 };
 
-void decode_chunk(const AttentionParams& b, const SequenceAttention& p, int task_index, int chunk, std::vector<float>& scores,
+int task_span(const AttentionParams& b, const SequenceAttention& p, int task_index) {
+  const DecodeTask& task = p.tasks[task_index];
+  return decode_task_span(b.version, p, task.member_end - task.member_begin);
+}
+
+void decode_chunk(const AttentionParams& b, const SequenceAttention& p, int task_index, int block, std::vector<float>& scores,
                   std::vector<float>& acc) {
   const VectorKernels& dot = vector_kernels();
   const int hd = b.head_dim, group = b.n_heads / b.n_kv_heads;
   const int64_t row = int64_t(b.n_heads) * hd;
   const DecodeTask& task = p.tasks[task_index];
-  const int j0 = chunk * p.kv_chunk, j1 = std::min(p.pos0 + 1, j0 + p.kv_chunk), n = j1 - j0;
+  const int span = task_span(b, p, task_index), chunk = block * span;
+  const int j0 = chunk * p.kv_chunk, j1 = std::min(p.pos0 + 1, j0 + span * p.kv_chunk), n = j1 - j0;
   const int n_reps = task.rep_end - task.rep_begin;
   scores.resize(size_t(n_reps) * n);
   std::vector<float> top(static_cast<size_t>(n_reps)), sum(static_cast<size_t>(n_reps));
@@ -357,6 +365,11 @@ void decode_chunk(const AttentionParams& b, const SequenceAttention& p, int task
       std::copy(acc.begin(), acc.end(), slot);
       slot[hd] = top[size_t(r)];
       slot[hd + 1] = sum[size_t(r)];
+      for (int c = chunk + 1; c < std::min(chunk + span, p.n_chunks); ++c) {  // the rest of the span: empty
+        float* empty = b.partials + partial_floats(p.partial_slot + c, b.n_heads, hd) + size_t(h) * (hd + 2);
+        empty[hd] = -INFINITY;
+        empty[hd + 1] = 0.0f;
+      }
     }
   }
 }
@@ -373,6 +386,7 @@ void merge_chunks(const AttentionParams& b, const SequenceAttention& p, int h) {
   for (int c = 0; c < p.n_chunks; ++c) {
     const float* part = first + c * stride;
     const double weight = std::exp(double(part[hd]) - base);
+    if (weight == 0) continue;  // a chunk without keys (version 3: an empty slot, its accumulator unwritten)
     total += weight * part[hd + 1];
     for (int d = 0; d < hd; ++d) acc[size_t(d)] += weight * part[d];
   }
@@ -387,7 +401,7 @@ void attend_split(ThreadPool& pool, const AttentionParams& b) {
     const SequenceAttention& p = b.seqs[s];
     if (p.n_chunks == 0) continue;
     for (int t = 0; t < p.n_tasks; ++t)
-      for (int c = 0; c < p.n_chunks; ++c) items.push_back({s, t, c});
+      for (int c = 0; c < ceil_div(p.n_chunks, task_span(b, p, t)); ++c) items.push_back({s, t, c});
     if (p.n_chunks > 1)
       for (int h = 0; h < b.n_heads; ++h) merges.push_back({s, h});
   }
@@ -395,7 +409,7 @@ void attend_split(ThreadPool& pool, const AttentionParams& b) {
     std::vector<float> scores, acc;
     for (int64_t i = begin; i < end; ++i) {
       const SplitItem& it = items[size_t(i)];
-      decode_chunk(b, b.seqs[it.seq], it.task, it.chunk, scores, acc);
+      decode_chunk(b, b.seqs[it.seq], it.task, it.block, scores, acc);
     }
   });
   pool.parallel_for(int64_t(merges.size()), 8, [&](int64_t begin, int64_t end) {
@@ -405,7 +419,7 @@ void attend_split(ThreadPool& pool, const AttentionParams& b) {
 
 }  // namespace
 
-// Sequences one after another, each spread over all threads (version 2: sequences of one query
+// Sequences one after another, each spread over all threads (versions 2 and 3: sequences of one query
 // all at once, split by chunks of keys). Their fields are host memory here, so they are checked
 // before any row is read.
 void attention(ThreadPool& pool, const AttentionParams& p) {

@@ -102,13 +102,17 @@ void attention_v1(const AttentionParams& p, cudaStream_t stream) {
 }  // namespace
 
 // Version 1 for everything, or version 2: split-KV decoding for the sequences the plan split,
-// tensor-core tiles for the others where their shape allows (version 1 otherwise).
+// tensor-core tiles for the others where their shape allows (version 1 otherwise). Version 3:
+// its own split-KV decoding (attention_decode_v3.cu); prompts as in version 2.
 void attention(const AttentionParams& p, cudaStream_t stream) {
   if (p.split_seqs < p.n_seqs) {
     if (p.version >= 2 && tensor_core_prefill(p.head_dim, p.kv_dtype)) attention_prefill(p, stream);
     else attention_v1(p, stream);
   }
-  if (p.split_seqs > 0) attention_decode(p, stream);
+  if (p.split_seqs > 0) {
+    if (p.version >= 3) attention_decode_v3(p, stream);
+    else attention_decode(p, stream);
+  }
 }
 
 }  // namespace chai::cuda

@@ -35,14 +35,6 @@ __device__ __forceinline__ void load_row16(const __half* p, float (&out)[8]) {
   }
 }
 
-// Sum over the `lanes` consecutive lanes that read one row (lanes a power of two, aligned).
-template <int kLanes>
-__device__ __forceinline__ float row_sum(float v) {
-#pragma unroll
-  for (int offset = kLanes / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
 // T: the cache's element type; kLanes: threads per K/V row (decode_shape().lanes_per_key).
 template <typename T, int kLanes>
 __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(AttentionParams b) {

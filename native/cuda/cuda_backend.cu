@@ -70,6 +70,13 @@ class CudaBackend final : public Backend {
   }
   // Eight blocks per multiprocessor: enough warps in flight to keep memory busy.
   int fill_blocks() const override { return 8 * multiprocessors_; }
+  // Version 3: as many blocks of the decode kernel it launches as the device holds at once.
+  int attention_fill_blocks(const AttentionParams& call) const override {
+    if (call.version < 3) return fill_blocks();
+    activate();
+    const int per_multiprocessor = cuda::attention_decode_v3_blocks_per_sm(call.head_dim, call.kv_dtype);
+    return per_multiprocessor > 0 ? per_multiprocessor * multiprocessors_ : fill_blocks();
+  }
 
  protected:
   void run_matmul(const TensorView& x, const TensorView& w, const TensorView& y) override {
@@ -117,7 +124,7 @@ class CudaBackend final : public Backend {
 
  private:
   // The current device is per host thread, and async workers run on pool threads.
-  void activate() { cuda_check(cudaSetDevice(device_), "cudaSetDevice"); }
+  void activate() const { cuda_check(cudaSetDevice(device_), "cudaSetDevice"); }
 
   // Runs fn with this device current and the stream to itself (one caller at a time).
   template <typename Fn>

@@ -24,7 +24,12 @@ void add_bias(const TensorView& x, const TensorView& bias, cudaStream_t stream);
 void attention(const AttentionParams& p, cudaStream_t stream);
 // Attention version 2, the sequences with n_chunks > 0: split-KV decoding, then the merge.
 void attention_decode(const AttentionParams& p, cudaStream_t stream);
-// Attention version 2, the other sequences: tensor-core tiles (tensor_core_prefill() shapes only).
+// Attention version 3, the sequences with n_chunks > 0: the decode kernel of attention_decode_v3.cu,
+// then its merge; and how many blocks of that kernel (for this head size and cache type) one
+// multiprocessor holds (0 where decode_shape() does not support the shape).
+void attention_decode_v3(const AttentionParams& p, cudaStream_t stream);
+int attention_decode_v3_blocks_per_sm(int head_dim, DType kv_dtype);
+// Attention versions 2 and 3, the other sequences: tensor-core tiles (tensor_core_prefill() shapes only).
 void attention_prefill(const AttentionParams& p, cudaStream_t stream);
 void store_kv(const KvStoreParams& p, cudaStream_t stream);
 void head_features(const HeadFeatureParams& p, cudaStream_t stream);

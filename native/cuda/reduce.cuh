@@ -17,6 +17,14 @@ __device__ __forceinline__ float warp_reduce(float v, Op op) {
   return v;
 }
 
+// Sum over the kLanes consecutive lanes that read one row (kLanes a power of two, aligned).
+template <int kLanes>
+__device__ __forceinline__ float row_sum(float v) {
+#pragma unroll
+  for (int offset = kLanes / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
 // Every thread of the block gets the result. blockDim.x must be a multiple of 32 (≤ 1024).
 template <typename Op>
 __device__ float block_reduce(float v, Op op, float identity) {

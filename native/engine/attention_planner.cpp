@@ -31,7 +31,8 @@ void AttentionPlanner::describe(int layer) {
     sa.n_q = sq.n_q;
     sa.pos0 = sq.pos0;
   }
-  plan_attention_call(seqs, plan_.n_seqs, backend_.fill_blocks(), 0, plan_.calls[size_t(layer)]);
+  AttentionParams& call = plan_.calls[size_t(layer)];
+  plan_attention_call(seqs, plan_.n_seqs, backend_.attention_fill_blocks(call), 0, call);
 }
 
 void AttentionPlanner::reserve_partials() {
