@@ -32,6 +32,7 @@ const jobs = [
   { name: 'ops-masked', bin: 'test_cuda_ops', args: ['masked'] },
   { name: 'matmul-v2', bin: 'test_cuda_matmul', args: ['2'] },
   { name: 'ops-decode', bin: 'test_cuda_ops', args: ['decode'] },
+  { name: 'ops-decode-v3', bin: 'test_cuda_ops', args: ['decode-v3'] },
   { name: 'ops-prefill', bin: 'test_cuda_ops', args: ['prefill'] },
   { name: 'engine-stories', bin: 'test_cuda_engine', args: ['stories'] },
   { name: 'ops-attention', bin: 'test_cuda_ops', args: ['attention'] },

@@ -104,7 +104,12 @@ Problem make_problem(Backend& be, int version, int context, int n_q, int cluster
   }
   AttentionParams& a = p.params;
   a.version = version;
-  plan_attention_call(seqs.data(), batch, be.fill_blocks(), 0, a);
+  a.n_heads = kHeads;
+  a.n_kv_heads = kHeads;
+  a.head_dim = kHeadDim;
+  a.kv_dtype = kCache;
+  a.page_tokens = kPage;
+  plan_attention_call(seqs.data(), batch, be.attention_fill_blocks(a), 0, a);
   p.seqs = up(seqs.data(), seqs.size() * sizeof(SequenceAttention));
   if (a.partial_slots > 0) {
     p.partials = std::make_unique<DeviceBuffer>(be, partial_floats(a.partial_slots, kHeads, kHeadDim) * 4);
@@ -112,13 +117,8 @@ Problem make_problem(Backend& be, int version, int context, int n_q, int cluster
   }
   a.q = static_cast<const float*>(p.q->get());
   a.out = static_cast<float*>(p.out->get());
-  a.n_heads = kHeads;
-  a.n_kv_heads = kHeads;
-  a.head_dim = kHeadDim;
   a.scale = 1.0f / std::sqrt(float(kHeadDim));
   a.pool = p.pool->get();
-  a.kv_dtype = kCache;
-  a.page_tokens = kPage;
   a.seqs = static_cast<const SequenceAttention*>(p.seqs->get());
   a.n_seqs = batch;
   // Every K row of the representatives and every V row, once; and the flops of the causal

@@ -39,6 +39,7 @@ struct ProblemOptions {
   float q_scale = 1.0f;
   int boost_begin = 0, boost_end = 0;
   float key_boost = 1.0f;
+  bool uneven_clusters = false;  // n_clusters - 1 clusters of one head, one cluster of all the others
 };
 
 inline AttentionProblem make_attention_problem(const AttentionShape& s, uint32_t seed, DType kv_dtype = DType::F32,
@@ -61,7 +62,8 @@ inline AttentionProblem make_attention_problem(const AttentionShape& s, uint32_t
   // Random clusters (each non-empty), random representative inside each.
   std::mt19937 rng(seed + 3);
   std::vector<int> cluster_of(static_cast<size_t>(s.n_heads));
-  for (int h = 0; h < s.n_heads; ++h) cluster_of[size_t(h)] = h < s.n_clusters ? h : int(rng() % unsigned(s.n_clusters));
+  for (int h = 0; h < s.n_heads; ++h)
+    cluster_of[size_t(h)] = h < s.n_clusters ? h : options.uneven_clusters ? s.n_clusters - 1 : int(rng() % unsigned(s.n_clusters));
   std::shuffle(cluster_of.begin(), cluster_of.end(), rng);
   p.offsets.push_back(0);
   for (int c = 0; c < s.n_clusters; ++c) {
@@ -131,7 +133,7 @@ inline std::vector<double> attention_ref(const AttentionProblem& p, float scale)
   return out;
 }
 
-// How a call is planned: the kernel version, and for version 2 the keys per chunk (0: the
+// How a call is planned: the kernel version, and for versions 2 and 3 the keys per chunk (0: the
 // planner's choice for this backend).
 struct AttentionRun {
   int version = 1;
@@ -208,7 +210,12 @@ inline std::vector<std::vector<float>> run_attention_batch(Backend& be, const st
   }
   AttentionParams a;
   a.version = run.version;
-  plan_attention_call(seqs.data(), int(seqs.size()), be.fill_blocks(), run.forced_chunk, a);
+  a.n_heads = s0.n_heads;
+  a.n_kv_heads = s0.n_kv_heads;
+  a.head_dim = s0.head_dim;
+  a.kv_dtype = problems[0]->kv_dtype;
+  a.page_tokens = s0.page_tokens;
+  plan_attention_call(seqs.data(), int(seqs.size()), be.attention_fill_blocks(a), run.forced_chunk, a);
   auto q_dev = upload(q.data(), q.size() * 4);
   std::vector<float> poisoned_out(q.size(), NAN);
   auto out = upload(poisoned_out.data(), poisoned_out.size() * 4);
@@ -222,13 +229,8 @@ inline std::vector<std::vector<float>> run_attention_batch(Backend& be, const st
 
   a.q = static_cast<const float*>(q_dev->get());
   a.out = static_cast<float*>(out->get());
-  a.n_heads = s0.n_heads;
-  a.n_kv_heads = s0.n_kv_heads;
-  a.head_dim = s0.head_dim;
   a.scale = scale;
   a.pool = pool->get();
-  a.kv_dtype = problems[0]->kv_dtype;
-  a.page_tokens = s0.page_tokens;
   a.seqs = static_cast<const SequenceAttention*>(seq_dev->get());
   a.n_seqs = int(seqs.size());
   be.attention(a);
@@ -286,6 +288,25 @@ inline std::vector<AttentionShape> decode_shapes(ShapeScale scale = ShapeScale::
       {1, 500, 4, 1, 64, 32, 2},     {1, 1000, 128, 128, 64, 16, 8}, {1, 70, 32, 32, 256, 16, 1},
       {1, 255, 32, 32, 128, 16, 4},  {1, 90, 4, 1, 32, 32, 2},     {1, 45, 4, 4, 4, 16, 2},
   };
+}
+
+// Version 3's own awkward decode cases beside decode_shapes(): uneven clusters (one of most heads
+// and singletons, so that light tasks cover spans of chunks), every head in one cluster, GQA and
+// MQA, page sizes that are and are not powers of two, key counts around the 32-key tile.
+inline std::vector<AttentionShape> decode_v3_uneven_shapes(ShapeScale scale = ShapeScale::Full) {
+  if (scale == ShapeScale::Simulator)
+    return {{1, 100, 8, 8, 64, 16, 3}, {1, 64, 8, 2, 128, 7, 3}, {1, 95, 4, 1, 64, 32, 2}, {1, 31, 6, 6, 32, 8, 4}};
+  return {{1, 1000, 32, 32, 128, 16, 4}, {1, 300, 32, 8, 128, 7, 5}, {1, 200, 8, 1, 64, 32, 3},
+          {1, 31, 6, 6, 32, 8, 4},       {1, 513, 16, 16, 64, 1, 2}};
+}
+
+// The runs of an edge case for version 3: its version-2 runs (split-KV decoding with the same
+// chunk sizes; prompts fall back to version 2's prefill).
+inline std::vector<AttentionRun> version3_runs(const std::vector<AttentionRun>& runs) {
+  std::vector<AttentionRun> v3;
+  for (const AttentionRun& run : runs)
+    if (run.version == 2) v3.push_back({3, run.forced_chunk});
+  return v3;
 }
 
 // Prompts for the tensor-core tiles of version 2 (f16 cache, head size 64 or 128): row counts

@@ -1,6 +1,6 @@
-// The attention plan and version 2 (split-KV decoding) on the CPU twin: the paged-KV accessor,
-// decode tasks, the chunking decision, and split + merge against the float64 reference and
-// version 1 at awkward shapes and chunk boundaries.
+// The attention plan and versions 2 and 3 (split-KV decoding) on the CPU twin: the paged-KV
+// accessor, decode tasks, the chunking decisions (version 3: tasks balanced by member heads), and
+// split + merge against the float64 reference and version 1 at awkward shapes and chunk boundaries.
 #include <cmath>
 #include <set>
 #include <string>
@@ -80,6 +80,48 @@ void check_chunking(Suite& suite) {
   suite.check(v2.split_seqs == 2 && seqs[0].n_chunks == 10 && seqs[1].n_chunks == 0 && seqs[2].n_chunks == 1 &&
                   seqs[0].partial_slot == 0 && v2.partial_slots == 10 && v2.max_chunks == 10 && v2.max_tasks == 4,
               "version 2 splits one-query sequences into chunks with their own partial slots");
+
+  // Version 3 balances tasks by member heads. H=32 at 8k keys, one CHAI cluster of 29 heads and
+  // three of one (tasks of 29, 1, 1, 1 members; uneven clusters leave version 2 a tail): the
+  // heaviest block's rows (one K row per key, one V row per member per key) against the mean.
+  auto imbalance = [](int version, int chunk, int keys, const std::vector<int>& members) {
+    SequenceAttention sa;
+    for (int m : members) sa.max_task_members = std::max(sa.max_task_members, m);
+    double most = 0, total = 0;
+    int blocks = 0;
+    for (int m : members) {
+      const int span = decode_task_span(version, sa, m), per_block = span * chunk;
+      for (int first = 0; first < keys; first += per_block, ++blocks) {
+        const double rows = double(std::min(per_block, keys - first)) * (1 + m);
+        most = std::max(most, rows);
+        total += rows;
+      }
+    }
+    return most / (total / blocks);
+  };
+  const std::vector<int> uneven = {29, 1, 1, 1};
+  const int v2_chunk = choose_kv_chunk({8192}, {4}, 1056);
+  const int v3_chunk = choose_kv_chunk_balanced({8192}, {4}, {4 + 32}, 30, 1056);
+  const double v2_tail = imbalance(2, v2_chunk, 8192, uneven), v3_tail = imbalance(3, v3_chunk, 8192, uneven);
+  suite.check(v3_chunk % kDecodeV3Tile == 0 && v3_tail < 1.5 && v2_tail > 3,
+              "version 3 balances uneven tasks: heaviest block / mean " + std::to_string(v3_tail) + " (version 2: " +
+                  std::to_string(v2_tail) + "), chunks of " + std::to_string(v3_chunk));
+  SequenceAttention sa;
+  sa.max_task_members = 7;
+  suite.check(decode_task_span(3, sa, 7) == 1 && decode_task_span(3, sa, 1) == 4 && decode_task_span(3, sa, 3) == 2 &&
+                  decode_task_span(2, sa, 1) == 1,
+              "spans: (1 + most members) / (1 + members) in version 3, 1 in version 2");
+  suite.check(choose_kv_chunk_balanced({100, 5000}, {64, 64}, {96, 96}, 2, 64) == 5000, "version 3: a batch that fills the device is not split");
+  seqs[0].max_task_members = 5, seqs[2].max_task_members = 5;
+  AttentionParams v3;
+  v3.version = 3;
+  v3.n_heads = 8;
+  plan_attention_call(seqs.data(), 3, 64, 0, v3);
+  suite.check(v3.split_seqs == 2 && seqs[1].n_chunks == 0 && seqs[0].kv_chunk % kDecodeV3Tile == 0 &&
+                  seqs[0].n_chunks == ceil_div(1000, seqs[0].kv_chunk) && v3.partial_slots == seqs[0].n_chunks + (seqs[2].n_chunks > 1 ? seqs[2].n_chunks : 0),
+              "version 3 splits one-query sequences into whole tiles with their own partial slots");
+  plan_attention_call(seqs.data(), 3, 64, 100, v2);
+  suite.check(seqs[0].n_chunks == 10 && v2.partial_slots == 10, "version 2's plan is the same after a version 3 plan");
 }
 
 }  // namespace
@@ -101,23 +143,37 @@ int main() {
       const float scale = 1.0f / std::sqrt(float(s.head_dim));
       const auto want = attention_ref(problem, scale);
       const auto v1 = run_attention(*cpu, problem, scale);
-      for (int chunk : awkward_chunks(s.pos0 + 1)) {
-        const AttentionRun run{2, chunk};
-        const auto v2 = run_attention(*cpu, problem, scale, run);
-        const std::string what = run.name() + ", " + dtype_name(kv) + " cache, " + s.name();
-        suite.check_close(relative_error(v2, want), 1e-5, "split-KV " + what);
-        suite.check_close(relative_error(v2, v1), 1e-5, "split-KV = version 1, " + what);
+      for (int version : {2, 3})
+        for (int chunk : awkward_chunks(s.pos0 + 1)) {
+          const AttentionRun run{version, chunk};
+          const auto split = run_attention(*cpu, problem, scale, run);
+          const std::string what = run.name() + ", " + dtype_name(kv) + " cache, " + s.name();
+          suite.check_close(relative_error(split, want), 1e-5, "split-KV " + what);
+          suite.check_close(relative_error(split, v1), 1e-5, "split-KV = version 1, " + what);
+        }
+    }
+  // Version 3 with uneven clusters: light tasks take spans of chunks and leave empty slots.
+  for (DType kv : {DType::F32, DType::F16})
+    for (const auto& s : decode_v3_uneven_shapes()) {
+      ProblemOptions options;
+      options.uneven_clusters = true;
+      const auto problem = make_attention_problem(s, seed++, kv, options);
+      const float scale = 1.0f / std::sqrt(float(s.head_dim));
+      const auto want = attention_ref(problem, scale);
+      for (int chunk : {0, 1, 7, 32, s.pos0}) {
+        const AttentionRun run{3, chunk};
+        suite.check_close(relative_error(run_attention(*cpu, problem, scale, run), want), 1e-5,
+                          "uneven clusters, " + run.name() + ", " + dtype_name(kv) + " cache, " + s.name());
       }
     }
 
-  // A mixed batch under version 2: prompts take version 1, one-query sequences are split.
+  // A mixed batch under versions 2 and 3: prompts take version 1, one-query sequences are split.
   {
     std::vector<AttentionProblem> problems;
     for (const auto& shape : attention_batch_shapes()) problems.push_back(make_attention_problem(shape, seed++, DType::F16));
     std::vector<const AttentionProblem*> batch;
     for (const auto& p : problems) batch.push_back(&p);
-    for (int chunk : {0, 5, 64}) {
-      const AttentionRun run{2, chunk};
+    for (const AttentionRun& run : std::vector<AttentionRun>{{2, 0}, {2, 5}, {2, 64}, {3, 0}, {3, 5}, {3, 64}}) {
       const auto outs = run_attention_batch(*cpu, batch, 0.125f, run);
       for (size_t i = 0; i < problems.size(); ++i)
         suite.check_close(relative_error(outs[i], attention_ref(problems[i], 0.125f)), 1e-5,
@@ -126,12 +182,14 @@ int main() {
   }
 
   // Sharp softmax, chunks with far-apart maxima, missing K and V pages (never read: masked keys,
-  // zero values) and rows that see no key (zeros), in both versions.
+  // zero values) and rows that see no key (zeros), in every version.
   for (DType kv : {DType::F32, DType::F16})
     for (const AttentionEdgeCase& edge : attention_edge_cases(kv, seed += 100)) {
       const float scale = 1.0f / std::sqrt(float(edge.problem.shape.head_dim));
       const auto want = attention_ref(edge.problem, scale);
-      for (const AttentionRun& run : edge.runs)
+      std::vector<AttentionRun> runs = edge.runs;
+      for (const AttentionRun& run : version3_runs(edge.runs)) runs.push_back(run);
+      for (const AttentionRun& run : runs)
         suite.check_close(relative_error(run_attention(*cpu, edge.problem, scale, run), want), attention_tolerance(edge.problem.shape, kv, 1),
                           edge.name + ", " + run.name() + ", " + dtype_name(kv) + " cache, " + edge.problem.shape.name());
     }

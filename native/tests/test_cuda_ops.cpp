@@ -1,5 +1,5 @@
 // CUDA ops against their CPU twins, in sections:
-//   test_cuda_ops [matmul] [rows] [attention] [decode] [prefill] [masked]     (none: all of them)
+//   test_cuda_ops [matmul] [rows] [attention] [decode] [decode-v3] [prefill] [masked]     (none: all of them)
 // On the simulated GPU (npm run test:gpu-sim) the attention shapes are the small set that takes the
 // same paths (ShapeScale::Simulator). Exits 77 (ctest: skipped) with the reason when no device.
 #include <algorithm>
@@ -19,8 +19,9 @@ using namespace chai::testing;
 int main(int argc, char** argv) {
   const std::vector<std::string> sections(argv + 1, argv + argc);
   for (const std::string& name : sections)
-    if (name != "matmul" && name != "rows" && name != "attention" && name != "decode" && name != "prefill" && name != "masked") {
-      std::fprintf(stderr, "usage: test_cuda_ops [matmul] [rows] [attention] [decode] [prefill] [masked]\n");
+    if (name != "matmul" && name != "rows" && name != "attention" && name != "decode" && name != "decode-v3" && name != "prefill" &&
+        name != "masked") {
+      std::fprintf(stderr, "usage: test_cuda_ops [matmul] [rows] [attention] [decode] [decode-v3] [prefill] [masked]\n");
       return 2;
     }
   auto section = [&](const char* name) { return sections.empty() || std::count(sections.begin(), sections.end(), name) > 0; };
@@ -166,6 +167,50 @@ int main(int argc, char** argv) {
         }
       }
   }
+  // Version 3 decoding against the float64 reference and the CPU twin (which runs the same plan:
+  // spans, empty slots) at the awkward decode shapes with chunk boundaries in awkward places, with
+  // uneven clusters (light tasks spanning several chunks), at the softmax and paging edge cases,
+  // and in a mixed batch (its prompts take version 2's prefill).
+  if (section("decode-v3")) {
+    auto check_v3 = [&](const AttentionProblem& problem, const AttentionRun& run, const std::string& what) {
+      const float scale = 1.0f / std::sqrt(float(problem.shape.head_dim));
+      const auto got = run_attention(*gpu, problem, scale, run);
+      const double bound = attention_tolerance(problem.shape, problem.kv_dtype, run.version);
+      const std::string name = what + ", " + run.name() + ", " + dtype_name(problem.kv_dtype) + " cache, " + problem.shape.name();
+      suite.check_close(relative_error(got, attention_ref(problem, scale)), bound, name);
+      suite.check_close(relative_error(got, run_attention(*cpu, problem, scale, run)), bound, name + " (vs CPU)");
+    };
+    for (DType kv : {DType::F32, DType::F16}) {
+      for (const auto& shape : decode_shapes(shape_scale)) {
+        const auto problem = make_attention_problem(shape, seed++, kv);
+        for (int chunk : awkward_chunks(shape.pos0 + 1, shape_scale)) check_v3(problem, {3, chunk}, "decode");
+      }
+      ProblemOptions uneven;
+      uneven.uneven_clusters = true;
+      for (const auto& shape : decode_v3_uneven_shapes(shape_scale)) {
+        const auto problem = make_attention_problem(shape, seed++, kv, uneven);
+        for (int chunk : {0, 7, 32}) check_v3(problem, {3, chunk}, "uneven clusters");
+      }
+      for (const AttentionEdgeCase& edge : attention_edge_cases(kv, seed += 100))
+        if (edge.problem.shape.n_q == 1)
+          for (const AttentionRun& run : version3_runs(edge.runs)) check_v3(edge.problem, run, edge.name);
+    }
+    std::vector<AttentionProblem> problems;
+    for (const auto& shape : attention_batch_shapes(shape_scale)) problems.push_back(make_attention_problem(shape, seed++, DType::F16));
+    std::vector<const AttentionProblem*> batch;
+    for (const auto& p : problems) batch.push_back(&p);
+    for (int chunk : {0, 5}) {
+      const AttentionRun run{3, chunk};
+      const auto gpu_out = run_attention_batch(*gpu, batch, 0.125f, run), cpu_out = run_attention_batch(*cpu, batch, 0.125f, run);
+      for (size_t i = 0; i < problems.size(); ++i) {
+        const double bound = attention_tolerance(problems[i].shape, DType::F16, 3);
+        const std::string what = "mixed batch " + run.name() + ", sequence " + std::to_string(i) + ": " + problems[i].shape.name();
+        suite.check_close(relative_error(gpu_out[i], attention_ref(problems[i], 0.125f)), bound, what);
+        suite.check_close(relative_error(gpu_out[i], cpu_out[i]), bound, what + " (vs CPU)");
+      }
+    }
+  }
+
   // (On the simulator f16 caches only: version 2 runs f32 prompts on version 1, which the
   // attention section covers, and its split-KV decoding, which the decode section does.)
   if (section("prefill")) {
