@@ -147,6 +147,7 @@ __global__ void __launch_bounds__(kThreads) decode_v3_kernel(AttentionParams b, 
   };
   int n_v = 0;
   for (int w = 0; w < bit_words; ++w) n_v += __popc(v_bits_s[w]);
+#pragma unroll 1
   for (int m = tid; m < n_members; m += kThreads) {
     const int v = p.task_members[task.member_begin + m] / group;
     v_heads_s[v_rank(v)] = v;  // every member of a V head writes the same value
@@ -192,6 +193,8 @@ __global__ void __launch_bounds__(kThreads) decode_v3_kernel(AttentionParams b, 
       const bool is_k = u % units_per_tile == 0;
       const int slot = u % kStages;
       uint4* dst = stage_s + size_t(slot) * kPieces;
+      // Rolled, as are the score and V-head loops (unrolled, ptxas spills on sm_90).
+#pragma unroll 1
       for (int e = tid; e < kPieces; e += kThreads) {
         const int j = e / kLanes, piece = e % kLanes;
         const int at = off0 + j;  // token t0 + j, counted from the start of t0's page
@@ -221,6 +224,7 @@ __global__ void __launch_bounds__(kThreads) decode_v3_kernel(AttentionParams b, 
     const int n = min(kTile, j_end - (j_begin + u / units_per_tile * kTile));
     if (k == 0) {
       // Scores of the tile's keys (rows `row`, `row + kRows`, ...; uniform across each warp).
+#pragma unroll 1
       for (int jj = row; jj < kTile; jj += kRows) {
         float key[kVec], dot[kDecodeMaxReps];
         unpack16(rows[jj * kLanes + lane], key, T());
@@ -271,7 +275,7 @@ __global__ void __launch_bounds__(kThreads) decode_v3_kernel(AttentionParams b, 
         if (a >= n_assigned) break;
         if (unit[a] != k) continue;
         const float* w = p_s[rep[a]];
-#pragma unroll 4
+#pragma unroll 2
         for (int jj = key_group; jj < n; jj += key_groups) {
           float v[kVec];
           unpack16(rows[jj * kLanes + lane], v, T());
