@@ -122,7 +122,8 @@ struct SequenceAttention {
 // partial result to the first slot of its span and marks the others empty (max -inf, sum 0),
 // which the merge skips. Versions 1 and 2: a span of 1.
 CHAI_HOST_DEVICE inline int decode_task_span(int version, const SequenceAttention& sa, int task_members) {
-  return version >= 3 ? (1 + sa.max_task_members) / (1 + task_members) : 1;
+  const int span = version >= 3 ? (1 + sa.max_task_members) / (1 + task_members) : 1;
+  return span > 1 ? span : 1;  // at least one chunk, whatever max_task_members says
 }
 
 // Points the cluster fields of `sa` into `base`, a backend copy of packed.data.
