@@ -26,8 +26,8 @@
 //
 // Synchronisation (the simulator runs warps in lockstep and cp.async synchronously, so it cannot
 // see a missing barrier here; compute-sanitizer racecheck/synccheck can, on a GPU):
-//  (1) after clearing v_bits_s: every thread's atomicOr must land in the cleared bitmap.
-//  (2) after the atomicOr pass: the V-head ranks read the complete bitmap.
+//  (1) after member_v_s (the members' V heads) is written: the bitmap words are built from it.
+//  (2) after the bitmap words are written: the V-head ranks and v_heads_s read all of them.
 //  (3) after v_heads_s is written: the page-table reads of the V units look their head up there.
 //      q_s and max_s/sum_s, written before (1), are read after it too.
 //  (4) after the page ring of units 0..kStages-1 is written: the prologue's copies read it.
@@ -104,15 +104,16 @@ __global__ void __launch_bounds__(kThreads) decode_v3_kernel(AttentionParams b, 
   constexpr int kRow = kLanes * kVec;              // row length the pieces cover (>= head_dim)
   constexpr int kRows = kThreads / kLanes;         // rows the block reads at once
   constexpr int kPieces = kTile * kLanes;          // 16-byte pieces of one unit
-  constexpr int kMaxVHeads = kDecodeAssignments * kRows;  // a task's member heads are at most this
+  constexpr int kMaxMembers = kDecodeAssignments * kRows;  // a task's member heads are at most this
   extern __shared__ uint4 stage_s[];               // [kStages][kTile][kLanes]
   __shared__ float q_s[kDecodeMaxReps][kRow];      // queries of the representatives, scaled
   __shared__ float p_s[kDecodeMaxReps][kTile];     // scores, then weights, of the current tile
   __shared__ float max_s[kDecodeMaxReps], sum_s[kDecodeMaxReps], corr_s[kDecodeMaxReps];
   __shared__ int32_t pages_s[kStages][kTile];      // page ring: the pages a unit's tile touches
   __shared__ bool k_valid_s[kStages][kTile];       // K row present (inside the chunk, page allocated)
-  __shared__ uint32_t v_bits_s[kMaxKvHeads / 32];  // the V heads of the task's members
-  __shared__ int32_t v_heads_s[kMaxVHeads];        // ... in increasing order: unit 1 + i reads v_heads_s[i]
+  __shared__ int32_t member_v_s[kMaxMembers];      // the V head of each member head of the task
+  __shared__ uint32_t v_bits_s[kMaxKvHeads / 32];  // the V heads the task reads, as a bitmap
+  __shared__ int32_t v_heads_s[kMaxMembers];       // ... in increasing order: unit 1 + i reads v_heads_s[i]
 
   const SequenceAttention p = b.seqs[blockIdx.z];
   if (p.n_chunks == 0 || int(blockIdx.y) >= p.n_tasks) return;
@@ -127,19 +128,22 @@ __global__ void __launch_bounds__(kThreads) decode_v3_kernel(AttentionParams b, 
   const T* pool = static_cast<const T*>(b.pool);
   const PageMath pages{b.page_tokens, page_shift};
 
-  for (int w = tid; w < kMaxKvHeads / 32; w += kThreads) v_bits_s[w] = 0u;
   for (int e = tid; e < n_reps * kRow; e += kThreads) {
     const int r = e / kRow, d = e % kRow;
     q_s[r][d] = d < hd ? b.q[q_base + size_t(p.task_reps[task.rep_begin + r]) * hd + d] * b.scale : 0.f;
   }
   if (tid < n_reps) max_s[tid] = -INFINITY, sum_s[tid] = 0.f;
+  for (int m = tid; m < n_members; m += kThreads) member_v_s[m] = p.task_members[task.member_begin + m] / group;
   __syncthreads();  // (1)
-  for (int m = tid; m < n_members; m += kThreads) {
-    const int v = p.task_members[task.member_begin + m] / group;
-    atomicOr(&v_bits_s[v / 32], 1u << (v % 32));
+  // The task's V heads without atomics: one thread per bitmap word, then per word its heads in order.
+  const int bit_words = (b.n_kv_heads + 31) / 32;
+  for (int w = tid; w < bit_words; w += kThreads) {
+    uint32_t bits = 0u;
+    for (int m = 0; m < n_members; ++m)
+      if (member_v_s[m] / 32 == w) bits |= 1u << (member_v_s[m] % 32);
+    v_bits_s[w] = bits;
   }
   __syncthreads();  // (2)
-  const int bit_words = (b.n_kv_heads + 31) / 32;
   auto v_rank = [&](int v) {  // the V heads of the task below v
     int rank = __popc(v_bits_s[v / 32] & ((1u << (v % 32)) - 1u));
     for (int w = 0; w < v / 32; ++w) rank += __popc(v_bits_s[w]);
@@ -147,10 +151,10 @@ __global__ void __launch_bounds__(kThreads) decode_v3_kernel(AttentionParams b, 
   };
   int n_v = 0;
   for (int w = 0; w < bit_words; ++w) n_v += __popc(v_bits_s[w]);
-#pragma unroll 1
-  for (int m = tid; m < n_members; m += kThreads) {
-    const int v = p.task_members[task.member_begin + m] / group;
-    v_heads_s[v_rank(v)] = v;  // every member of a V head writes the same value
+  for (int w = tid; w < bit_words; w += kThreads) {
+    int at = v_rank(32 * w);
+    for (int i = 0; i < 32; ++i)
+      if (v_bits_s[w] >> i & 1u) v_heads_s[at++] = 32 * w + i;
   }
 
   // P·V work of this thread (as in version 2): with many members, member row, row + kRows, ...
@@ -193,7 +197,7 @@ __global__ void __launch_bounds__(kThreads) decode_v3_kernel(AttentionParams b, 
       const bool is_k = u % units_per_tile == 0;
       const int slot = u % kStages;
       uint4* dst = stage_s + size_t(slot) * kPieces;
-      // Rolled, as are the score and V-head loops (unrolled, ptxas spills on sm_90).
+      // Rolled, as is the score loop (unrolled, ptxas spills on sm_90).
 #pragma unroll 1
       for (int e = tid; e < kPieces; e += kThreads) {
         const int j = e / kLanes, piece = e % kLanes;
