@@ -88,32 +88,46 @@ __device__ __forceinline__ void unpack16(const uint4& raw, float (&out)[8], __ha
   }
 }
 
-// Dynamic shared memory: kStages units of kTile rows of kLanes 16-byte pieces, reused at the end
-// for the key-group sums (kThreads × 16 bytes of floats per element type).
+// The block's shared memory, all of it one dynamic buffer carved at 16-byte boundaries (as in the
+// prefill kernel): the unit buffers [kStages][kTile][kLanes] 16-byte pieces (reused at the end for
+// the key-group sums), then the small arrays.
+constexpr size_t align16(size_t bytes) { return (bytes + 15) / 16 * 16; }
 template <typename T, int kLanes>
-constexpr size_t dynamic_bytes() {
-  constexpr size_t units = size_t(kStages) * kTile * kLanes * 16;
-  constexpr size_t sums = size_t(kThreads) * (16 / sizeof(T)) * sizeof(float);
-  return units > sums ? units : sums;
-}
+struct SharedLayout {
+  static constexpr int kVec = 16 / sizeof(T);                        // elements per 16-byte piece
+  static constexpr int kRow = kLanes * kVec;                         // row length the pieces cover (>= head_dim)
+  static constexpr int kRows = kThreads / kLanes;                    // rows the block reads at once
+  static constexpr int kPieces = kTile * kLanes;                     // 16-byte pieces of one unit
+  static constexpr int kMaxMembers = kDecodeAssignments * kRows;     // a task's member heads are at most this
+  static constexpr size_t kUnits = size_t(kStages) * kPieces * 16, kSums = size_t(kThreads) * kVec * sizeof(float);
+  static constexpr size_t q = align16(kUnits > kSums ? kUnits : kSums);  // float [kDecodeMaxReps][kRow]: queries, scaled
+  static constexpr size_t p = q + align16(kDecodeMaxReps * kRow * 4);   // float [kDecodeMaxReps][kTile]: scores, weights
+  static constexpr size_t stats = p + align16(kDecodeMaxReps * kTile * 4);  // float max, sum, corr [kDecodeMaxReps] each
+  static constexpr size_t pages = stats + align16(3 * kDecodeMaxReps * 4);  // int32 [kStages][kTile]: page ring
+  static constexpr size_t k_valid = pages + align16(kStages * kTile * 4);   // uint8 [kStages][kTile]: K row present
+  static constexpr size_t member_v = k_valid + align16(kStages * kTile);    // int32 [kMaxMembers]: each member's V head
+  static constexpr size_t v_bits = member_v + align16(kMaxMembers * 4);     // uint32 [kMaxKvHeads / 32]: the task's V heads
+  static constexpr size_t v_heads = v_bits + align16(kMaxKvHeads / 32 * 4); // int32 [kMaxMembers]: ... in increasing order
+  static constexpr size_t bytes = v_heads + align16(kMaxMembers * 4);
+};
 
 // T: the cache's element type; kLanes: threads per K/V row (decode_shape().lanes_per_key).
 template <typename T, int kLanes>
 __global__ void __launch_bounds__(kThreads) decode_v3_kernel(AttentionParams b, int page_shift) {
-  constexpr int kVec = 16 / sizeof(T);             // elements per 16-byte piece
-  constexpr int kRow = kLanes * kVec;              // row length the pieces cover (>= head_dim)
-  constexpr int kRows = kThreads / kLanes;         // rows the block reads at once
-  constexpr int kPieces = kTile * kLanes;          // 16-byte pieces of one unit
-  constexpr int kMaxMembers = kDecodeAssignments * kRows;  // a task's member heads are at most this
-  extern __shared__ uint4 stage_s[];               // [kStages][kTile][kLanes]
-  __shared__ float q_s[kDecodeMaxReps][kRow];      // queries of the representatives, scaled
-  __shared__ float p_s[kDecodeMaxReps][kTile];     // scores, then weights, of the current tile
-  __shared__ float max_s[kDecodeMaxReps], sum_s[kDecodeMaxReps], corr_s[kDecodeMaxReps];
-  __shared__ int32_t pages_s[kStages][kTile];      // page ring: the pages a unit's tile touches
-  __shared__ bool k_valid_s[kStages][kTile];       // K row present (inside the chunk, page allocated)
-  __shared__ int32_t member_v_s[kMaxMembers];      // the V head of each member head of the task
-  __shared__ uint32_t v_bits_s[kMaxKvHeads / 32];  // the V heads the task reads, as a bitmap
-  __shared__ int32_t v_heads_s[kMaxMembers];       // ... in increasing order: unit 1 + i reads v_heads_s[i]
+  using L = SharedLayout<T, kLanes>;
+  constexpr int kVec = L::kVec, kRow = L::kRow, kRows = L::kRows, kPieces = L::kPieces;
+  extern __shared__ __align__(16) unsigned char smem[];
+  uint4* stage_s = reinterpret_cast<uint4*>(smem);
+  auto q_s = reinterpret_cast<float (*)[kRow]>(smem + L::q);
+  auto p_s = reinterpret_cast<float (*)[kTile]>(smem + L::p);
+  float* max_s = reinterpret_cast<float*>(smem + L::stats);
+  float* sum_s = max_s + kDecodeMaxReps;
+  float* corr_s = sum_s + kDecodeMaxReps;
+  auto pages_s = reinterpret_cast<int32_t (*)[kTile]>(smem + L::pages);
+  auto k_valid_s = reinterpret_cast<uint8_t (*)[kTile]>(smem + L::k_valid);
+  int32_t* member_v_s = reinterpret_cast<int32_t*>(smem + L::member_v);
+  uint32_t* v_bits_s = reinterpret_cast<uint32_t*>(smem + L::v_bits);
+  int32_t* v_heads_s = reinterpret_cast<int32_t*>(smem + L::v_heads);
 
   const SequenceAttention p = b.seqs[blockIdx.z];
   if (p.n_chunks == 0 || int(blockIdx.y) >= p.n_tasks) return;
@@ -207,7 +221,7 @@ __global__ void __launch_bounds__(kThreads) decode_v3_kernel(AttentionParams b, 
         const bool copy = present && piece < lanes;
         const T* src = copy ? pool + (int64_t(page) * b.page_tokens + pages.offset(at)) * hd + piece * kVec : pool;
         cp_async16(dst + e, src, copy ? 16 : 0);
-        if (is_k && piece == 0) k_valid_s[slot][j] = present;
+        if (is_k && piece == 0) k_valid_s[slot][j] = uint8_t(present);
       }
     }
     cp_async_commit();
@@ -241,7 +255,7 @@ __global__ void __launch_bounds__(kThreads) decode_v3_kernel(AttentionParams b, 
           dot[r] = row_sum<kLanes>(dot[r]);  // n_reps is the same for the whole block
         }
         if (lane == 0) {
-          const bool valid = jj < n && k_valid_s[slot][jj];
+          const bool valid = jj < n && k_valid_s[slot][jj] != 0;
 #pragma unroll
           for (int r = 0; r < kDecodeMaxReps; ++r)
             if (r < n_reps) p_s[r][jj] = valid ? dot[r] : -INFINITY;  // a missing page: the key is skipped
@@ -362,12 +376,12 @@ void with_decode_kernel(DType kv_dtype, int lanes, Fn&& fn) {
   auto pick = [&](auto type) {
     using T = decltype(type);
     switch (lanes) {
-      case 1: return fn(decode_v3_kernel<T, 1>, dynamic_bytes<T, 1>());
-      case 2: return fn(decode_v3_kernel<T, 2>, dynamic_bytes<T, 2>());
-      case 4: return fn(decode_v3_kernel<T, 4>, dynamic_bytes<T, 4>());
-      case 8: return fn(decode_v3_kernel<T, 8>, dynamic_bytes<T, 8>());
-      case 16: return fn(decode_v3_kernel<T, 16>, dynamic_bytes<T, 16>());
-      case 32: return fn(decode_v3_kernel<T, 32>, dynamic_bytes<T, 32>());
+      case 1: return fn(decode_v3_kernel<T, 1>, SharedLayout<T, 1>::bytes);
+      case 2: return fn(decode_v3_kernel<T, 2>, SharedLayout<T, 2>::bytes);
+      case 4: return fn(decode_v3_kernel<T, 4>, SharedLayout<T, 4>::bytes);
+      case 8: return fn(decode_v3_kernel<T, 8>, SharedLayout<T, 8>::bytes);
+      case 16: return fn(decode_v3_kernel<T, 16>, SharedLayout<T, 16>::bytes);
+      case 32: return fn(decode_v3_kernel<T, 32>, SharedLayout<T, 32>::bytes);
       default: fail(ErrorCode::Internal, "decode attention v3: no kernel for " + std::to_string(lanes) + " lanes per row");
     }
   };
