@@ -113,7 +113,7 @@ struct SharedLayout {
 
 // T: the cache's element type; kLanes: threads per K/V row (decode_shape().lanes_per_key).
 template <typename T, int kLanes>
-__global__ void __launch_bounds__(kThreads) decode_v3_kernel(AttentionParams b, int page_shift) {
+__global__ void __launch_bounds__(kThreads, 4) decode_v3_kernel(AttentionParams b, int page_shift) {
   using L = SharedLayout<T, kLanes>;
   constexpr int kVec = L::kVec, kRow = L::kRow, kRows = L::kRows, kPieces = L::kPieces;
   extern __shared__ __align__(16) unsigned char smem[];
