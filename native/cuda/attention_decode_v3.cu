@@ -90,7 +90,8 @@ __device__ __forceinline__ void unpack16(const uint4& raw, float (&out)[8], __ha
 
 // The block's shared memory, all of it one dynamic buffer carved at 16-byte boundaries (as in the
 // prefill kernel): the unit buffers [kStages][kTile][kLanes] 16-byte pieces (reused at the end for
-// the key-group sums), then the small arrays.
+// the key-group sums), then the small arrays. (With the small arrays as static __shared__ beside
+// the extern unit buffers, the simulated GPU computed wrong results; this layout passes there.)
 constexpr size_t align16(size_t bytes) { return (bytes + 15) / 16 * 16; }
 template <typename T, int kLanes>
 struct SharedLayout {
