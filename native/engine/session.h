@@ -74,6 +74,8 @@ class Session : public HeadFeatureSource {
   int reuse_prefix(const std::vector<int32_t>& prompt);
   // Tokens of the current request that came from the prefix cache.
   int cached_tokens() const { return cached_tokens_; }
+  // Names the plan (or full attention) in prefix cache keys: what else cached pages depend on.
+  std::string prefix_scope() const;
 
   int n_past() const { return kv_.n_tokens(); }
   int max_tokens() const { return kv_.max_tokens(); }
@@ -115,8 +117,6 @@ class Session : public HeadFeatureSource {
   std::vector<float> head_features(const void* q, const void* k, int t0);
   // After an evaluation: the tokens now held, and their full pages offered to the prefix cache.
   void record(const std::vector<int32_t>& tokens, int pos0) noexcept;
-  // Names the plan (or full attention) in prefix cache keys: what else cached pages depend on.
-  std::string prefix_scope() const;
 
   const LlamaConfig& config_;
   const LlamaWeights& weights_;
