@@ -85,6 +85,8 @@ const samplingFields = {
     })
     .optional(),
   user: z.string().nullish(),
+  // llama-server's switch for reusing (and keeping) the prompt's KV cache; on unless false.
+  cache_prompt: z.boolean().nullish(),
 };
 
 const CompletionRequest = z.object({
@@ -145,13 +147,16 @@ interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** As OpenAI reports prompt caching: prompt tokens read from the cache. */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
 /** Token counts over all the choices of a request. */
-function usageOf(generations: readonly Pick<Generation, 'promptTokens' | 'completionTokens'>[]): Usage {
+function usageOf(generations: readonly Pick<Generation, 'promptTokens' | 'cachedTokens' | 'completionTokens'>[]): Usage {
   const prompt = generations.reduce((n, g) => n + g.promptTokens, 0);
+  const cached = generations.reduce((n, g) => n + g.cachedTokens, 0);
   const completion = generations.reduce((n, g) => n + g.completionTokens, 0);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cached } };
 }
 
 /** The two endpoints differ only in how they shape their prompt and their replies. */
@@ -301,6 +306,7 @@ export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: Serv
             repeatPenalty: body.repeat_penalty ?? undefined,
             repeatLastN: body.repeat_last_n ?? undefined,
             stop: stops,
+            cachePrompt: body.cache_prompt ?? undefined,
             signal: controller.signal,
             onText: stream
               ? (text) => {

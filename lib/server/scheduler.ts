@@ -21,6 +21,13 @@ export interface SchedulerOptions {
   contextTokens?: number;
   /** CHAI for every sequence: a plan, 'auto' (resolved once, as sessions resolve it) or 'off'. */
   chai?: ClusterPlan | 'auto' | 'off';
+  /**
+   * Prefix caching (default true): sequences keep their computed KV pages in the model's prefix
+   * cache, and a request whose prompt starts like an earlier one reads those instead of computing
+   * them (SessionOptions.prefixCache). Cached pages live under the KV cap and are evicted least
+   * recently used when an admitted request needs room.
+   */
+  prefixCache?: boolean;
   /** Timings and counts for metrics. */
   observer?: SchedulerObserver;
 }
@@ -28,6 +35,8 @@ export interface SchedulerOptions {
 export interface SchedulerObserver {
   promptTokens?(count: number): void;
   generatedTokens?(count: number): void;
+  /** Prompt tokens of a request that came from the prefix cache (once per request, when it starts). */
+  cachedTokens?(count: number): void;
   /** Seconds from submit() to the first generated token of a request. */
   firstToken?(seconds: number): void;
   /** Seconds between two generated tokens of one request. */
@@ -50,6 +59,8 @@ export interface GenerationRequest extends SamplingOptions {
   seed: number;
   /** Strings that end the generation; the text stops before the first one. */
   stop?: readonly string[];
+  /** Whether this request may read from the prefix cache and add to it (llama-server's cache_prompt). Default true. */
+  cachePrompt?: boolean;
   /** Cancels the request: it leaves the queue at once, or the batch before the next step. */
   signal?: AbortSignal;
   /** Text as it is generated; never a part of a stop string; joined it equals the final text. */
@@ -61,6 +72,8 @@ export type GenerationFinish = 'stop' | 'length';
 export interface Generation {
   text: string;
   promptTokens: number;
+  /** Prompt tokens read from the prefix cache instead of computed. */
+  cachedTokens: number;
   completionTokens: number;
   /** 'stop': an end-of-generation token or a stop string; 'length': maxNewTokens or the context. */
   finishReason: GenerationFinish;
@@ -115,14 +128,17 @@ function abortError(signal: AbortSignal): unknown {
  *
  * Admission is by pages: a request enters the batch only when the pages it may come to hold (K and
  * V of every KV head for prompt + maxNewTokens tokens) fit beside those set aside for the running
- * ones, so a capped pool (loadModel's kvCacheBytes) never runs out mid-generation. Queued requests
- * are admitted in arrival order.
+ * ones, so a capped pool (loadModel's kvCacheBytes) never runs out mid-generation: pages that only
+ * the prefix cache holds are evicted to make room. Queued requests are admitted in arrival order.
+ * With prefix caching, a request starts from the cached pages of its prompt's longest cached
+ * prefix and reads only the rest.
  */
 export class Scheduler {
   readonly maxConcurrent: number;
   readonly maxQueue: number;
   readonly prefillTokensPerStep: number;
   readonly contextTokens: number;
+  readonly prefixCache: boolean;
   private readonly chai: ClusterPlan | 'off';
   private readonly observer: SchedulerObserver;
   private readonly queue: Sequence[] = [];
@@ -149,6 +165,8 @@ export class Scheduler {
       throw invalidOption('contextTokens', `must be at most the model's context length (${model.info.contextLength}), got ${this.contextTokens}`);
     }
     this.observer = options.observer ?? {};
+    if (options.prefixCache !== undefined && typeof options.prefixCache !== 'boolean') throw invalidOption('prefixCache', `must be true or false, got ${String(options.prefixCache)}`);
+    this.prefixCache = options.prefixCache ?? true;
     const chai = options.chai ?? 'off';
     if (chai === 'auto') {
       // Whatever 'auto' means for a session, resolved once so that every request uses the same plan.
@@ -208,7 +226,8 @@ export class Scheduler {
     if (request.prompt.length >= this.contextTokens) {
       throw new ChaiError('E_CONTEXT_OVERFLOW', `the prompt has ${request.prompt.length} tokens; this server's context is ${this.contextTokens}`);
     }
-    const pages = this.model.kvPool.pagesFor(maxTokens);
+    // A request that starts inside a cached page copies that page before writing it: one page of tokens more.
+    const pages = this.model.kvPool.pagesFor(this.caches(request) ? maxTokens + this.model.kvPool.stats().pageTokens : maxTokens);
     const total = this.model.kvPool.stats().pagesTotal;
     if (total !== null && pages > total) {
       throw new SchedulerError('too_large', `the request may hold ${maxTokens} tokens (${pages} KV pages) but the KV cache holds ${total} pages: ask for fewer tokens`);
@@ -279,6 +298,10 @@ export class Scheduler {
     for (const resolve of this.idle.splice(0)) resolve();
   }
 
+  private caches(request: GenerationRequest): boolean {
+    return this.prefixCache && request.cachePrompt !== false;
+  }
+
   private canAdmit(pages: number): boolean {
     if (this.running.length >= this.maxConcurrent) return false;
     const total = this.model.kvPool.stats().pagesTotal;
@@ -289,8 +312,11 @@ export class Scheduler {
     while (this.queue.length > 0 && this.canAdmit(this.queue[0].pages)) {
       const seq = this.queue.shift()!;
       try {
-        seq.session = this.model.createSession({ maxTokens: seq.maxTokens, chai: this.chai });
+        const prefixCache = this.caches(seq.request);
+        seq.session = this.model.createSession({ maxTokens: seq.maxTokens, chai: this.chai, prefixCache });
+        if (prefixCache) seq.fed = seq.session.reusePrefix(seq.request.prompt);
       } catch (error) {
+        void seq.session?.dispose();
         this.settle(seq, error);
         continue;
       }
@@ -298,6 +324,7 @@ export class Scheduler {
       this.reservedPages += seq.pages;
       this.running.push(seq);
       this.observer.promptTokens?.(seq.request.prompt.length);
+      this.observer.cachedTokens?.(seq.fed);
     }
   }
 
@@ -396,7 +423,7 @@ export class Scheduler {
     if (outcome === 'stop' || outcome === 'length') {
       // What was held back for a stop string that never came, and any incomplete character, is text too.
       this.emit(seq, seq.stops.flush() + seq.decoder!.flush());
-      this.settle(seq, null, { text: seq.text, promptTokens: seq.request.prompt.length, completionTokens: seq.generated, finishReason: outcome });
+      this.settle(seq, null, { text: seq.text, promptTokens: seq.request.prompt.length, cachedTokens: seq.session?.cachedTokens ?? 0, completionTokens: seq.generated, finishReason: outcome });
     } else {
       this.settle(seq, outcome);
     }
