@@ -209,7 +209,7 @@ export class Session {
    */
   reusePrefix(prompt: readonly number[] | Int32Array): number {
     this.notBusy('reusePrefix()');
-    if (!this.prefixCache) throw invalidOption('prefixCache', 'reusePrefix() needs a session created with prefixCache: true');
+    if (!this.prefixCache) throw invalidOption('prefixCache', 'must be true for reusePrefix(): create the session with prefixCache: true');
     if (this.history.length > 0) {
       throw new ChaiError('E_INVALID_ARGUMENT', `reusePrefix() starts a request, but the session holds ${this.history.length} tokens: reset() it first`);
     }
