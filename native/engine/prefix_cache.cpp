@@ -1,6 +1,7 @@
 #include "prefix_cache.h"
 
 #include <algorithm>
+#include <queue>
 
 #include "core/error.h"
 
@@ -23,10 +24,9 @@ size_t PrefixCache::column_pages(const Node& node) const {
 }
 
 bool PrefixCache::in_use(const Node& node) const {
-  for (const std::vector<int32_t>* ids : {&node.column.k, &node.column.v})
-    for (int32_t id : *ids)
-      if (id >= 0 && pool_.holders(id) > 1) return true;
-  return false;
+  // A column's pages are taken and given back together (adopt, unshare, the sequence's end), so
+  // its first V page (every head has V pages) tells whether a sequence holds any of them.
+  return pool_.holders(node.column.v[0]) > 1;
 }
 
 PrefixMatch PrefixCache::match(const std::string& scope, const std::vector<int32_t>& tokens, int min_tokens, int max_tokens) {
@@ -107,13 +107,11 @@ void PrefixCache::insert(const std::string& scope, const std::vector<int32_t>& t
   }
 }
 
-PrefixCache::Node* PrefixCache::least_recent_evictable(Node& node) {
-  Node* best = nullptr;
+void PrefixCache::collect_evictable(Node& node, std::vector<Node*>& out) const {
   for (auto& [key, child] : node.children) {
-    Node* candidate = child->children.empty() ? (in_use(*child) ? nullptr : child.get()) : least_recent_evictable(*child);
-    if (candidate && (!best || candidate->last_use < best->last_use)) best = candidate;
+    if (!child->children.empty()) collect_evictable(*child, out);
+    else if (!in_use(*child)) out.push_back(child.get());
   }
-  return best;
 }
 
 void PrefixCache::drop(Node& node) {
@@ -127,18 +125,22 @@ void PrefixCache::drop(Node& node) {
 
 size_t PrefixCache::evict(size_t pages) {
   std::lock_guard<std::mutex> lock(mutex_);
+  // Least recently used leaf first; a parent whose last child goes becomes a candidate in turn
+  // (never used later than its children: a use marks the whole path).
+  auto later = [](const Node* a, const Node* b) { return a->last_use > b->last_use; };
+  std::vector<Node*> leaves;
+  for (auto& [scope, root] : roots_) collect_evictable(*root, leaves);
+  std::priority_queue<Node*, std::vector<Node*>, decltype(later)> queue(later, std::move(leaves));
   size_t freed = 0;
-  while (freed < pages) {
-    Node* victim = nullptr;
-    for (auto& [scope, root] : roots_) {
-      Node* candidate = least_recent_evictable(*root);
-      if (candidate && (!victim || candidate->last_use < victim->last_use)) victim = candidate;
-    }
-    if (!victim) break;
+  while (freed < pages && !queue.empty()) {
+    Node* victim = queue.top();
+    queue.pop();
+    Node* parent = victim->parent;
     const size_t n = column_pages(*victim);
     drop(*victim);
     freed += n;
     stats_.evicted_pages += n;
+    if (parent->parent && parent->children.empty() && !in_use(*parent)) queue.push(parent);
   }
   return freed;
 }

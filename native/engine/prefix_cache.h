@@ -90,7 +90,8 @@ class PrefixCache {
   size_t column_pages(const Node& node) const;
   bool in_use(const Node& node) const;
   void drop(Node& node);  // releases a leaf's pages and removes it from its parent
-  Node* least_recent_evictable(Node& node);
+  // The leaves under `node` that no sequence holds.
+  void collect_evictable(Node& node, std::vector<Node*>& out) const;
 
   KvPool& pool_;
   const int page_tokens_;

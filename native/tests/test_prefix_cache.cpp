@@ -2,6 +2,7 @@
 // (full attention and CHAI), shared pages are copied before they are written, and a capped pool
 // evicts cached pages least recently used first, never pages a sequence holds.
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -91,6 +92,7 @@ int cached_tokens(PrefixCache& cache, KvPool& pool, const std::string& scope, co
 }  // namespace
 
 int main() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // failures show even if a later step throws out of main
   Suite suite("prefix_cache");
   auto cpu = make_cpu_backend(2);
   std::shared_ptr<LlamaModel> gqa, mha;
@@ -224,7 +226,7 @@ int main() {
     suite.check(cached_tokens(cache, pool, scope, z) == 16 && cached_tokens(cache, pool, scope, {w_page.begin(), w_page.begin() + 16}) == 16,
                 "z and w's first page are cached");
     {
-      Session big(c, gqa->weights(), *cpu, pool, 64, std::nullopt, nullptr, &cache);
+      Session big(c, gqa->weights(), *cpu, pool, 128, std::nullopt, nullptr, &cache);
       suite.check(throws_code([&] { big.evaluate(random_tokens(60, 35, c.n_vocab), false); }, ErrorCode::DeviceOom),
                   "a request that needs the pages of a running sequence is DeviceOom");
       suite.check(cached_tokens(cache, pool, scope, x) == 16 && cached_bytes(cache, pool, scope, x) == x_bytes,
