@@ -230,6 +230,7 @@ int Session::reuse_prefix(const std::vector<int32_t>& prompt) {
   }
   tokens_.assign(prompt.begin(), prompt.begin() + found.tokens);
   cached_tokens_ = found.tokens;
+  cacheable_ = true;  // the cached rows are what this request computes from its start
   return found.tokens;
 }
 

@@ -172,14 +172,18 @@ int main() {
     KvPool pool(*cpu, c.head_dim, 16);
     PrefixCache cache(pool);
     const std::vector<int32_t> prompt = random_tokens(40, 21, c.n_vocab);
-    {
-      Session stepwise(c, mha->weights(), *cpu, pool, 64, plan, nullptr, &cache);
-      for (int32_t t : prompt) stepwise.evaluate({t}, false);
-      suite.check(cache.stats().nodes == 0, "CHAI: a request that ran full attention until t0 offers no pages");
-    }
+    Session stepwise(c, mha->weights(), *cpu, pool, 96, plan, nullptr, &cache);
+    for (int32_t t : prompt) stepwise.evaluate({t}, false);
+    suite.check(cache.stats().nodes == 0, "CHAI: a request that ran full attention until t0 offers no pages");
     Session donor(c, mha->weights(), *cpu, pool, 64, plan, nullptr, &cache);
     donor.evaluate(prompt, false);
     suite.check(cache.stats().nodes == 2, "CHAI: a prompt of t0 tokens or more offers its whole pages");
+    // The next request of that session starts from the cache, so it offers its pages again.
+    stepwise.rewind(0);
+    const std::vector<int32_t> longer = concat(prompt, random_tokens(30, 22, c.n_vocab));
+    suite.check(stepwise.reuse_prefix(longer) == 32, "CHAI: the next request on that session reuses the donor's pages");
+    stepwise.evaluate(std::vector<int32_t>(longer.begin() + 32, longer.end()), false);
+    suite.check(cache.stats().nodes == 4, "CHAI: ... and offers its own whole pages after them");
     Session short_match(c, mha->weights(), *cpu, pool, 64, plan, nullptr, &cache);
     suite.check(short_match.reuse_prefix({prompt[0], prompt[1], prompt[2], prompt[3], 7}) == 0,
                 "CHAI: a shared prefix shorter than t0 is not reused");
