@@ -1,5 +1,6 @@
 // Prefix caching: sessions that opt in share the KV pages of a common prompt prefix; the result is
 // an uncached run's; serve uses it by default and reports it as OpenAI does.
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { ClusterPlan, loadModel, Model, RunningServer, serveModel, Session } from '../lib';
@@ -9,6 +10,7 @@ import { relativeError } from './helpers';
 const models = path.join(__dirname, '..', '..', 'shared', 'models');
 const stories = path.join(models, 'stories260K.gguf');
 const storiesMha = path.join(models, 'stories260K-mha.gguf');
+const cli = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
 
 // About 60 tokens of shared "system prompt", then two different questions.
 const SYSTEM =
@@ -194,7 +196,31 @@ describe('prefix caching', () => {
       expect(read('chai_prefix_cache_evicted_pages')).toBe(0);
     });
 
-    test('prefixCache: false (serve --no-prefix-cache) computes every prompt', async () => {
+    test('chai-attn serve --no-prefix-cache says so and computes every prompt', async () => {
+      const child = spawn(process.execPath, [cli, 'serve', '--model', stories, '--port', '0', '--threads', '1', '--kv-memory', '0.01', '--no-prefix-cache'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const match = /listening on (http:\/\/\S+)/.exec(out);
+          if (match) resolve(match[1]);
+        });
+        child.on('exit', () => reject(new Error(`the server exited early: ${stderr}`)));
+      });
+      expect(stderr).toMatch(/prefix cache off/);
+      const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      for (let i = 0; i < 2; i++) {
+        const r = await openai.completions.create({ model: 'stories260K', prompt: SECOND, max_tokens: 4, temperature: 0 });
+        expect(r.usage?.prompt_tokens_details?.cached_tokens).toBe(0);
+      }
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    });
+
+    test('prefixCache: false computes every prompt', async () => {
       const openai = await start(false);
       for (let i = 0; i < 2; i++) {
         const r = await openai.completions.create({ model: 'stories260K', prompt: SECOND, max_tokens: 4, temperature: 0 });
