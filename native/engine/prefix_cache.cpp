@@ -54,7 +54,10 @@ PrefixMatch PrefixCache::match(const std::string& scope, const std::vector<int32
   for (const auto& [key, child] : node->children) {
     int common = 0;
     while (common < page_tokens_ && matched + common < max_tokens && key[size_t(common)] == tokens[size_t(matched + common)]) ++common;
-    if (common > partial_tokens) partial = child.get(), partial_tokens = common;
+    if (common > partial_tokens) {
+      partial = child.get();
+      partial_tokens = common;
+    }
   }
   if (partial) {
     path.push_back(partial);
