@@ -19,6 +19,7 @@
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "engine/prefix_cache.h"
 #include "engine/resident_weights.h"
 #include "engine/session.h"
 #include "model/llama.h"
@@ -153,6 +154,39 @@ int main(int argc, char** argv) {
       }
     }
   unsetenv("CHAI_ATTENTION_VERSION");
+  // Prefix caching on the device: a request that starts inside a cached page (so copies it on the
+  // device before writing) equals the CPU's uncached run, and the cached page is left as it was.
+  if (section("stories") && !simulated) {
+    auto model = LlamaModel::load(GgufFile::open(models + "stories260K-mha.gguf"));
+    const LlamaConfig& c = model->config();
+    ResidentWeights resident(model->weights(), *gpu);
+    for (const auto& plan : {std::optional<ChaiPlan>(), agglomerative_plan({8, 8, 8, 4, 2})}) {
+      const std::string what = std::string("prefix cache, ") + (plan ? "CHAI" : "full");
+      KvPool gpu_pool(*gpu, c.head_dim, 16), cpu_pool(*cpu, c.head_dim, 16);
+      PrefixCache cache(gpu_pool);
+      std::vector<int32_t> first(40), second;
+      for (int i = 0; i < 40; ++i) first[size_t(i)] = 3 + (i * 37) % (c.n_vocab - 3);
+      second.assign(first.begin(), first.begin() + 36);
+      for (int32_t t : {7, 8, 9, 10}) second.push_back(t);
+      Session donor(c, resident.weights(), *gpu, gpu_pool, 128, plan, nullptr, &cache);
+      greedy(donor, first, 8, nullptr);  // 48 tokens: three whole pages cached
+      Session cached(c, resident.weights(), *gpu, gpu_pool, 128, plan, nullptr, &cache);
+      suite.check(cached.reuse_prefix(second) == 36, what + ": 2 whole pages and 4 tokens of the third come from the cache");
+      Session uncached(c, model->weights(), *cpu, cpu_pool, 128, plan);
+      std::vector<float> lg, lc;
+      const auto a = greedy(cached, std::vector<int32_t>(second.begin() + 36, second.end()), greedy_tokens, &lg);
+      const auto b = greedy(uncached, second, greedy_tokens, &lc);
+      suite.check_close(relative_error(lg, lc), 1e-4, what + ": logits from cached pages (GPU) vs uncached (CPU)");
+      suite.check(a == b, what + ": greedy tokens equal the CPU's uncached run");
+      Session again(c, resident.weights(), *gpu, gpu_pool, 128, plan, nullptr, &cache);
+      suite.check(again.reuse_prefix(first) == 39, what + ": the donor's pages are still cached");
+      std::vector<float> la, ld;
+      Session uncached_first(c, model->weights(), *cpu, cpu_pool, 128, plan);
+      greedy(again, {first.back()}, 0, &la);
+      greedy(uncached_first, first, 0, &ld);
+      suite.check_close(relative_error(la, ld), 1e-4, what + ": the page another request copied and wrote is unchanged");
+    }
+  }
   // Architecture fixtures: 4 query heads, 2 KV heads, 2 layers.
   const std::vector<int32_t> text = {100, 2000, 30, 4000, 500, 60, 7000, 80};
   if (section("fixtures") && !simulated)
