@@ -196,6 +196,42 @@ describe('prefix caching', () => {
       expect(read('chai_prefix_cache_evicted_pages')).toBe(0);
     });
 
+    test('under a small KV cache cap (--kv-memory) cached prefixes are evicted least recently used; outputs unchanged', async () => {
+      const row = model.kvPool.pagesFor(16);
+      const small = await load(stories, 8 * row * model.kvPool.stats().pageBytes);
+      const server = await serveModel(small, { port: 0 });
+      servers.push(server);
+      const openai = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      // 40 tokens each, no two alike from the first token on (no BOS: nothing shared).
+      const prompts = [0, 1, 2, 3, 4].map((k) => Array.from({ length: 40 }, (_, i) => 3 + ((k * 97 + i * 13) % 500)));
+      const ask = (prompt: number[]) => openai.completions.create({ model: 'stories260K', prompt, max_tokens: 8, temperature: 0 });
+      const texts: string[] = [];
+      for (const prompt of prompts) {
+        const r = await ask(prompt);
+        expect(r.usage?.prompt_tokens_details?.cached_tokens).toBe(0);
+        texts.push(r.choices[0].text);
+      }
+      const stats = small.prefixCache.stats();
+      expect(stats.evictedPages).toBeGreaterThan(0);
+      expect(small.kvPool.stats().pagesInUse).toBeLessThanOrEqual(8 * row);
+      // The most recent prompt's two whole pages are still cached, the first prompt's are not.
+      const again = await ask(prompts[4]);
+      expect(again.usage?.prompt_tokens_details?.cached_tokens).toBe(32);
+      expect(again.choices[0].text).toBe(texts[4]);
+      expect((await ask(prompts[0])).usage?.prompt_tokens_details?.cached_tokens).toBe(0);
+      // What the server answered is what an uncached session generates.
+      for (let k = 0; k < prompts.length; k++) {
+        const alone = model.createSession();
+        const it = alone.generate(prompts[k], { temperature: 0, maxNewTokens: 8 });
+        let g = await it.next();
+        while (!g.done) g = await it.next();
+        await alone.dispose();
+        expect(texts[k]).toBe(g.value.text);
+      }
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      expect(Number(/^chai_prefix_cache_evicted_pages (\S+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+    });
+
     test('chai-attn serve --no-prefix-cache says so and computes every prompt', async () => {
       const child = spawn(process.execPath, [cli, 'serve', '--model', stories, '--port', '0', '--threads', '1', '--kv-memory', '0.01', '--no-prefix-cache'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
