@@ -1,4 +1,5 @@
 import { ChaiError, invalidOption } from './errors';
+import type { LogitMask } from './structured/token-mask';
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax, ties to the lowest id). Default 0.8. */
@@ -112,11 +113,14 @@ export class TokenSampler {
 
   /**
    * Samples the next token from the logits (a copy is adjusted; the input is left alone) and records
-   * it. `allowed`: only tokens whose entry is non-zero may be drawn (a structured-output mask).
+   * it. `mask`: only the tokens it leaves finite may be drawn (structured output).
    */
-  next(logits: Float32Array, allowed?: Uint8Array): number {
+  next(logits: Float32Array, mask?: LogitMask): number {
     let adjusted = this.adjusted(logits);
-    if (allowed) adjusted = maskLogits(adjusted === logits ? Float32Array.from(logits) : adjusted, allowed);
+    if (mask) {
+      if (adjusted === logits) adjusted = Float32Array.from(logits);
+      mask.apply(adjusted);
+    }
     const token = sample(adjusted, this.options, this.random);
     this.produced.set(token, (this.produced.get(token) ?? 0) + 1);
     this.remember(token);
@@ -143,17 +147,6 @@ export class TokenSampler {
     this.recent.push(token);
     if (keep > 0 && this.recent.length > keep) this.recent.shift();
   }
-}
-
-/** Sets the logits of the tokens `allowed` leaves out to -Infinity, in place; refuses a mask that allows nothing. */
-export function maskLogits(logits: Float32Array, allowed: Uint8Array): Float32Array {
-  let kept = 0;
-  for (let i = 0; i < logits.length; i++) {
-    if (allowed[i] === 0) logits[i] = -Infinity;
-    else kept++;
-  }
-  if (kept === 0) throw new ChaiError('E_UNSUPPORTED', "no token of this model's vocabulary continues the structured output here");
-  return logits;
 }
 
 /** The logits with `bias` added (a copy; the input is left alone); validateSampling checked the ids. */

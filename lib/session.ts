@@ -276,7 +276,7 @@ export class Session {
     let finishReason: FinishReason = 'maxNewTokens';
     while (generated.length < maxNewTokens) {
       options.signal?.throwIfAborted();
-      const token = sampler.next(logits, json?.allowedTokens());
+      const token = sampler.next(logits, json ?? undefined);
       if (tokenizer.isEndOfGeneration(token)) {
         finishReason = 'endOfGeneration';
         break;

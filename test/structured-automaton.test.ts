@@ -195,6 +195,13 @@ function bruteForce(vocabulary: Vocabulary, state: Frame): Uint8Array {
   return out;
 }
 
+/** What apply() leaves finite in logits that were all finite (its mask, as allowedTokens() gives it). */
+function applied(constraint: JsonConstraint, size: number): Uint8Array {
+  const logits = new Float32Array(size).map((_, i) => (i % 7) - 3);
+  constraint.apply(logits);
+  return logits.map((x, i) => (x === (i % 7) - 3 ? 1 : x === -Infinity ? 0 : NaN)) as unknown as Uint8Array;
+}
+
 /**
  * Random walks through the grammar, token by token: at every step the mask must equal the brute
  * force. Returns how many steps were checked.
@@ -211,6 +218,7 @@ function checkWalks(grammar: JsonGrammar, vocabulary: Vocabulary, walks: number,
       const expected = bruteForce(vocabulary, state);
       const diff = [...mask.keys()].filter((id) => mask[id] !== expected[id]);
       expect(diff.map((id) => [id, Buffer.from(vocabulary.tokenBytes(id)).toString('latin1'), mask[id]])).toEqual([]);
+      expect(applied(constraint, vocabulary.size)).toEqual(mask);
       checked++;
       const text = [...mask.keys()].filter((id) => mask[id] && !vocabulary.endTokens.includes(id));
       if (text.length === 0) break;
@@ -275,6 +283,8 @@ describe('the token mask against a brute-force check', () => {
         const mask = constraint.allowedTokens();
         const expected = bruteForce(v, state);
         expect([...mask.keys()].filter((id) => mask[id] !== expected[id])).toEqual([]);
+        const kept = applied(constraint, v.size);
+        expect([...mask.keys()].filter((id) => kept[id] !== mask[id])).toEqual([]);
         expect(mask[token]).toBe(1);
         constraint.accept(token);
         state = advance(state, v.tokenBytes(token))!;

@@ -372,7 +372,7 @@ export class Scheduler {
   private accept(seq: Sequence, logits: Float32Array): GenerationFinish | null {
     const { request } = seq;
     if (request.maxNewTokens === 0) return 'length';
-    const token = seq.sampler.next(logits, seq.json?.allowedTokens());
+    const token = seq.sampler.next(logits, seq.json ?? undefined);
     if (this.model.tokenizer.isEndOfGeneration(token)) return 'stop';
     seq.json?.accept(token);
     const now = performance.now();

@@ -82,22 +82,28 @@ export class ByteTrie {
     this.tokens = Int32Array.from(tokens);
   }
 
-  /** Marks in `allowed` every token whose bytes the automaton takes from `state` (node 0: the root). */
-  walk(state: Frame, allowed: Uint8Array, node = 0): void {
-    for (let t = this.tokenStart[node]; t < this.tokenEnd[node]; t++) allowed[this.tokens[t]] = 1;
+  /** Appends to `out` every token whose bytes the automaton takes from `state` (node 0: the root). */
+  collect(state: Frame, out: number[], node = 0): void {
+    for (let t = this.tokenStart[node]; t < this.tokenEnd[node]; t++) out.push(this.tokens[t]);
     for (let e = this.edgeStart[node], end = this.edgeStart[node + 1]; e < end; e++) {
       const next = state.step(this.edgeByte[e]);
-      if (next !== null) this.walk(next, allowed, this.edgeChild[e]);
+      if (next !== null) this.collect(next, out, this.edgeChild[e]);
     }
   }
 }
 
-
-/** The vocabulary split for one string sub-state: tokens that stay inside the string, and those that close it. */
+/**
+ * The vocabulary split for one string sub-state: tokens that stay inside the string (always
+ * allowed there), tokens that close it (allowed where what follows their quote fits), and the
+ * rest (never allowed there: control characters, broken UTF-8 or escapes, end and control tokens).
+ */
 interface StringClass {
   inside: Uint8Array;
+  insideCount: number;
   /** What follows each closing token's quote (empty: it ends with the quote). */
   closing: ByteTrie;
+  closingIds: Int32Array;
+  never: Int32Array;
 }
 
 /**
@@ -164,57 +170,90 @@ export class Vocabulary {
         closingRest.push(bytes.subarray(i + 1));
       } else if (s !== STRING_INVALID) throw new ChaiError('E_INTERNAL', `json string table: unexpected entry ${s}`);
     }
-    c = { inside, closing: new ByteTrie(closingIds, closingRest) };
+    const closing = new Set(closingIds);
+    const never: number[] = [];
+    let insideCount = 0;
+    for (let id = 0; id < this.size; id++) {
+      if (inside[id]) insideCount++;
+      else if (!closing.has(id)) never.push(id);
+    }
+    c = { inside, insideCount, closing: new ByteTrie(closingIds, closingRest), closingIds: Int32Array.from(closingIds), never: Int32Array.from(never) };
     this.strings[state] = c;
     return c;
   }
 }
 
+/** Restricts sampling to some tokens (TokenSampler.next takes one). */
+export interface LogitMask {
+  /** Sets the logits of the tokens not allowed next to -Infinity, in place. */
+  apply(logits: Float32Array): void;
+}
+
 /**
  * One generation's constraint: the automaton's state after the tokens so far, and the tokens
  * allowed next. End-of-generation tokens are allowed only where the JSON value is complete.
+ * Masking writes only the logits it must: inside a string, those of the tokens it leaves out
+ * (a few thousand of a 128k vocabulary); elsewhere all of them at once, then the few allowed back.
  */
-export class JsonConstraint {
+export class JsonConstraint implements LogitMask {
   private state: Frame;
-  private readonly allowed: Uint8Array;
+  /** The allowed tokens that the last walk found (outside a string: all of them; inside: the closing ones). */
+  private readonly found: number[] = [];
 
   constructor(
     grammar: JsonGrammar,
     readonly vocabulary: Vocabulary,
   ) {
     this.state = startState(grammar);
-    this.allowed = new Uint8Array(vocabulary.size);
   }
 
   static forTokenizer(grammar: JsonGrammar, tokenizer: Tokenizer): JsonConstraint {
     return new JsonConstraint(grammar, Vocabulary.of(tokenizer));
   }
 
-  /**
-   * allowed[id] is 1 for each token that may come next, else 0. The array is reused by the next
-   * call: read it before then.
-   */
-  allowedTokens(): Uint8Array {
-    const allowed = this.allowed;
+  /** Walks the trie from the current state: the string class when inside a string, and `found` filled. */
+  private search(): StringClass | null {
     const state = this.state;
+    this.found.length = 0;
     if (state instanceof StringFrame) {
       const c = this.vocabulary.stringClass(state.state);
-      allowed.set(c.inside);
-      c.closing.walk(state.parent!.resume(-1), allowed);
-    } else {
-      allowed.fill(0);
-      this.vocabulary.trie.walk(state, allowed);
+      c.closing.collect(state.parent!.resume(-1), this.found);
+      return c;
     }
-    if (state.canEnd()) for (const t of this.vocabulary.endTokens) allowed[t] = 1;
+    this.vocabulary.trie.collect(state, this.found);
+    if (state.canEnd()) this.found.push(...this.vocabulary.endTokens);
+    return null;
+  }
+
+  apply(logits: Float32Array): void {
+    const string = this.search();
+    const found = this.found;
+    const kept = found.map((id) => logits[id]);
+    if (string) {
+      for (const id of string.never) logits[id] = -Infinity;
+      for (const id of string.closingIds) logits[id] = -Infinity;
+    } else {
+      logits.fill(-Infinity);
+    }
+    for (let i = 0; i < found.length; i++) logits[found[i]] = kept[i];
+    if (found.length === 0 && (string?.insideCount ?? 0) === 0) {
+      throw new ChaiError('E_UNSUPPORTED', "no token of this model's vocabulary continues the structured output here");
+    }
+  }
+
+  /** allowed[id] is 1 for each token that may come next, else 0 (what apply() keeps). */
+  allowedTokens(): Uint8Array {
+    const string = this.search();
+    const allowed = string ? Uint8Array.from(string.inside) : new Uint8Array(this.vocabulary.size);
+    for (const id of this.found) allowed[id] = 1;
     return allowed;
   }
 
-  /** Moves past a sampled token (one allowedTokens() allowed). */
+  /** Moves past a sampled token (one the mask allowed). */
   accept(token: number): void {
-    const next = advance(this.state, this.vocabulary.tokenBytes(token));
-    if (next === null || this.vocabulary.tokenBytes(token).length === 0) {
-      throw new ChaiError('E_INTERNAL', `json constraint: token ${token} does not continue the JSON text; it should have been masked`);
-    }
+    const bytes = this.vocabulary.tokenBytes(token);
+    const next = bytes.length > 0 ? advance(this.state, bytes) : null;
+    if (next === null) throw new ChaiError('E_INTERNAL', `json constraint: token ${token} does not continue the JSON text; it should have been masked`);
     this.state = next;
   }
 
