@@ -199,7 +199,7 @@ function bruteForce(vocabulary: Vocabulary, state: Frame): Uint8Array {
 function applied(constraint: JsonConstraint, size: number): Uint8Array {
   const logits = new Float32Array(size).map((_, i) => (i % 7) - 3);
   constraint.apply(logits);
-  return logits.map((x, i) => (x === (i % 7) - 3 ? 1 : x === -Infinity ? 0 : NaN)) as unknown as Uint8Array;
+  return Uint8Array.from(logits, (x, i) => (x === (i % 7) - 3 ? 1 : x === -Infinity ? 0 : 2)); // 2: changed otherwise
 }
 
 /**
@@ -218,7 +218,9 @@ function checkWalks(grammar: JsonGrammar, vocabulary: Vocabulary, walks: number,
       const expected = bruteForce(vocabulary, state);
       const diff = [...mask.keys()].filter((id) => mask[id] !== expected[id]);
       expect(diff.map((id) => [id, Buffer.from(vocabulary.tokenBytes(id)).toString('latin1'), mask[id]])).toEqual([]);
-      expect(applied(constraint, vocabulary.size)).toEqual(mask);
+      // A vocabulary this small can leave no way on (a literal needs a byte no token starts with).
+      if (mask.includes(1)) expect(applied(constraint, vocabulary.size)).toEqual(mask);
+      else expect(() => applied(constraint, vocabulary.size)).toThrow(/no token of this model's vocabulary continues/);
       checked++;
       const text = [...mask.keys()].filter((id) => mask[id] && !vocabulary.endTokens.includes(id));
       if (text.length === 0) break;
