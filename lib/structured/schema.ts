@@ -191,10 +191,10 @@ class SchemaCompiler {
     const keys = properties.map((_, i) => {
       let end = i;
       while (end < properties.length - 1 && !properties[end].required) end++;
-      const range = properties.slice(i, end + 1).map((_, k) => i + k);
+      const next = Array.from({ length: end - i + 1 }, (_, k) => i + k);
       return literalTrie(
-        range.map((j) => JSON.stringify(properties[j].name)),
-        range,
+        next.map((j) => JSON.stringify(properties[j].name)),
+        next,
       );
     });
     return { kind: 'object', properties, keys };

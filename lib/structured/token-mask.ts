@@ -6,11 +6,13 @@
 // - Inside a string, almost every token is allowed and the answer depends on the surrounding
 //   grammar only through tokens that close the string. So, per string sub-state (plain text, in
 //   an escape, inside a UTF-8 character), the vocabulary is sorted once into tokens that stay
-//   inside the string (a precomputed mask, copied) and tokens that close it; the latter are
-//   checked by walking a trie of what follows their closing quote.
+//   inside the string, tokens never allowed there, and tokens that close it; the latter are
+//   checked by walking a trie of what follows their closing quote. Only the logits of the tokens
+//   left out are written.
 // - Anywhere else few tokens fit: the trie of all token byte strings is walked from the root with
 //   the automaton's state stepped along each edge (states are immutable, so a branch costs one
-//   step), pruning a subtree at its first byte that breaks the grammar.
+//   step), pruning a subtree at its first byte that breaks the grammar; the logits are set to
+//   -Infinity at once and those of the few tokens found written back.
 import { ChaiError } from '../errors';
 import type { Tokenizer } from '../tokenizer';
 import { advance, Frame, startState, STRING_CLOSE, STRING_INVALID, STRING_STATES, StringFrame, stringTable } from './automaton';
