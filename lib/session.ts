@@ -263,13 +263,14 @@ export class Session {
     if (promptTokens.length === 0) throw new ChaiError('E_INVALID_ARGUMENT', 'the prompt is empty');
     options.signal?.throwIfAborted();
 
+    // Built before the prompt's timing starts: the first use of a vocabulary prepares it (seconds for 128k tokens).
+    const json = grammar && JsonConstraint.forTokenizer(grammar, tokenizer);
     const decoder = new StreamingDecoder(tokenizer);
     const generated: number[] = [];
     let text = '';
     let start = performance.now();
     let logits = await this.serial(() => this.run(promptTokens, false));
     const sampler = new TokenSampler(options, this.model.info.vocabSize, this.history);
-    const json = grammar && JsonConstraint.forTokenizer(grammar, tokenizer);
     const prefillSeconds = (performance.now() - start) / 1000;
     let decodeSeconds = 0;
     let decodeSteps = 0;
