@@ -4,6 +4,8 @@ import type { ClusterPlan } from '../plan';
 import { SamplingOptions, TokenSampler } from '../sampling';
 import type { Session } from '../session';
 import { StopStrings } from '../stop-strings';
+import { compileResponseFormat, ResponseFormat } from '../structured/schema';
+import { JsonConstraint } from '../structured/token-mask';
 import { StreamingDecoder } from '../tokenizer';
 
 export interface SchedulerOptions {
@@ -50,6 +52,8 @@ export interface GenerationRequest extends SamplingOptions {
   seed: number;
   /** Strings that end the generation; the text stops before the first one. */
   stop?: readonly string[];
+  /** JSON output, as generate()'s responseFormat: the generation stops ('stop') when the value is complete. */
+  responseFormat?: ResponseFormat;
   /** Cancels the request: it leaves the queue at once, or the batch before the next step. */
   signal?: AbortSignal;
   /** Text as it is generated; never a part of a stop string; joined it equals the final text. */
@@ -62,7 +66,7 @@ export interface Generation {
   text: string;
   promptTokens: number;
   completionTokens: number;
-  /** 'stop': an end-of-generation token or a stop string; 'length': maxNewTokens or the context. */
+  /** 'stop': an end-of-generation token, a stop string or a complete JSON value; 'length': maxNewTokens or the context. */
   finishReason: GenerationFinish;
 }
 
@@ -95,6 +99,8 @@ interface Sequence {
   generated: number;
   lastTokenAt: number;
   sampler: TokenSampler;
+  /** The structured-output mask, when the request asked for JSON. */
+  json: JsonConstraint | null;
   decoder?: StreamingDecoder;
   stops: StopStrings;
   text: string;
@@ -203,6 +209,7 @@ export class Scheduler {
       throw new ChaiError('E_INVALID_ARGUMENT', `maxNewTokens must be an integer >= 0, got ${request.maxNewTokens}`);
     }
     const sampler = new TokenSampler(request, this.model.info.vocabSize, request.prompt);
+    const grammar = compileResponseFormat(request.responseFormat);
     const stops = new StopStrings(request.stop);
     const maxTokens = Math.min(this.contextTokens, request.prompt.length + request.maxNewTokens);
     if (request.prompt.length >= this.contextTokens) {
@@ -227,6 +234,7 @@ export class Scheduler {
       generated: 0,
       lastTokenAt: 0,
       sampler,
+      json: grammar && JsonConstraint.forTokenizer(grammar, this.model.tokenizer),
       stops,
       text: '',
     };
@@ -364,8 +372,9 @@ export class Scheduler {
   private accept(seq: Sequence, logits: Float32Array): GenerationFinish | null {
     const { request } = seq;
     if (request.maxNewTokens === 0) return 'length';
-    const token = seq.sampler.next(logits);
+    const token = seq.sampler.next(logits, seq.json ?? undefined);
     if (this.model.tokenizer.isEndOfGeneration(token)) return 'stop';
+    seq.json?.accept(token);
     const now = performance.now();
     if (seq.generated === 0) this.observer.firstToken?.((now - seq.submitted) / 1000);
     else this.observer.interToken?.((now - seq.lastTokenAt) / 1000);
@@ -376,7 +385,7 @@ export class Scheduler {
 
     const { text, stopped } = seq.stops.push(seq.decoder!.push(token));
     this.emit(seq, text);
-    if (stopped) return 'stop';
+    if (stopped || seq.json?.done) return 'stop';
     if (seq.generated >= request.maxNewTokens) return 'length';
     if (request.prompt.length + seq.generated >= seq.maxTokens) return 'length';
     return null;
