@@ -5,6 +5,8 @@ export { loadModel, Model, TensorInfo, LoadModelOptions, LoadProgress, KvPool, K
 export { Session, SessionOptions, GenerateOptions, GeneratedToken, GenerationResult, FinishReason, CacheStats, Assignment, ChaiSource } from './session';
 export { Tokenizer, EncodeOptions, SentencePieceTokenizer, BytePairTokenizer, StreamingDecoder, Metadata, MetadataValue } from './tokenizer';
 export { SamplingOptions } from './sampling';
+export { ResponseFormat, JsonSchema, JsonGrammar, compileResponseFormat } from './structured/schema';
+export { JsonConstraint } from './structured/token-mask';
 export { writeGguf, GgufWriteValue, GgufWriteTensor } from './gguf-writer';
 export { writeSyntheticLlama, SyntheticLlamaConfig } from './synthetic';
 export { ModelInfo, ModelShape } from './model-info';

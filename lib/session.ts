@@ -5,6 +5,8 @@ import { ClusterPlan } from './plan';
 import { loadCachedPlan } from './plan-cache';
 import { SamplingOptions, TokenSampler, validateSampling } from './sampling';
 import { StopStrings } from './stop-strings';
+import { compileResponseFormat, ResponseFormat } from './structured/schema';
+import { JsonConstraint } from './structured/token-mask';
 import { StreamingDecoder } from './tokenizer';
 
 export interface SessionOptions {
@@ -72,6 +74,13 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
   /** Strings that end the generation: the text stops before the first one to appear (finishReason 'stopString'). */
   stop?: readonly string[];
+  /**
+   * OpenAI's response_format: `{ type: 'json_object' }` or `{ type: 'json_schema', json_schema: { name,
+   * schema } }` masks every token that would break the JSON before sampling; the generation ends
+   * (finishReason 'endOfGeneration') once the value is complete. Run out of maxNewTokens first and
+   * the text is not complete JSON. Default `{ type: 'text' }`.
+   */
+  responseFormat?: ResponseFormat;
 }
 
 export interface GeneratedToken {
@@ -309,6 +318,7 @@ export class Session {
 
   private async *generateTokens(prompt: string | readonly number[], options: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult> {
     validateSampling(options, this.model.info.vocabSize); // before the prompt is evaluated
+    const grammar = compileResponseFormat(options.responseFormat);
     const stops = new StopStrings(options.stop);
     const maxNewTokens = options.maxNewTokens ?? 256;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
@@ -322,6 +332,8 @@ export class Session {
     if (promptTokens.length === 0) throw new ChaiError('E_INVALID_ARGUMENT', 'the prompt is empty');
     options.signal?.throwIfAborted();
 
+    // Built before the prompt's timing starts: the first use of a vocabulary prepares it (seconds for 128k tokens).
+    const json = grammar && JsonConstraint.forTokenizer(grammar, tokenizer);
     const decoder = new StreamingDecoder(tokenizer);
     const generated: number[] = [];
     let text = '';
@@ -336,17 +348,23 @@ export class Session {
     let finishReason: FinishReason = 'maxNewTokens';
     while (generated.length < maxNewTokens) {
       options.signal?.throwIfAborted();
-      const token = sampler.next(logits);
+      const token = sampler.next(logits, json ?? undefined);
       if (tokenizer.isEndOfGeneration(token)) {
         finishReason = 'endOfGeneration';
         break;
       }
+      json?.accept(token);
       generated.push(token);
       const piece = stops.push(decoder.push(token));
       text += piece.text;
       yield { token, text: piece.text };
       if (piece.stopped) {
         finishReason = 'stopString';
+        break;
+      }
+      if (json?.done) {
+        // The JSON value is complete and nothing may follow: an end token is all the mask would allow.
+        finishReason = 'endOfGeneration';
         break;
       }
       if (generated.length === maxNewTokens) break;

@@ -272,12 +272,12 @@ describe('chai-attn serve (OpenAI API over continuous batching)', () => {
     expect(tooLong.code).toBe('context_length_exceeded');
   });
 
-  test('response_format other than text, more than 4 stop strings: 400 naming the param and the reason', async () => {
+  test('an unknown response_format type, more than 4 stop strings: 400 naming the param and the reason', async () => {
     const refused = (await openai.chat.completions
-      .create({ model: 'stories260K', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' } })
+      .create({ model: 'stories260K', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'grammar' } as never })
       .catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
     expect([refused.status, refused.param]).toEqual([400, 'response_format']);
-    expect(refused.message).toMatch(/only \{ type: 'text' \} is supported/);
+    expect(refused.message).toMatch(/type must be 'text', 'json_object' or 'json_schema', got "grammar"/);
     const text = await openai.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'x' }], max_tokens: 2, response_format: { type: 'text' } });
     expect(text.choices).toHaveLength(1);
     const stops = (await openai.completions.create({ model: 'stories260K', prompt: 'x', stop: ['a', 'b', 'c', 'd', 'e'] }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;

@@ -4,6 +4,7 @@ import Fastify, { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { encodeChatPrompt } from '../chat/template';
 import { ChaiError } from '../errors';
+import { compileResponseFormat, ResponseFormat } from '../structured/schema';
 import type { Model } from '../model';
 import { ChatFormat, ChatMessage } from './chat-format';
 import type { ServerMetrics } from './metrics';
@@ -77,13 +78,8 @@ const samplingFields = {
   // Token id (as a string) -> bias added to its logit before sampling, in OpenAI's range.
   logit_bias: z.record(z.string().regex(/^\d+$/, { message: 'keys must be token ids' }), z.number().min(-100).max(100)).nullish(),
   logprobs: unsupported('logprobs', false, 0),
-  // Free text is all this server writes: a JSON mode or schema would be ignored, so it is refused.
-  response_format: z
-    .unknown()
-    .refine((v) => v === undefined || v === null || (typeof v === 'object' && JSON.stringify(v) === '{"type":"text"}'), {
-      message: "only { type: 'text' } is supported: this server cannot constrain its output to JSON",
-    })
-    .optional(),
+  // text, json_object or json_schema: checked by compileResponseFormat (the schema subset, keyword by keyword).
+  response_format: z.unknown().optional(),
   user: z.string().nullish(),
   // llama-server's switch for reusing (and keeping) the prompt's KV cache; on unless false.
   cache_prompt: z.boolean().nullish(),
@@ -117,6 +113,16 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   const issue = result.error.issues[0];
   const param = issue.path.map(String).join('.') || null;
   throw invalid(param ? `${param}: ${issue.message}` : issue.message, param);
+}
+
+/** response_format as the scheduler takes it; a schema outside the subset is a 400 naming the keyword. */
+function checkedResponseFormat(format: unknown): ResponseFormat | undefined {
+  try {
+    return compileResponseFormat(format, 'response_format') ? (format as ResponseFormat) : undefined;
+  } catch (error) {
+    if (error instanceof ChaiError) throw invalid(error.message, 'response_format', 'invalid_response_format');
+    throw error;
+  }
 }
 
 function checkApiKey(header: string | undefined, key: string): boolean {
@@ -264,6 +270,7 @@ export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: Serv
     const outside = Object.keys(logitBias ?? {}).find((id) => Number(id) >= model.info.vocabSize);
     if (outside !== undefined) throw invalid(`logit_bias names token ${outside}, outside the vocabulary (0..${model.info.vocabSize - 1})`, 'logit_bias');
     const stops = (body.stop ?? []).concat(extraStop).filter((s) => s.length > 0);
+    const responseFormat = checkedResponseFormat(body.response_format);
     const controller = new AbortController();
     let clientGone = false;
     reply.raw.once('close', () => {
@@ -307,6 +314,7 @@ export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: Serv
             repeatLastN: body.repeat_last_n ?? undefined,
             stop: stops,
             cachePrompt: body.cache_prompt ?? undefined,
+            responseFormat,
             signal: controller.signal,
             onText: stream
               ? (text) => {

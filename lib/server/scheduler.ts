@@ -4,6 +4,8 @@ import type { ClusterPlan } from '../plan';
 import { SamplingOptions, TokenSampler } from '../sampling';
 import type { Session } from '../session';
 import { StopStrings } from '../stop-strings';
+import { compileResponseFormat, ResponseFormat } from '../structured/schema';
+import { JsonConstraint } from '../structured/token-mask';
 import { StreamingDecoder } from '../tokenizer';
 
 export interface SchedulerOptions {
@@ -61,6 +63,8 @@ export interface GenerationRequest extends SamplingOptions {
   stop?: readonly string[];
   /** Whether this request may read from the prefix cache and add to it (llama-server's cache_prompt). Default true. */
   cachePrompt?: boolean;
+  /** JSON output, as generate()'s responseFormat: the generation stops ('stop') when the value is complete. */
+  responseFormat?: ResponseFormat;
   /** Cancels the request: it leaves the queue at once, or the batch before the next step. */
   signal?: AbortSignal;
   /** Text as it is generated; never a part of a stop string; joined it equals the final text. */
@@ -75,7 +79,7 @@ export interface Generation {
   /** Prompt tokens read from the prefix cache instead of computed. */
   cachedTokens: number;
   completionTokens: number;
-  /** 'stop': an end-of-generation token or a stop string; 'length': maxNewTokens or the context. */
+  /** 'stop': an end-of-generation token, a stop string or a complete JSON value; 'length': maxNewTokens or the context. */
   finishReason: GenerationFinish;
 }
 
@@ -108,6 +112,8 @@ interface Sequence {
   generated: number;
   lastTokenAt: number;
   sampler: TokenSampler;
+  /** The structured-output mask, when the request asked for JSON. */
+  json: JsonConstraint | null;
   decoder?: StreamingDecoder;
   stops: StopStrings;
   text: string;
@@ -221,6 +227,7 @@ export class Scheduler {
       throw new ChaiError('E_INVALID_ARGUMENT', `maxNewTokens must be an integer >= 0, got ${request.maxNewTokens}`);
     }
     const sampler = new TokenSampler(request, this.model.info.vocabSize, request.prompt);
+    const grammar = compileResponseFormat(request.responseFormat);
     const stops = new StopStrings(request.stop);
     const maxTokens = Math.min(this.contextTokens, request.prompt.length + request.maxNewTokens);
     if (request.prompt.length >= this.contextTokens) {
@@ -246,6 +253,7 @@ export class Scheduler {
       generated: 0,
       lastTokenAt: 0,
       sampler,
+      json: grammar && JsonConstraint.forTokenizer(grammar, this.model.tokenizer),
       stops,
       text: '',
     };
@@ -391,8 +399,9 @@ export class Scheduler {
   private accept(seq: Sequence, logits: Float32Array): GenerationFinish | null {
     const { request } = seq;
     if (request.maxNewTokens === 0) return 'length';
-    const token = seq.sampler.next(logits);
+    const token = seq.sampler.next(logits, seq.json ?? undefined);
     if (this.model.tokenizer.isEndOfGeneration(token)) return 'stop';
+    seq.json?.accept(token);
     const now = performance.now();
     if (seq.generated === 0) this.observer.firstToken?.((now - seq.submitted) / 1000);
     else this.observer.interToken?.((now - seq.lastTokenAt) / 1000);
@@ -403,7 +412,7 @@ export class Scheduler {
 
     const { text, stopped } = seq.stops.push(seq.decoder!.push(token));
     this.emit(seq, text);
-    if (stopped) return 'stop';
+    if (stopped || seq.json?.done) return 'stop';
     if (seq.generated >= request.maxNewTokens) return 'length';
     if (request.prompt.length + seq.generated >= seq.maxTokens) return 'length';
     return null;
