@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { ClusterPlan, loadModel, Model, RunningServer, serveModel, Session } from '../lib';
+import { ChatSession, ClusterPlan, loadModel, Model, RunningServer, serveModel, Session } from '../lib';
 import { native } from '../lib/native';
 import { relativeError } from './helpers';
 
@@ -99,6 +99,24 @@ describe('prefix caching', () => {
       expect(model.prefixCache.stats().cachedBlocks).toBe(0);
     });
   }
+
+  test('ChatSession with prefixCache: a second chat with the same system prompt reads it from the cache, same reply', async () => {
+    const model = await load(stories);
+    const template = '{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}';
+    const chat = (prefixCache: boolean): ChatSession => new ChatSession(model, { systemPrompt: SYSTEM, template, prefixCache });
+    const first = chat(true);
+    expect((await first.reply('Tell me more.', { temperature: 0, maxNewTokens: 8 })).cachedTokens).toBe(0);
+    const second = chat(true);
+    const cached = await second.reply('What happened next?', { temperature: 0, maxNewTokens: 16 });
+    expect(cached.cachedTokens).toBeGreaterThan(48);
+    const plain = chat(false);
+    const uncached = await plain.reply('What happened next?', { temperature: 0, maxNewTokens: 16 });
+    expect(uncached.cachedTokens).toBe(0);
+    expect(cached.text).toBe(uncached.text);
+    // The next turn continues from the chat's own cache, not the prefix cache.
+    expect(await second.reply('And then?', { temperature: 0, maxNewTokens: 4 })).toMatchObject({ cachedTokens: 0, reusedTokens: expect.any(Number) });
+    await Promise.all([first.dispose(), second.dispose(), plain.dispose()]);
+  });
 
   test('under a small KV cache cap, cached pages are evicted for new requests; pages in use stay', async () => {
     const probe = await load(stories);
