@@ -126,7 +126,7 @@ void PrefixCache::drop(Node& node) {
   node.parent->children.erase(node.tokens);  // destroys `node`
 }
 
-size_t PrefixCache::evict(size_t pages) {
+void PrefixCache::evict(size_t pages) {
   std::lock_guard<std::mutex> lock(mutex_);
   // Least recently used leaf first; a parent whose last child goes becomes a candidate in turn
   // (never used later than its children: a use marks the whole path).
@@ -145,7 +145,6 @@ size_t PrefixCache::evict(size_t pages) {
     stats_.evicted_pages += n;
     if (parent->parent && parent->children.empty() && !in_use(*parent)) queue.push(parent);
   }
-  return freed;
 }
 
 void PrefixCache::clear() {

@@ -71,8 +71,8 @@ class PrefixCache {
               const std::shared_ptr<const LayerAssignments>& assignments);
 
   // Frees at least `pages` pages that only the cache holds, if it has them: least recently used
-  // leaves first. Returns the pages freed.
-  size_t evict(size_t pages);
+  // leaves first.
+  void evict(size_t pages);
   // Drops every node; pages that sequences still hold stay theirs.
   void clear();
   PrefixCacheStats stats() const;
