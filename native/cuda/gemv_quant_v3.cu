@@ -12,8 +12,10 @@
 // for the block's tokens is copied once per block with cp.async too. The copies of slice s + 1
 // are issued before slice s is multiplied, so a slice of every row of the block is in flight
 // while the block computes (bench/v3-matmul.md: bytes in flight). Each lane then dequantizes
-// 8-value parts from shared memory with dequant8, once per row, and multiplies them with the x
-// part, read once for all of the warp's rows.
+// 8-value parts from shared memory, once per row, and multiplies them with the x part, read
+// once for all of the warp's rows: Q4_0, Q4_K and Q6_K by decoders of their own (16-bit quant
+// loads, no conversion instructions, the block scale applied once per part), the other types by
+// quant.cuh's dequant8 (bench/v3-matmul.md: why the instruction count decides this kernel's speed).
 //
 // Synchronisation, per slice s: copies of x(s) into the one x buffer and of w(s + 1) into
 // weight buffer (s + 1) % 2 are committed as two groups; cp.async.wait_group 1 waits for all but
@@ -47,6 +49,79 @@ __host__ __device__ constexpr int slice_values() {
 template <typename Block, int kTok>
 __host__ __device__ constexpr int staged_row_bytes() {
   return (slice_values<kTok>() / kBlockValues<Block> * int(sizeof(Block)) + 15) / 16 * 16 + 16;
+}
+
+// One 8-value part of a weight row as w_t = scale · q_t - offset: the products sum q_t · x_t
+// and apply scale and offset once per part (offset times Σ x_t, shared by the warp's rows; only
+// for the types that have an offset, kHasOffset).
+struct AffinePart {
+  float q[8];
+  float scale, offset;
+};
+template <typename Block>
+constexpr bool kHasOffset = false;
+template <>
+constexpr bool kHasOffset<BlockQ4_K> = true;
+
+// Types without a decoder of their own: quant.cuh's values, scale 1.
+template <typename Block>
+__device__ __forceinline__ void decode_part(const Block& b, int part, AffinePart& a) {
+  dequant8(b, part, a.q);
+  a.scale = 1.0f;
+  a.offset = 0.0f;
+}
+
+// The decoders of the common 4- and 6-bit types below read the quants as 16-bit pairs (blocks
+// of even size keep them 2-byte aligned in shared memory) and turn a small integer v into a
+// float as the bits of 2^23 + v minus 2^23 + zero (one logic op and one add, exact; the
+// conversion instruction runs at a quarter of the float rate on sm_80 and sm_90).
+__device__ __forceinline__ float small_int(uint32_t v, float biased_zero) { return __uint_as_float(0x4b000000u | v) - biased_zero; }
+constexpr float kTwo23 = 8388608.0f;
+
+// Q4_0: value 8·part + t is nibble (part / 2) of byte 8·(part % 2) + t; w = d · (q - 8).
+__device__ __forceinline__ void decode_part(const BlockQ4_0& b, int part, AffinePart& a) {
+  const uint16_t* pairs = reinterpret_cast<const uint16_t*>(b.qs + 8 * (part & 1));
+  const int shift = 4 * (part >> 1);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t v = uint32_t(pairs[i]) >> shift;
+    a.q[2 * i] = small_int(v & 15u, kTwo23 + 8.0f);
+    a.q[2 * i + 1] = small_int((v >> 8) & 15u, kTwo23 + 8.0f);
+  }
+  a.scale = half_at(b.d);
+  a.offset = 0.0f;
+}
+
+// Q4_K: part p has sub-block p / 4 (its 6-bit scale and min), bytes 32·(p / 8) + 8·(p % 4) + t
+// of qs at nibble (p / 4) % 2; w = d·sc · q - dmin·mn.
+__device__ __forceinline__ void decode_part(const BlockQ4_K& b, int part, AffinePart& a) {
+  const uint16_t* pairs = reinterpret_cast<const uint16_t*>(b.qs + 32 * (part >> 3) + 8 * (part & 3));
+  const int shift = 4 * ((part >> 2) & 1);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t v = uint32_t(pairs[i]) >> shift;
+    a.q[2 * i] = small_int(v & 15u, kTwo23);
+    a.q[2 * i + 1] = small_int((v >> 8) & 15u, kTwo23);
+  }
+  k_scale_offset(b.d, b.dmin, b.scales, part >> 2, &a.scale, &a.offset);
+}
+
+// Q6_K: part p has h = p / 16, j = p % 16 / 4, l0 = 8·(p % 4): low bits from ql byte
+// 64h + 32·(j % 2) + l0 + t at nibble j / 2, high bits from qh byte 32h + l0 + t at bits 2j;
+// w = d·scales[p / 2] · (q - 32).
+__device__ __forceinline__ void decode_part(const BlockQ6_K& b, int part, AffinePart& a) {
+  const int h = part >> 4, j = (part >> 2) & 3, l0 = 8 * (part & 3);
+  const uint16_t* low = reinterpret_cast<const uint16_t*>(b.ql + 64 * h + 32 * (j & 1) + l0);
+  const uint16_t* high = reinterpret_cast<const uint16_t*>(b.qh + 32 * h + l0);
+  const int low_shift = 4 * (j >> 1), high_shift = 2 * j;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t lo = uint32_t(low[i]) >> low_shift, hi = uint32_t(high[i]) >> high_shift;
+    a.q[2 * i] = small_int((lo & 15u) | (hi & 3u) << 4, kTwo23 + 32.0f);
+    a.q[2 * i + 1] = small_int(((lo >> 8) & 15u) | ((hi >> 8) & 3u) << 4, kTwo23 + 32.0f);
+  }
+  a.scale = half_at(b.d) * float(b.scales[part >> 1]);
+  a.offset = 0.0f;
 }
 
 template <typename Block, int kTok>
@@ -114,19 +189,24 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_quant_v3(const float* __rest
       rows[r] = ws[s & 1][warp * kRowsPerWarp + r] + (size_t(slice_start(r, s) - base) & 15);
     const int parts = min(kSlice, k - s * kSlice) / 8;
     for (int p = lane; p < parts; p += 32) {
-      float wv[kRowsPerWarp][8];
+      AffinePart wv[kRowsPerWarp];
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r)
-        dequant8(*reinterpret_cast<const Block*>(rows[r] + (p / kParts) * sizeof(Block)), p % kParts, wv[r]);
+        decode_part(*reinterpret_cast<const Block*>(rows[r] + (p / kParts) * sizeof(Block)), p % kParts, wv[r]);
 #pragma unroll
       for (int t = 0; t < kTok; ++t) {
         if (t >= toks) continue;
         const float4* xv = reinterpret_cast<const float4*>(xs + t * kSlice + 8 * p);
         const float4 lo = xv[0], hi = xv[1];
+        float x_sum = 0.0f;
+        if constexpr (kHasOffset<Block>) x_sum = (lo.x + lo.y) + (lo.z + lo.w) + ((hi.x + hi.y) + (hi.z + hi.w));
 #pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r)
-          acc[r][t] += wv[r][0] * lo.x + wv[r][1] * lo.y + wv[r][2] * lo.z + wv[r][3] * lo.w + wv[r][4] * hi.x +
-                       wv[r][5] * hi.y + wv[r][6] * hi.z + wv[r][7] * hi.w;
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+          const float* q = wv[r].q;
+          const float dot = q[0] * lo.x + q[1] * lo.y + q[2] * lo.z + q[3] * lo.w + q[4] * hi.x + q[5] * hi.y + q[6] * hi.z + q[7] * hi.w;
+          if constexpr (kHasOffset<Block>) acc[r][t] += wv[r].scale * dot - wv[r].offset * x_sum;
+          else acc[r][t] += wv[r].scale * dot;
+        }
       }
     }
     __syncthreads();
