@@ -71,6 +71,8 @@ int main(int argc, char** argv) {
 
   uint32_t seed = 300;
   for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {
+    // Version 3 runs F32 weights on version 2's kernels; the simulator checks those in the v2 job.
+    if (dt == DType::F32 && version == 3 && simulated) continue;
     for (const auto& s : dt == DType::Q8_0 ? (simulated ? kSimQ8Shapes : kQ8Shapes) : (simulated ? kSimShapes : kShapes)) {
       const auto x = random_nonzero(size_t(s.n) * s.k, seed++);
       const HostWeights w(random_nonzero(size_t(s.m) * s.k, seed++), dt);
