@@ -88,18 +88,30 @@ function locate(name) {
   throw new Error(`${name} is neither in ${modelsDir} nor in ${cacheDir}`);
 }
 
-const seconds = (start) => Number(process.hrtime.bigint() - start) / 1e9;
+// Wall time, and the process's CPU time (all its threads): on a shared machine the second shows
+// what each engine cost while it ran (a thread pool that spins while waiting counts too).
+function timer() {
+  const wall = process.hrtime.bigint();
+  const cpu = process.cpuUsage();
+  return () => {
+    const used = process.cpuUsage(cpu);
+    return { wall: Number(process.hrtime.bigint() - wall) / 1e9, cpu: (used.user + used.system) / 1e6 };
+  };
+}
+
+// Tokens/s of one phase by wall time, and by CPU time.
+const rates = (tokens, t) => ({ wall: tokens / t.wall, cpu: tokens / t.cpu });
 
 // One run of each engine: prefill PREFILL tokens as one batch, then DECODE single-token steps.
 async function runOurs(model, tokens) {
   const session = model.createSession({ maxTokens: PREFILL + DECODE });
   try {
-    let start = process.hrtime.bigint();
+    let stop = timer();
     await session.evaluate(tokens.slice(0, PREFILL));
-    const prefill = PREFILL / seconds(start);
-    start = process.hrtime.bigint();
+    const prefill = rates(PREFILL, stop());
+    stop = timer();
     for (let i = 0; i < DECODE; i++) await session.evaluate([tokens[PREFILL + i]]);
-    return { prefill, decode: DECODE / seconds(start) };
+    return { prefill, decode: rates(DECODE, stop()) };
   } finally {
     await session.dispose();
   }
@@ -108,12 +120,12 @@ async function runOurs(model, tokens) {
 async function runLlamaCpp(context, tokens) {
   const sequence = context.getSequence();
   try {
-    let start = process.hrtime.bigint();
+    let stop = timer();
     await sequence.evaluateWithoutGeneratingNewTokens(tokens.slice(0, PREFILL));
-    const prefill = PREFILL / seconds(start);
-    start = process.hrtime.bigint();
+    const prefill = rates(PREFILL, stop());
+    stop = timer();
     for (let i = 0; i < DECODE; i++) await sequence.evaluateWithoutGeneratingNewTokens([tokens[PREFILL + i]]);
-    return { prefill, decode: DECODE / seconds(start) };
+    return { prefill, decode: rates(DECODE, stop()) };
   } finally {
     sequence.dispose();
   }
@@ -127,6 +139,7 @@ function stats(values) {
 // Rounds of one run per engine; even rounds start with this engine, odd ones with llama.cpp.
 async function compare(llama, file, threads, tokens, rounds) {
   const ours = await chai.loadModel(file, { device: 'cpu', threads });
+  const { info } = ours;
   const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
   const context = await model.createContext({ contextSize: 512, batchSize: PREFILL, threads: { ideal: threads, min: threads } });
   const a = [];
@@ -148,14 +161,37 @@ async function compare(llama, file, threads, tokens, rounds) {
     await model.dispose();
     ours.dispose();
   }
-  const row = { model: path.basename(file), threads, weightBytes: ours.info.weightBytes, chai: {}, llamaCpp: {}, ratio: {}, roundRatio: {} };
+  const row = { model: path.basename(file), threads, weightBytes: info.weightBytes, chai: {}, llamaCpp: {}, ratio: {}, roundRatio: {} };
+  row.cpuTime = { chai: {}, llamaCpp: {}, ratio: {} };
   for (const phase of ['prefill', 'decode']) {
-    row.chai[phase] = stats(a.map((x) => x[phase]));
-    row.llamaCpp[phase] = stats(b.map((x) => x[phase]));
+    row.chai[phase] = stats(a.map((x) => x[phase].wall));
+    row.llamaCpp[phase] = stats(b.map((x) => x[phase].wall));
     row.ratio[phase] = row.chai[phase].median / row.llamaCpp[phase].median;
-    row.roundRatio[phase] = stats(a.map((x, i) => x[phase] / b[i][phase]));
+    row.roundRatio[phase] = stats(a.map((x, i) => x[phase].wall / b[i][phase].wall));
+    row.cpuTime.chai[phase] = stats(a.map((x) => x[phase].cpu));
+    row.cpuTime.llamaCpp[phase] = stats(b.map((x) => x[phase].cpu));
+    row.cpuTime.ratio[phase] = row.cpuTime.chai[phase].median / row.cpuTime.llamaCpp[phase].median;
   }
+  // Decode's bytes per token: the weights (the embedding table counted whole, though one row of it
+  // is read: a little high) and the f32 KV cache at the middle of the decoded tokens.
+  const kvBytes = 2 * info.layers * info.kvHeads * info.headDim * 4 * (PREFILL + DECODE / 2);
+  row.decodeBytesPerToken = info.weightBytes + kvBytes;
+  row.decodeGbps = { chai: (row.chai.decode.median * row.decodeBytesPerToken) / 1e9, llamaCpp: (row.llamaCpp.decode.median * row.decodeBytesPerToken) / 1e9 };
   return row;
+}
+
+// One thread's streaming-read bandwidth (native/bench/bench_read, built by `node scripts/native.js
+// bench` or `cmake --build build-native --target bench_read`), the ceiling of decoding on one
+// thread; null when the program is not built.
+function measureReadCeiling() {
+  const program = path.join(root, 'build-native', 'native', 'bench', 'bench_read');
+  if (!fs.existsSync(program)) {
+    console.log(`no ${path.relative(root, program)}: decode is not compared with the read bandwidth`);
+    return null;
+  }
+  const r = spawnSync(program, [], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`bench_read failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
 }
 
 function cpuFlags() {
@@ -177,6 +213,7 @@ async function main() {
     if (args.set !== 'large') files.push(...SMALL);
     if (args.set !== 'small') files.push(...ensureLargeFiles(args.llamaCppDir));
   }
+  const readCeiling = measureReadCeiling();
   const text = fs.readFileSync(path.join(root, '..', 'shared', 'data', 'stories-calib.txt'), 'utf8').slice(0, 4000);
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, maxThreads: Math.max(...args.threads) });
   const rows = [];
@@ -200,11 +237,19 @@ async function main() {
   const cell = (s) => `${f(s.median)} (${f(s.min)}..${f(s.max)})`;
   console.log(`\nCPU: ${cpu}; this engine's kernels: ${kernels}; llama.cpp via node-llama-cpp 3.22.1; ${args.rounds} alternating rounds, median (min..max)`);
   for (const phase of ['prefill', 'decode']) {
-    console.log(`\n${phase} tok/s`);
-    console.log('model                      threads  chai                   llama.cpp              ratio of medians (per-round min..max)');
+    console.log(`\n${phase} tok/s (wall time)`);
+    console.log('model                      threads  chai                   llama.cpp              ratio of medians (per-round min..max)  by CPU time');
     for (const r of rows) {
       console.log(`${r.model.padEnd(27)}${String(r.threads).padStart(7)}  ${cell(r.chai[phase]).padEnd(23)}${cell(r.llamaCpp[phase]).padEnd(23)}` +
-        `${r.ratio[phase].toFixed(2)}x (${r.roundRatio[phase].min.toFixed(2)}..${r.roundRatio[phase].max.toFixed(2)})`);
+        `${`${r.ratio[phase].toFixed(2)}x (${r.roundRatio[phase].min.toFixed(2)}..${r.roundRatio[phase].max.toFixed(2)})`.padEnd(39)}${r.cpuTime.ratio[phase].toFixed(2)}x`);
+    }
+  }
+  if (readCeiling) {
+    console.log(`\none thread's read bandwidth (bench_read): ${readCeiling.readGbps} GB/s by wall time, ${readCeiling.readGbpsCpuTime} GB/s by CPU time`);
+    // Files whose bytes per token fit in the caches decode faster than memory can be read.
+    for (const r of rows.filter((x) => x.threads === 1 && x.decodeBytesPerToken > 256e6)) {
+      console.log(`${r.model.padEnd(27)} decode reads ${(r.decodeBytesPerToken / 1e6).toFixed(0)} MB/token: chai ${r.decodeGbps.chai.toFixed(2)} GB/s ` +
+        `(${((100 * r.decodeGbps.chai) / readCeiling.readGbps).toFixed(0)}% of the read bandwidth), llama.cpp ${r.decodeGbps.llamaCpp.toFixed(2)} GB/s`);
     }
   }
   const outDir = path.join(root, 'bench', 'results');
@@ -213,7 +258,7 @@ async function main() {
   fs.writeFileSync(out, JSON.stringify({
     date: new Date().toISOString(), cpu, cpuFlags: cpuFlags(), cpuThreads: os.cpus().length, kernels, note: args.note,
     llamaCpp: 'node-llama-cpp 3.22.1', prefillTokens: PREFILL, decodeTokens: DECODE, rounds: args.rounds,
-    largeModel: LARGE_CONFIG, rows,
+    largeModel: LARGE_CONFIG, readCeiling, rows,
   }, null, 2));
   console.log(`wrote ${path.relative(root, out)}`);
 }
