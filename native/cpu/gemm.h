@@ -18,7 +18,8 @@ namespace chai::cpu {
 // Whether gemm_float_weights runs at this level (AVX-512 only).
 bool gemm_available(SimdLevel level);
 
-// y[n][m] = x[n][k] · w[m][k]ᵀ; w is f32, f16 or bf16 (w_dtype), rows of k elements.
+// y[n][m] = x[n][k] · w[m][k]ᵀ; w is f32, f16 or bf16 (w_dtype), rows of k elements. Fewer than 4
+// rows of x (decoding) read the weights in place, four rows side by side.
 void gemm_float_weights(ThreadPool& pool, const float* x, const void* w, DType w_dtype, float* y, int64_t n, int64_t m,
                         int64_t k);
 

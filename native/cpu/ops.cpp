@@ -18,9 +18,6 @@ namespace {
 // weights is read from memory once and reused from cache for many tokens during prefill.
 constexpr int64_t kTileW = 16;
 constexpr int64_t kTileX = 32;
-// Below this many rows (decoding), the GEMM's widening of each weight panel would cost more than
-// it saves: the dot kernels stream the weights once.
-constexpr int64_t kGemmMinRows = 4;
 
 // row_stride: WeightT elements per weight row (k, or k / 32 blocks for Q8_0), x_stride: XT elements
 // per row of x (k floats, or the bytes of a quantized activation row). Rows of x go four at
@@ -76,9 +73,10 @@ void matmul(ThreadPool& pool, const TensorView& x, const TensorView& w, const Te
   const VectorKernels& dot = vector_kernels();
   const int64_t n = x.rows, m = w.rows, k = x.cols;
   const float* xf = x.as<float>();
-  // From a few rows on, float weights go through the cache-blocked GEMM (same results bit for bit).
+  // With AVX-512, float weights go through the cache-blocked GEMM and its decoding form (same
+  // results bit for bit as the dot kernels below).
   const bool float_weights = w.dtype == DType::F32 || w.dtype == DType::F16 || w.dtype == DType::BF16;
-  if (float_weights && n >= kGemmMinRows && gemm_available(simd_level()))
+  if (float_weights && gemm_available(simd_level()))
     return gemm_float_weights(pool, xf, w.data, w.dtype, y.as<float>(), n, m, k);
   switch (w.dtype) {
     case DType::F32:

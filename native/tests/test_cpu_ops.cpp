@@ -129,15 +129,15 @@ int main() {
     }
   }
 
-  // The AVX-512 prefill GEMM (float weights) gives every output bit for bit what the AVX2 dot
-  // kernel gives (so the path, the batch and the thread count never change a result), and is
-  // close to the scalar twin and to float64: 1, 15, 16, 17 rows and more; k below, at and past
-  // the 16-lane step and the k block of 512; weight rows off the 6-row tile and the 24-row panel.
+  // The AVX-512 GEMM (float weights) gives every output bit for bit what the AVX2 dot kernel gives
+  // (so the path, the batch and the thread count never change a result), and is close to the
+  // scalar twin and to float64: 1-3 rows (its decoding form), 4, 15, 16, 17 rows and more; k below,
+  // at and past the 16-lane step and the k block of 512; weight rows off the tiles and panels.
   if (cpu::gemm_available(simd_level())) {
     const VectorKernels& avx2 = vector_kernels_for(SimdLevel::Avx2);
     auto pool = std::make_unique<ThreadPool>(3);
     for (DType dt : {DType::F32, DType::F16, DType::BF16})
-      for (int n : {1, 4, 15, 16, 17, 70})
+      for (int n : {1, 2, 3, 4, 15, 16, 17, 70})
         for (auto [m, k] : {std::pair{1, 1}, {7, 8}, {25, 15}, {6, 17}, {49, 24}, {13, 513}, {30, 1047}}) {
           const auto x = random_nonzero(size_t(n) * k, seed++);
           const HostWeights w(random_nonzero(size_t(m) * k, seed++), dt);
