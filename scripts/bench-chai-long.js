@@ -141,9 +141,20 @@ async function benchModel(name, kv) {
 
 async function main() {
   const rows = [];
-  for (const name of opts.models) for (const kv of opts.kv) rows.push(...(await benchModel(name, kv)));
   const cpu = os.cpus()[0].model.trim();
   const kernels = chai.devices().cpu.simdKernels;
+  const outDir = path.join(root, 'bench', 'results');
+  fs.mkdirSync(outDir, { recursive: true });
+  const out = path.join(outDir, `${new Date().toISOString().slice(0, 10)}-${os.hostname()}-chai-long-context.json`);
+  // Written after every model, so that a long run stopped part-way keeps what it measured.
+  const save = () =>
+    fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cpu, kernels, threads: opts.threads, note: opts.note, rounds: opts.rounds, steps: opts.steps, models: MODELS, rows }, null, 2));
+  for (const name of opts.models) {
+    for (const kv of opts.kv) {
+      rows.push(...(await benchModel(name, kv)));
+      save();
+    }
+  }
   console.log(`\nCHAI decode at long context, CPU ${cpu} (kernels ${kernels}), ${opts.threads} thread(s), ${opts.rounds} alternating rounds of ${opts.steps} steps, median (min..max)`);
   console.log('model  kv   cached  full tok/s           CHAI tok/s           measured  predicted  of predicted  plan');
   const cell = (s) => `${s.median.toFixed(1)} (${s.min.toFixed(1)}..${s.max.toFixed(1)})`.padEnd(21);
@@ -151,10 +162,6 @@ async function main() {
     console.log(`${r.model.padEnd(7)}${r.kv.padEnd(5)}${String(r.cachedTokens).padStart(6)}  ${cell(r.full)}${cell(r.chai)}${(r.measured.toFixed(2) + 'x').padStart(8)}` +
       `${(r.predicted.toFixed(2) + 'x').padStart(11)}${((100 * r.measured) / r.predicted).toFixed(0).padStart(12)}%  ${r.plan}`);
   }
-  const outDir = path.join(root, 'bench', 'results');
-  fs.mkdirSync(outDir, { recursive: true });
-  const out = path.join(outDir, `${new Date().toISOString().slice(0, 10)}-${os.hostname()}-chai-long-context.json`);
-  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), cpu, kernels, threads: opts.threads, note: opts.note, rounds: opts.rounds, steps: opts.steps, models: MODELS, rows }, null, 2));
   console.log(`wrote ${path.relative(root, out)}`);
 }
 
