@@ -23,7 +23,9 @@ constexpr int64_t kTileX = 32;
 // per row of x (k floats, or the bytes of a quantized activation row). Rows of x go four at
 // a time against each weight row (each weight loaded once for four tokens), the rest one by one.
 // (Four weight rows against one token was tried for decoding: faster on cache-resident weights,
-// slower from DRAM on one thread, so decoding streams one weight row at a time.)
+// slower from DRAM on one thread on an AMD EPYC, so decoding streams one weight row at a time here.
+// On an Ice Lake Xeon four rows side by side read 1.6x faster: gemm.cpp's AVX-512 decoding form for
+// float weights does that.)
 template <typename XT, typename WeightT, typename Dot, typename Dot4x>
 void matmul_tiles(ThreadPool& pool, const XT* x, int64_t x_stride, const WeightT* w, float* y, int64_t n, int64_t m,
                   int64_t k, int64_t row_stride, Dot dot, Dot4x dot4x) {
