@@ -1,4 +1,4 @@
-// The prefill matrix multiply for weights stored as f32 / f16 / bf16 on AVX-512: y = x · wᵀ,
+// The matrix multiply for weights stored as f32 / f16 / bf16 on AVX-512: y = x · wᵀ, for prefill
 // blocked for the caches, with a register tile of 4 activation rows × 6 weight rows (24
 // accumulators of 16 lanes keep both FMA ports busy). A panel of weights is widened to f32 once
 // (vcvtph2ps for f16, a shift for bf16; never through bf16) and reused for every activation row;
