@@ -15,6 +15,8 @@
         "native/core/no_cuda.cpp",
         "native/cpu/simd.cpp",
         "native/cpu/quant_dot.cpp",
+        "native/cpu/packed_quant.cpp",
+        "native/cpu/gemm.cpp",
         "native/cpu/ops.cpp",
         "native/cpu/cpu_backend.cpp",
         "native/model/gguf.cpp",
