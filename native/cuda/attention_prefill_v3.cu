@@ -9,28 +9,32 @@
 // (f16) to shared memory, and then each warp multiplies the whole P of its rows by the V tiles of
 // its own kWarpMembers member heads (O in registers). So the representative's Q·Kᵀ of a tile is
 // computed once for kMembers = kMemberWarps × kWarpMembers heads (4 of 128 dimensions or 8 of 64;
-// version 2: 2 or 4), and once per cluster when the cluster is not larger; full attention takes a
-// block of one warp per row group (kMemberWarps 1) and 64 rows.
-// Only tiles at or below the diagonal are visited, and the causal mask is evaluated only on a
-// warp's diagonal tiles (and where the tile has a key on a missing page, from a per-tile bitmask).
+// version 2: 2 or 4), and once per cluster when the cluster is not larger. Full attention takes a
+// block of one warp per row group (kMemberWarps 1, 64 rows), whose Q and P stay in registers.
+// Only tiles at or below the diagonal of the block's last row are visited, and the causal mask is
+// evaluated only on a warp's diagonal tiles (and on a tile with a key past the prompt or on a
+// missing page, known from the tile's 32-bit key mask).
 //
 // Pipeline (one K buffer and one V buffer per block, cp.async, FlashAttention-2 order):
-//   prologue: the members' KV heads -> shared memory (read only after B1 of tile 0); copy K(0), commit.
+//   prologue: the members' KV heads and (CHAI) Q -> shared memory, read only after B1 of tile 0;
+//             copy K(0) and its key mask, commit.
 //   per tile t:
 //     wait_group 0     this thread's copies of K(t) landed (the only group still in flight: V(t-1)
 //                      was waited for in tile t-1).
 //     __syncthreads B1 K(t) and its key mask are visible to every warp; every warp has finished
-//                      tile t-1's P·V, so the V buffer and P may be overwritten.
+//                      tile t-1's P·V, so the V buffer and P may be overwritten (and the maxima
+//                      of tile t-1 were read before its B3).
 //     copy V(t), commit (overlaps the scores below).
-//     scores, mask, row maxima of this warp's keys -> shared memory.
-//     __syncthreads B2 the maxima of all warps are visible; every warp has finished reading K(t),
-//                      so the K buffer and the key mask may be overwritten.
-//     copy K(t+1), commit (overlaps the softmax and P·V of this tile).
-//     combined maxima, P -> shared memory, row sums.
+//     scores, mask, row maxima of this warp's keys -> shared memory (CHAI).
+//     __syncthreads B2 the maxima of all warps are visible; every warp has finished reading K(t)
+//                      and the key mask, so both may be overwritten.
+//     copy K(t+1) and its key mask, commit (overlaps the softmax and P·V of this tile).
+//     combined maxima, P -> shared memory (CHAI), row sums.
 //     wait_group 1 (0 on the last tile)  V(t) landed; K(t+1), committed after it, may still fly.
 //     __syncthreads B3 P of all warps and V(t) of all threads are visible.
 //     O *= correction; O += P V.
-//   end: row sums -> shared memory (their own buffer), __syncthreads, totals, O / sum -> out.
+//   end: row sums -> shared memory (their own buffer: nothing else is written there),
+//        __syncthreads, totals, O / sum -> out.
 // The simulated GPU cannot check this (its warps run in lockstep and cp.async completes at once),
 // so every barrier above is argued here; compute-sanitizer racecheck/synccheck on a GPU checks it.
 // Q and P are rounded to f16 for the tensor cores, so results differ from the f32 twin
@@ -56,14 +60,15 @@ struct PrefillShape {
   static constexpr int kStride = HD + 8;                  // padded K/V rows: ldmatrix free of bank conflicts
   static constexpr int kPStride = kKeys + 8;              // padded P rows, the same reason
   static constexpr int kTileHalfs = kKeys * kStride;
-  // Q stays in registers when a warp uses each fragment for several key tiles of 8 (full
-  // attention); with the scores split over kMemberWarps warps it is read from shared memory, which
-  // leaves the registers to O (128 at most for two blocks of 256 threads per SM).
-  static constexpr bool kQInShared = kMemberWarps > 1;
-  // Bytes of dynamic shared memory: K tile, kMembers V tiles, Q, P, row maxima and sums, the
-  // members' KV heads, key mask.
+  // Scores split over several warps per row group (CHAI): Q is read from shared memory, which
+  // leaves the registers to O (128 at most for two blocks of 256 threads per SM), and P goes
+  // through shared memory to every warp of the row group. Otherwise (full attention) Q and P stay
+  // in registers, as in FlashAttention-2.
+  static constexpr bool kSplitScores = kMemberWarps > 1;
+  // Bytes of dynamic shared memory: K tile, kMembers V tiles, Q and P (kSplitScores), row maxima
+  // and sums, the members' KV heads, key mask.
   static constexpr size_t kSmem =
-      (size_t(1 + kMembers) * kTileHalfs + (kQInShared ? kRows * kStride : 0) + kRows * kPStride) * sizeof(__half) +
+      (size_t(1 + kMembers) * kTileHalfs + (kSplitScores ? kRows * (kStride + kPStride) : 0)) * sizeof(__half) +
       2 * size_t(kRows) * kMemberWarps * sizeof(float) + (kMembers + 1) * sizeof(int);
   static_assert(kWarpKeys % 8 == 0, "each warp scores whole 8-key mma tiles");
 };
@@ -89,20 +94,22 @@ __global__ void __launch_bounds__(PrefillShape<HD, kRowGroups, kMemberWarps, kWa
   constexpr int kThreads = Shape::kThreads, kRows = Shape::kRows, kMembers = Shape::kMembers, kWarpKeys = Shape::kWarpKeys;
   constexpr int kStride = Shape::kStride, kPStride = Shape::kPStride, kTileHalfs = Shape::kTileHalfs;
   constexpr int kDimTiles = HD / 8, kSteps = HD / 16, kWarpKeyTiles = kWarpKeys / 8;
-  constexpr bool kQInShared = Shape::kQInShared;
+  constexpr bool kSplitScores = Shape::kSplitScores;
   extern __shared__ __align__(16) unsigned char smem[];
   __half* k_s = reinterpret_cast<__half*>(smem);                 // [kKeys][kStride]
   __half* v_s = k_s + kTileHalfs;                                // [kMembers][kKeys][kStride]
-  __half* q_s = v_s + kMembers * kTileHalfs;                     // [kRows][kStride] when kQInShared, else empty
-  __half* p_s = q_s + (kQInShared ? kRows * kStride : 0);        // [kRows][kPStride]
-  float* max_s = reinterpret_cast<float*>(p_s + kRows * kPStride);  // [kRows][kMemberWarps]
+  __half* q_s = v_s + kMembers * kTileHalfs;                     // [kRows][kStride] when kSplitScores, else empty
+  __half* p_s = q_s + (kSplitScores ? kRows * kStride : 0);        // [kRows][kPStride] when kSplitScores, else empty
+  float* max_s = reinterpret_cast<float*>(p_s + (kSplitScores ? kRows * kPStride : 0));  // [kRows][kMemberWarps]
   float* sum_s = max_s + kRows * kMemberWarps;                      // [kRows][kMemberWarps]
   int* member_kv_s = reinterpret_cast<int*>(sum_s + kRows * kMemberWarps);        // [kMembers]: KV head of each member's V
   uint32_t* key_mask_s = reinterpret_cast<uint32_t*>(member_kv_s + kMembers);      // bit j: key key0 + j exists
 
   const SequenceAttention p = b.seqs[blockIdx.z];
   const int cluster = blockIdx.y / passes, pass = blockIdx.y % passes;
-  const int q0 = blockIdx.x * kRows;
+  // Row tiles in reverse: the blocks with the most keys start first, for a shorter tail (as
+  // FlashAttention-2 schedules causal prompts).
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * kRows;
   // Every early return depends on the block's indices only, so a block leaves whole (no barrier waits on absent warps).
   if (p.n_chunks > 0 || cluster >= p.n_clusters || q0 >= p.n_q) return;  // split sequences are the decode kernel's
   const int first = p.offsets[cluster] + pass * kMembers;
@@ -126,10 +133,10 @@ __global__ void __launch_bounds__(PrefillShape<HD, kRowGroups, kMemberWarps, kWa
   }
 
   // The representative's queries in f16, scaled so that exp2 gives e^(score · scale): as A fragments
-  // in registers, or (kQInShared) in shared memory, written by the first warp of each row group
+  // in registers, or (kSplitScores) in shared memory, written by the first warp of each row group
   // and read by all of them only after B1 of tile 0.
   const float q_scale = b.scale * 1.4426950408889634f;
-  uint32_t qa[kQInShared ? 1 : kSteps][4];
+  uint32_t qa[kSplitScores ? 1 : kSteps][4];
   {
     const float* q_rep = b.q + size_t(p.q_row) * row_stride + size_t(rep) * HD;
     auto q_pair = [&](int row, int col) {
@@ -137,7 +144,7 @@ __global__ void __launch_bounds__(PrefillShape<HD, kRowGroups, kMemberWarps, kWa
       const float2 v = *reinterpret_cast<const float2*>(q_rep + size_t(row) * row_stride + col);
       return pack2<__half>(v.x * q_scale, v.y * q_scale);
     };
-    if (kQInShared) {
+    if (kSplitScores) {
       if (member_warp == 0)
         for (int col = t4 * 2; col < HD; col += 8) {
           *reinterpret_cast<uint32_t*>(q_s + local0 * kStride + col) = q_pair(row0, col);
@@ -145,7 +152,7 @@ __global__ void __launch_bounds__(PrefillShape<HD, kRowGroups, kMemberWarps, kWa
         }
     } else {
 #pragma unroll
-      for (int kk = 0; kk < (kQInShared ? 0 : kSteps); ++kk) {
+      for (int kk = 0; kk < (kSplitScores ? 0 : kSteps); ++kk) {
         qa[kk][0] = q_pair(row0, kk * 16 + t4 * 2);
         qa[kk][1] = q_pair(row1, kk * 16 + t4 * 2);
         qa[kk][2] = q_pair(row0, kk * 16 + 8 + t4 * 2);
@@ -155,8 +162,8 @@ __global__ void __launch_bounds__(PrefillShape<HD, kRowGroups, kMemberWarps, kWa
   }
   // This warp's A fragment of Q for k-step kk (rows 0..7 | 8..15 × dims kk·16 + 0 | 8 as ldmatrix's four matrices).
   auto q_fragment = [&](int kk) -> const uint32_t(&)[4] {
-    if (kQInShared) ldmatrix_x4(qa[0], q_s + (row_group * 16 + (lane / 8 % 2) * 8 + lane % 8) * kStride + kk * 16 + (lane / 16) * 8);
-    return qa[kQInShared ? 0 : kk];
+    if (kSplitScores) ldmatrix_x4(qa[0], q_s + (row_group * 16 + (lane / 8 % 2) * 8 + lane % 8) * kStride + kk * 16 + (lane / 16) * 8);
+    return qa[kSplitScores ? 0 : kk];
   };
 
   float o[kWarpMembers][kDimTiles][4];
@@ -252,20 +259,24 @@ __global__ void __launch_bounds__(PrefillShape<HD, kRowGroups, kMemberWarps, kWa
     sum0 *= corr0, sum1 *= corr1;
 #pragma unroll
     for (int nt = 0; nt < kWarpKeyTiles; ++nt) {
-      const float p00 = exp2f(s[nt][0] - base0), p01 = exp2f(s[nt][1] - base0);
-      const float p10 = exp2f(s[nt][2] - base1), p11 = exp2f(s[nt][3] - base1);
-      sum0 += p00 + p01;
-      sum1 += p10 + p11;
-      const int col = warp_key0 + nt * 8 + t4 * 2;
-      *reinterpret_cast<uint32_t*>(p_s + local0 * kPStride + col) = pack2<__half>(p00, p01);
-      *reinterpret_cast<uint32_t*>(p_s + local1 * kPStride + col) = pack2<__half>(p10, p11);
+      s[nt][0] = exp2f(s[nt][0] - base0), s[nt][1] = exp2f(s[nt][1] - base0);
+      s[nt][2] = exp2f(s[nt][2] - base1), s[nt][3] = exp2f(s[nt][3] - base1);
+      sum0 += s[nt][0] + s[nt][1];
+      sum1 += s[nt][2] + s[nt][3];
+      if (kSplitScores) {
+        const int col = warp_key0 + nt * 8 + t4 * 2;
+        *reinterpret_cast<uint32_t*>(p_s + local0 * kPStride + col) = pack2<__half>(s[nt][0], s[nt][1]);
+        *reinterpret_cast<uint32_t*>(p_s + local1 * kPStride + col) = pack2<__half>(s[nt][2], s[nt][3]);
+      }
     }
     if (more) cp_async_wait<1>();
     else cp_async_wait<0>();
     __syncthreads();  // B3
 
-    // O_j = O_j · correction + P V_j: P of the row group's 16 rows × kKeys keys as A fragments (ldmatrix),
-    // V with ldmatrix.trans as in version 2.
+    // O_j = O_j · correction + P V_j: P of the row group's 16 rows × kKeys keys as A fragments (from
+    // shared memory by ldmatrix, or without kSplitScores from this warp's own accumulators, as in
+    // FlashAttention-2: those of key tiles 2kk and 2kk+1 form step kk's operand), V with
+    // ldmatrix.trans as in version 2.
 #pragma unroll
     for (int j = 0; j < kWarpMembers; ++j)
 #pragma unroll
@@ -277,7 +288,16 @@ __global__ void __launch_bounds__(PrefillShape<HD, kRowGroups, kMemberWarps, kWa
     for (int kk = 0; kk < kKeys / 16; ++kk) {
       // Matrices: rows 0..7 | 8..15 of the row group × keys kk·16 + 0 | 8; lane l addresses row l % 8 of matrix l / 8.
       uint32_t pa[4];
-      ldmatrix_x4(pa, p_s + (row_group * 16 + (lane / 8 % 2) * 8 + lane % 8) * kPStride + kk * 16 + (lane / 16) * 8);
+      if (kSplitScores) {
+        ldmatrix_x4(pa, p_s + (row_group * 16 + (lane / 8 % 2) * 8 + lane % 8) * kPStride + kk * 16 + (lane / 16) * 8);
+      } else {
+        // (min: indices stay in range in the instantiations that never take this branch)
+        const int lo = min(2 * kk, kWarpKeyTiles - 1), hi = min(2 * kk + 1, kWarpKeyTiles - 1);
+        pa[0] = pack2<__half>(s[lo][0], s[lo][1]);
+        pa[1] = pack2<__half>(s[lo][2], s[lo][3]);
+        pa[2] = pack2<__half>(s[hi][0], s[hi][1]);
+        pa[3] = pack2<__half>(s[hi][2], s[hi][3]);
+      }
 #pragma unroll
       for (int j = 0; j < kWarpMembers; ++j) {
         if (heads[j] < 0) continue;
