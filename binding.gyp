@@ -25,6 +25,7 @@
         "native/model/llama.cpp",
         "native/model/qwen.cpp",
         "native/engine/kv_cache.cpp",
+        "native/engine/prefix_cache.cpp",
         "native/engine/session.cpp",
         "native/engine/attention_planner.cpp",
         "native/engine/resident_weights.cpp",
