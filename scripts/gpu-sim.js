@@ -34,6 +34,7 @@ const jobs = [
   { name: 'matmul-v3', bin: 'test_cuda_matmul', args: ['3'] },
   { name: 'ops-decode', bin: 'test_cuda_ops', args: ['decode'] },
   { name: 'ops-prefill', bin: 'test_cuda_ops', args: ['prefill'] },
+  { name: 'ops-prefill-v3', bin: 'test_cuda_ops', args: ['prefill-v3'] },
   { name: 'engine-stories', bin: 'test_cuda_engine', args: ['stories'] },
   { name: 'ops-attention', bin: 'test_cuda_ops', args: ['attention'] },
   { name: 'engine-synthetic', bin: 'test_cuda_engine', args: ['synthetic'] },

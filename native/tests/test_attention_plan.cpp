@@ -80,6 +80,11 @@ void check_chunking(Suite& suite) {
   suite.check(v2.split_seqs == 2 && seqs[0].n_chunks == 10 && seqs[1].n_chunks == 0 && seqs[2].n_chunks == 1 &&
                   seqs[0].partial_slot == 0 && v2.partial_slots == 10 && v2.max_chunks == 10 && v2.max_tasks == 4,
               "version 2 splits one-query sequences into chunks with their own partial slots");
+  AttentionParams v3;
+  v3.version = 3;
+  plan_attention_call(seqs.data(), 3, 64, 100, v3);
+  suite.check(v3.split_seqs == 2 && seqs[0].n_chunks == 10 && seqs[1].n_chunks == 0 && v3.partial_slots == 10 && v3.max_chunks == 10,
+              "version 3 plans one-query sequences as version 2 does");
 }
 
 }  // namespace
@@ -126,7 +131,7 @@ int main() {
   }
 
   // Sharp softmax, chunks with far-apart maxima, missing K and V pages (never read: masked keys,
-  // zero values) and rows that see no key (zeros), in both versions.
+  // zero values) and rows that see no key (zeros), in every version.
   for (DType kv : {DType::F32, DType::F16})
     for (const AttentionEdgeCase& edge : attention_edge_cases(kv, seed += 100)) {
       const float scale = 1.0f / std::sqrt(float(edge.problem.shape.head_dim));

@@ -109,23 +109,28 @@ int main() {
     suite.check(items[2].error != nullptr && items[2].logits.empty() && bad.n_past() == 0, "a bad request fails alone");
   }
 
-  // Attention version 2 (split-KV decoding on the CPU twin) decodes what version 1 decodes, for
-  // full attention and CHAI, and a bad version is a typed error.
+  // Attention versions 2 and 3 (split-KV decoding on the CPU twin; on the CPU version 3 computes
+  // what version 2 does) decode what version 1 decodes, for full attention and CHAI, and a bad
+  // version is a typed error.
   {
     ChaiPlan plan;
     plan.clustering.method = ClusterMethod::Agglomerative;
     plan.clusters = {8, 8, 4, 2, 1};
     for (bool clustered : {false, true}) {
-      std::vector<std::vector<float>> logits[2];
-      for (int version : {1, 2}) {
+      std::vector<std::vector<float>> logits[kAttentionVersions];
+      for (int version = 1; version <= kAttentionVersions; ++version) {
         setenv("CHAI_ATTENTION_VERSION", std::to_string(version).c_str(), 1);
         Session s(c, model->weights(), *cpu, pool, 64, clustered ? std::optional<ChaiPlan>(plan) : std::nullopt);
         logits[version - 1].push_back(s.evaluate(prompt, false));
         for (int i = 0; i < 20; ++i) logits[version - 1].push_back(s.evaluate({int32_t(100 + 7 * i)}, false));
       }
-      double worst = 0;
-      for (size_t i = 0; i < logits[0].size(); ++i) worst = std::max(worst, relative_error(logits[1][i], logits[0][i]));
-      suite.check_close(worst, 1e-5, std::string("attention v2 decode logits == v1, ") + (clustered ? "CHAI" : "full"));
+      for (int version = 2; version <= kAttentionVersions; ++version) {
+        double worst = 0;
+        for (size_t i = 0; i < logits[0].size(); ++i)
+          worst = std::max(worst, relative_error(logits[version - 1][i], logits[0][i]));
+        suite.check_close(worst, 1e-5, "attention v" + std::to_string(version) + " decode logits == v1, " +
+                                           (clustered ? "CHAI" : "full"));
+      }
     }
     setenv("CHAI_ATTENTION_VERSION", "7", 1);
     Session s(c, model->weights(), *cpu, pool, 64);
