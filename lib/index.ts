@@ -1,10 +1,12 @@
 export { ChaiError, ErrorCode } from './errors';
 export { devices, buildInfo, resolveDevice, Device, DeviceRequest, DeviceList, BuildInfo, CudaDevice } from './device';
 export { matmul, rmsnorm, softmax, toHalf, fromHalf, WeightMatrix, WeightDType, HalfDType, OpOptions } from './ops';
-export { loadModel, Model, TensorInfo, LoadModelOptions, LoadProgress, KvPool, KvPoolStats } from './model';
+export { loadModel, Model, TensorInfo, LoadModelOptions, LoadProgress, KvPool, KvPoolStats, PrefixCache, PrefixCacheStats } from './model';
 export { Session, SessionOptions, GenerateOptions, GeneratedToken, GenerationResult, FinishReason, CacheStats, Assignment, ChaiSource } from './session';
 export { Tokenizer, EncodeOptions, SentencePieceTokenizer, BytePairTokenizer, StreamingDecoder, Metadata, MetadataValue } from './tokenizer';
 export { SamplingOptions } from './sampling';
+export { ResponseFormat, JsonSchema, JsonGrammar, compileResponseFormat } from './structured/schema';
+export { JsonConstraint } from './structured/token-mask';
 export { writeGguf, GgufWriteValue, GgufWriteTensor } from './gguf-writer';
 export { writeSyntheticLlama, SyntheticLlamaConfig } from './synthetic';
 export { ModelInfo, ModelShape } from './model-info';

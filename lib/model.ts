@@ -74,6 +74,30 @@ export interface KvPool {
   pagesFor(tokens: number): number;
 }
 
+/** What the model's prefix cache holds and how often it served (sessions with prefixCache). */
+export interface PrefixCacheStats {
+  /** Requests that looked for a cached prefix. */
+  lookups: number;
+  /** ... and found one. */
+  hits: number;
+  /** Prompt tokens looked up, and those found cached. */
+  lookupTokens: number;
+  hitTokens: number;
+  /** hitTokens / lookupTokens (0 before any lookup). */
+  hitRate: number;
+  /** Cached pages of tokens (16 tokens each), and the KV pages they hold (also counted in kvPool.stats().pagesInUse). */
+  cachedBlocks: number;
+  cachedPages: number;
+  /** KV pages freed by eviction so far. */
+  evictedPages: number;
+}
+
+export interface PrefixCache {
+  stats(): PrefixCacheStats;
+  /** Drops every cached prefix (pages that sessions still hold stay theirs). */
+  clear(): void;
+}
+
 interface NativeKvPoolInfo {
   pageTokens: number;
   pageBytes: number;
@@ -97,6 +121,8 @@ export class Model implements SessionHost {
   readonly metadata: Readonly<Metadata>;
   readonly tensors: readonly TensorInfo[];
   readonly kvPool: KvPool;
+  /** The KV pages of prompts computed by sessions created with prefixCache, for later requests to reuse. */
+  readonly prefixCache: PrefixCache;
   private handle: unknown;
   private waiting: PendingEvaluation[] = [];
   private running = false;
@@ -130,6 +156,22 @@ export class Model implements SessionHost {
         return { pageTokens: p.pageTokens, pageBytes: p.pageBytes, pagesInUse: p.pagesInUse, pagesTotal: total, pagesFree: total === null ? null : total - p.pagesInUse };
       },
       pagesFor: (tokens) => Math.ceil(tokens / this.kvPool.stats().pageTokens) * this.info.layers * this.info.kvHeads * 2,
+    };
+    this.prefixCache = {
+      stats: () => {
+        const p = callNativeSync(() => native().prefixCacheInfo(this.nativeHandle()));
+        return {
+          lookups: p.lookups,
+          hits: p.hits,
+          lookupTokens: p.lookupTokens,
+          hitTokens: p.hitTokens,
+          hitRate: p.lookupTokens > 0 ? p.hitTokens / p.lookupTokens : 0,
+          cachedBlocks: p.nodes,
+          cachedPages: p.pages,
+          evictedPages: p.evictedPages,
+        };
+      },
+      clear: () => callNativeSync(() => native().clearPrefixCache(this.nativeHandle())),
     };
   }
 

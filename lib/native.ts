@@ -13,13 +13,26 @@ export interface NativeBinding {
   loadModel(path: string, device: string, threads: number, kvCacheType: 'f32' | 'f16', kvCacheBytes: number): Promise<unknown>;
   disposeModel(model: unknown): void;
   kvPoolInfo(model: unknown): unknown;
-  createSession(model: unknown, maxTokens: number, plan?: NativePlan): unknown;
+  createSession(model: unknown, maxTokens: number, plan: NativePlan | undefined, prefixCache: boolean): unknown;
   evaluateBatch(sessions: unknown[], tokens: Int32Array[], allLogits: boolean[]): Promise<(Float32Array | { code: string; message: string })[]>;
   rewind(session: unknown, tokens: number): void;
+  reusePrefix(session: unknown, prompt: Int32Array): number;
+  prefixCacheInfo(model: unknown): NativePrefixCacheInfo;
+  clearPrefixCache(model: unknown): void;
   sessionInfo(session: unknown): unknown;
   disposeSession(session: unknown): void;
   assignment(session: unknown, layer: number): { membership: number[]; representatives: number[] } | null;
   windowInertia(session: unknown, tokens: Int32Array, t0: number, seed: number, restarts: number): Promise<Float64Array>;
+}
+
+export interface NativePrefixCacheInfo {
+  lookups: number;
+  hits: number;
+  lookupTokens: number;
+  hitTokens: number;
+  evictedPages: number;
+  nodes: number;
+  pages: number;
 }
 
 /** A validated cluster plan as the addon takes it. */

@@ -1,4 +1,5 @@
 import { ChaiError, invalidOption } from './errors';
+import type { LogitMask } from './structured/token-mask';
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax, ties to the lowest id). Default 0.8. */
@@ -110,9 +111,17 @@ export class TokenSampler {
     for (const token of sequence) this.remember(token);
   }
 
-  /** Samples the next token from the logits (a copy is adjusted; the input is left alone) and records it. */
-  next(logits: Float32Array): number {
-    const token = sample(this.adjusted(logits), this.options, this.random);
+  /**
+   * Samples the next token from the logits (a copy is adjusted; the input is left alone) and records
+   * it. `mask`: only the tokens it leaves finite may be drawn (structured output).
+   */
+  next(logits: Float32Array, mask?: LogitMask): number {
+    let adjusted = this.adjusted(logits);
+    if (mask) {
+      if (adjusted === logits) adjusted = Float32Array.from(logits);
+      mask.apply(adjusted);
+    }
+    const token = sample(adjusted, this.options, this.random);
     this.produced.set(token, (this.produced.get(token) ?? 0) + 1);
     this.remember(token);
     return token;

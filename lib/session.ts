@@ -5,6 +5,8 @@ import { ClusterPlan } from './plan';
 import { loadCachedPlan } from './plan-cache';
 import { SamplingOptions, TokenSampler, validateSampling } from './sampling';
 import { StopStrings } from './stop-strings';
+import { compileResponseFormat, ResponseFormat } from './structured/schema';
+import { JsonConstraint } from './structured/token-mask';
 import { StreamingDecoder } from './tokenizer';
 
 export interface SessionOptions {
@@ -16,6 +18,17 @@ export interface SessionOptions {
    * warning: createSession never calibrates); or 'off' (full attention; the default).
    */
   chai?: ClusterPlan | 'auto' | 'off';
+  /**
+   * Prefix caching (default false): the whole KV pages (16 tokens each) this session computes are
+   * kept in the model's prefix cache after it moves on or is disposed, and a new request on this
+   * session (the first evaluate() or generate() after creation or reset()) starts from the cached
+   * pages of the longest prefix of its prompt that any opted-in session of the model computed with
+   * the same cluster plan (with CHAI: at least t0 tokens, whose clusters it takes too). The result
+   * is the same as without the cache, up to float rounding. Cached pages count against the model's
+   * kvCacheBytes and are evicted least recently used when a session needs room; without a cap they
+   * stay until `model.prefixCache.clear()` or the model is disposed.
+   */
+  prefixCache?: boolean;
 }
 
 /** Where a session's attention comes from. */
@@ -61,6 +74,13 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
   /** Strings that end the generation: the text stops before the first one to appear (finishReason 'stopString'). */
   stop?: readonly string[];
+  /**
+   * OpenAI's response_format: `{ type: 'json_object' }` or `{ type: 'json_schema', json_schema: { name,
+   * schema } }` masks every token that would break the JSON before sampling; the generation ends
+   * (finishReason 'endOfGeneration') once the value is complete. Run out of maxNewTokens first and
+   * the text is not complete JSON. Default `{ type: 'text' }`.
+   */
+  responseFormat?: ResponseFormat;
 }
 
 export interface GeneratedToken {
@@ -81,6 +101,8 @@ export interface GenerationResult {
   decodeSeconds: number;
   /** Single-token evaluations that decodeSeconds covers. */
   decodeSteps: number;
+  /** Prompt tokens taken from the prefix cache rather than computed (0 without prefixCache). */
+  cachedTokens: number;
 }
 
 export interface CacheStats {
@@ -138,8 +160,11 @@ export class Session {
    */
   readonly chaiSource: ChaiSource;
   readonly cache: { stats(): CacheStats };
+  /** Whether this session uses the model's prefix cache (SessionOptions.prefixCache). */
+  readonly prefixCache: boolean;
   private handle: unknown;
   private history: number[] = [];
+  private cached = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private generating = false;
 
@@ -167,13 +192,64 @@ export class Session {
     const { plan, source } = resolvePlan(model, options.chai);
     this.plan = plan;
     this.chaiSource = source;
-    this.handle = callNativeSync(() => native().createSession(model.nativeHandle(), maxTokens, plan?.native));
+    if (options.prefixCache !== undefined && typeof options.prefixCache !== 'boolean') {
+      throw invalidOption('prefixCache', `must be true or false, got ${String(options.prefixCache)}`);
+    }
+    this.prefixCache = options.prefixCache ?? false;
+    this.handle = callNativeSync(() => native().createSession(model.nativeHandle(), maxTokens, plan?.native, this.prefixCache));
     this.cache = { stats: () => this.stats() };
   }
 
   /** Tokens evaluated so far (prompt and generated). */
   get tokens(): readonly number[] {
     return this.history;
+  }
+
+  /** Tokens of the current request that came from the prefix cache (0 when none did). */
+  get cachedTokens(): number {
+    return this.cached;
+  }
+
+  /**
+   * For callers that evaluate a prompt in pieces (a server reading it in chunks): starts this empty
+   * session from the prefix cache's longest cached prefix of the whole `prompt` (at most all but
+   * its last token) and returns how many tokens that is; evaluate the rest, `prompt.slice(n)`.
+   * evaluate() and generate() do this themselves when a request starts. Needs prefixCache.
+   */
+  reusePrefix(prompt: readonly number[] | Int32Array): number {
+    this.notBusy('reusePrefix()');
+    if (!this.prefixCache) throw invalidOption('prefixCache', 'must be true for reusePrefix(): create the session with prefixCache: true');
+    if (this.history.length > 0) {
+      throw new ChaiError('E_INVALID_ARGUMENT', `reusePrefix() starts a request, but the session holds ${this.history.length} tokens: reset() it first`);
+    }
+    return this.adoptPrefix(tokenIds(prompt, this.model.info.vocabSize, 'prompt'));
+  }
+
+  private adoptPrefix(prompt: number[]): number {
+    const n = callNativeSync(() => native().reusePrefix(this.live(), Int32Array.from(prompt)));
+    this.history.push(...prompt.slice(0, n));
+    this.cached = n;
+    return n;
+  }
+
+  /**
+   * Evaluates tokens; when they start a request on a prefix-caching session (and only the last
+   * logits are asked for), from the prefix cache as far as it goes. A failed evaluation leaves
+   * the session as it was, cached tokens included.
+   */
+  private async runRequest(tokens: number[], allLogits: boolean): Promise<Float32Array> {
+    if (allLogits || !this.prefixCache || this.history.length > 0) return this.run(tokens, allLogits);
+    const n = this.adoptPrefix(tokens);
+    try {
+      return await this.run(tokens.slice(n), false);
+    } catch (error) {
+      if (n > 0) {
+        callNativeSync(() => native().rewind(this.live(), 0));
+        this.history.length = 0;
+        this.cached = 0;
+      }
+      throw error;
+    }
   }
 
   private live(): unknown {
@@ -210,14 +286,16 @@ export class Session {
   /**
    * Appends tokens to the sequence and returns the logits after the last one
    * (Float32Array[vocabSize]), or after every one with allLogits ([tokens.length × vocabSize]).
+   * With prefixCache, an evaluation that starts a request without allLogits reads what it can
+   * from the prefix cache (see cachedTokens).
    */
   evaluate(tokens: readonly number[] | Int32Array, options: { allLogits?: boolean } = {}): Promise<Float32Array> {
     try {
       this.notBusy('evaluate()');
       const list = tokenIds(tokens, this.model.info.vocabSize, 'tokens');
       if (list.length === 0) throw new ChaiError('E_INVALID_ARGUMENT', 'evaluate needs at least one token');
-      const allLogits = optionsArgument(options, 'evaluate').allLogits ?? false;
-      return this.serial(() => this.run(list, Boolean(allLogits)));
+      const allLogits = Boolean(optionsArgument(options, 'evaluate').allLogits ?? false);
+      return this.serial(() => this.runRequest(list, allLogits));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -240,6 +318,7 @@ export class Session {
 
   private async *generateTokens(prompt: string | readonly number[], options: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult> {
     validateSampling(options, this.model.info.vocabSize); // before the prompt is evaluated
+    const grammar = compileResponseFormat(options.responseFormat);
     const stops = new StopStrings(options.stop);
     const maxNewTokens = options.maxNewTokens ?? 256;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
@@ -253,11 +332,15 @@ export class Session {
     if (promptTokens.length === 0) throw new ChaiError('E_INVALID_ARGUMENT', 'the prompt is empty');
     options.signal?.throwIfAborted();
 
+    // Built before the prompt's timing starts: the first use of a vocabulary prepares it (seconds for 128k tokens).
+    const json = grammar && JsonConstraint.forTokenizer(grammar, tokenizer);
     const decoder = new StreamingDecoder(tokenizer);
     const generated: number[] = [];
     let text = '';
     let start = performance.now();
-    let logits = await this.serial(() => this.run(promptTokens, false));
+    const fresh = this.history.length === 0;
+    let logits = await this.serial(() => this.runRequest(promptTokens, false));
+    const cachedTokens = fresh ? this.cached : 0;
     const sampler = new TokenSampler(options, this.model.info.vocabSize, this.history);
     const prefillSeconds = (performance.now() - start) / 1000;
     let decodeSeconds = 0;
@@ -265,17 +348,23 @@ export class Session {
     let finishReason: FinishReason = 'maxNewTokens';
     while (generated.length < maxNewTokens) {
       options.signal?.throwIfAborted();
-      const token = sampler.next(logits);
+      const token = sampler.next(logits, json ?? undefined);
       if (tokenizer.isEndOfGeneration(token)) {
         finishReason = 'endOfGeneration';
         break;
       }
+      json?.accept(token);
       generated.push(token);
       const piece = stops.push(decoder.push(token));
       text += piece.text;
       yield { token, text: piece.text };
       if (piece.stopped) {
         finishReason = 'stopString';
+        break;
+      }
+      if (json?.done) {
+        // The JSON value is complete and nothing may follow: an end token is all the mask would allow.
+        finishReason = 'endOfGeneration';
         break;
       }
       if (generated.length === maxNewTokens) break;
@@ -289,7 +378,7 @@ export class Session {
       decodeSteps++;
     }
     if (finishReason !== 'stopString') text += stops.flush() + decoder.flush();
-    return { promptTokens, tokens: generated, text, finishReason, prefillSeconds, decodeSeconds, decodeSteps };
+    return { promptTokens, tokens: generated, text, finishReason, prefillSeconds, decodeSeconds, decodeSteps, cachedTokens };
   }
 
   /** Forgets every token from position `tokens` on (default: all). */
@@ -305,6 +394,7 @@ export class Session {
       }
       await callNative(() => native().rewind(this.live(), tokens));
       this.history.length = tokens;
+      if (tokens === 0) this.cached = 0;
     });
   }
 

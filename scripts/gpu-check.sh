@@ -5,12 +5,13 @@
 # 1. finds nvcc (PATH, else /usr/local/cuda/bin) and a CUDA device: stops at once, loudly, without
 #    one; 2. builds the C++ core, tests and benchmarks with CUDA (--quick: sm_90 only, -j all
 #    cores) with ptxas's resource report of every kernel; 3. runs every C++ test: any failed or
-#    SKIPPED test fails the check; 4. compute-sanitizer memcheck and racecheck on the CUDA tests
-#    (--report-api-errors no: the deliberate huge-allocation test is not an error); where the
-#    machine refuses the tool (gVisor) that is reported, not failed; 5. bench_ops and
-#    bench_attention for each kernel version; 6. PyTorch's SDPA (flash) at every prefill context
-#    bench_attention ran, and torch.matmul, on the same shapes; 7. ONE results JSON,
-#    bench/results/<date>-<device>.json, with each target of the GPU-speed issue as pass/fail
+#    SKIPPED test fails the check; 4. bench_ops and bench_attention for each kernel version;
+#    5. PyTorch's SDPA (flash) at every prefill context bench_attention ran, and torch.matmul, on
+#    the same shapes; 6. compute-sanitizer: racecheck and synccheck on the version-3 kernels'
+#    tests, memcheck on every CUDA test (full mode: racecheck and synccheck on every CUDA test
+#    too; --report-api-errors no: the deliberate huge-allocation test is not an error); where the
+#    machine refuses the tool (gVisor) that is reported, not failed; 7. ONE results JSON,
+#    bench/results/<date>-<device>.json, with each target of the GPU-speed issues as pass/fail
 #    (scripts/gpu_results.py).
 # Models for the GPU = CPU parity tests: $CHAI_MODELS, else gpu-models/ in the checkout
 # (git-ignored: copy ../shared/models/stories260K*.gguf there and carry it to the GPU machine),
@@ -19,6 +20,11 @@
 # ptxas.txt and logs.tar.gz (four files). A failing stage is recorded and the next ones still
 # run; the exit status is non-zero if any stage failed. Targets missed are reported, not failed.
 set -euo pipefail
+
+# Kernel versions benchmarked (CHAI_MATMUL_VERSION / CHAI_ATTENTION_VERSION numbers), and the
+# tests of the version-3 kernels (binary and sections) that racecheck and synccheck must pass.
+kernel_versions=(1 2 3)
+v3_sanitizer_runs=("test_cuda_ops decode_v3" "test_cuda_ops prefill_v3" "test_cuda_matmul 3")
 
 quick=0
 no_models=0
@@ -214,66 +220,12 @@ else
   record ctest pass "$(since "$t")" "$ctest_line"
 fi
 
-# ---- 4. compute-sanitizer on each CUDA test (from ctest's own command lines).
-t=$(now)
-sanitizer="$(command -v compute-sanitizer || true)"
-[ -n "$sanitizer" ] || [ ! -x "$(dirname "$nvcc_bin")/compute-sanitizer" ] || sanitizer="$(dirname "$nvcc_bin")/compute-sanitizer"
-if [ -z "$sanitizer" ]; then
-  record sanitizers fail "$(since "$t")" "compute-sanitizer not found"
-else
-  ctest --test-dir "$build" --show-only=json-v1 > "$work/tests.json"
-  # The engine test runs minutes under the sanitizers: full mode only.
-  python3 - "$work/tests.json" "$quick" > "$work/sanitize.list" <<'EOF'
-import json, sys
-quick = sys.argv[2] == "1"
-for t in json.load(open(sys.argv[1]))["tests"]:
-    if t["name"].startswith("test_cuda_") and not (quick and t["name"] == "test_cuda_engine"):
-        print(t["name"] + "\t" + "\t".join(t["command"]))
-EOF
-  refused=""
-  sanitizer_failures=0
-  for tool in memcheck racecheck; do
-    while IFS=$'\t' read -r name cmd; do
-      [ -z "$refused" ] || break
-      slog="$work/sanitizer-$tool-$name.log"
-      rc=0
-      IFS=$'\t' read -r -a argv <<< "$cmd"
-      limit=$(stage_timeout "$([ $quick -eq 1 ] && echo 120 || echo 600)")
-      if [ "$limit" -lt 10 ]; then
-        printf '%s\t%s\t%s\t%s\n' "$tool" "$name" fail "not run: the time budget is spent" >> "$work/sanitizers.tsv"
-        sanitizer_failures=$((sanitizer_failures + 1))
-        continue
-      fi
-      timeout "$limit" "$sanitizer" --tool "$tool" --report-api-errors no --error-exitcode 99 "${argv[@]}" < /dev/null > "$slog" 2>&1 || rc=$?
-      if grep -qiE "device not supported|unable to (initialize|find)|not supported on this (device|platform)" "$slog"; then
-        refused="$(grep -m1 -iE "device not supported|unable to|not supported" "$slog")"
-        break
-      fi
-      if [ $rc -eq 0 ]; then status=clean
-      elif [ $rc -eq 124 ]; then status="timed out ($limit s)"
-      elif [ $rc -eq 99 ]; then status="errors: $(grep -m1 'ERROR SUMMARY' "$slog" || true)"
-      else status="exit $rc: $(grep -m1 -E 'FAIL|Error' "$slog" || tail -1 "$slog")"; fi
-      printf '%s\t%s\t%s\t%s\n' "$tool" "$name" "$([ $rc -eq 0 ] && echo pass || echo fail)" "$status" >> "$work/sanitizers.tsv"
-      [ $rc -eq 0 ] || sanitizer_failures=$((sanitizer_failures + 1))
-      log "compute-sanitizer $tool $name: $status"
-    done < "$work/sanitize.list"
-  done
-  if [ -n "$refused" ]; then
-    printf '%s\t%s\t%s\t%s\n' all all unsupported "$refused" >> "$work/sanitizers.tsv"
-    record sanitizers note "$(since "$t")" "compute-sanitizer refused the device (kernel $(uname -r)$(uname -r | grep -q '^4\.4\.0' && echo ', gVisor')): $refused"
-  elif [ $sanitizer_failures -eq 0 ]; then
-    record sanitizers pass "$(since "$t")" "memcheck and racecheck clean on $(wc -l < "$work/sanitize.list") CUDA tests"
-  else
-    record sanitizers fail "$(since "$t")" "$sanitizer_failures sanitizer runs not clean (sanitizers.tsv)"
-  fi
-fi
-
-# ---- 5. benchmarks, each kernel version (each checks itself against the CPU twin first).
+# ---- 4. benchmarks, each kernel version (each checks itself against the CPU twin first).
 quick_arg=()
 bench_max=600
 [ $quick -eq 0 ] || { quick_arg=(--quick); bench_max=120; }
 for bench in ops attention; do
-  for version in 1 2; do
+  for version in "${kernel_versions[@]}"; do
     t=$(now)
     json="$work/$bench-v$version.json"
     blog="$work/bench_$bench-v$version.log"
@@ -292,7 +244,7 @@ for bench in ops attention; do
   done
 done
 
-# ---- 6. PyTorch on the same shapes: SDPA flash (B=1, H=32, d=128, causal, f16) at each context of
+# ---- 5. PyTorch on the same shapes: SDPA flash (B=1, H=32, d=128, causal, f16) at each context of
 # bench_attention's prefill rows (gpu_results.py compares them context by context) and
 # torch.matmul 4096^3 f16.
 t=$(now)
@@ -323,11 +275,73 @@ else
   record torch fail "$(since "$t")" "PyTorch with CUDA not importable: no SDPA / torch.matmul ratios"
 fi
 
+# ---- 6. compute-sanitizer (after the benchmarks, so that a slow sanitizer cannot starve the targets).
+t=$(now)
+sanitizer="$(command -v compute-sanitizer || true)"
+[ -n "$sanitizer" ] || [ ! -x "$(dirname "$nvcc_bin")/compute-sanitizer" ] || sanitizer="$(dirname "$nvcc_bin")/compute-sanitizer"
+if [ -z "$sanitizer" ]; then
+  record sanitizers fail "$(since "$t")" "compute-sanitizer not found"
+else
+  ctest --test-dir "$build" --show-only=json-v1 > "$work/tests.json"
+  # One line per run: tool, label, command. memcheck runs every CUDA test (the engine test takes
+  # minutes under it: full mode only); racecheck and synccheck run the version-3 kernels' own tests,
+  # first, as their cp.async pipelines and shared tiles are what the simulator cannot check (it runs
+  # warps in lockstep and cp.async synchronously), and, in full mode, every CUDA test after memcheck.
+  python3 - "$work/tests.json" "$quick" "$build/native/tests" "${v3_sanitizer_runs[@]}" > "$work/sanitize.list" <<'EOF'
+import json, os, sys
+tests_json, quick, test_dir, v3_runs = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4:]
+cuda = [t for t in json.load(open(tests_json))["tests"] if t["name"].startswith("test_cuda_")]
+whole = [(t["name"], t["command"]) for t in cuda if not (quick and t["name"] == "test_cuda_engine")]
+v3 = [(run.replace(" ", "-"), [os.path.join(test_dir, run.split()[0])] + run.split()[1:]) for run in v3_runs]
+runs = [(tool, name, cmd) for tool in ("racecheck", "synccheck") for name, cmd in v3]
+runs += [("memcheck", name, cmd) for name, cmd in whole]
+if not quick:
+    runs += [(tool, name, cmd) for tool in ("racecheck", "synccheck") for name, cmd in whole]
+for tool, name, cmd in runs:
+    print("\t".join([tool, name] + cmd))
+EOF
+  refused=""
+  sanitizer_failures=0
+  while IFS=$'\t' read -r tool name cmd; do
+    [ -z "$refused" ] || break
+    slog="$work/sanitizer-$tool-$name.log"
+    rc=0
+    IFS=$'\t' read -r -a argv <<< "$cmd"
+    limit=$(stage_timeout "$([ $quick -eq 1 ] && echo 120 || echo 600)")
+    if [ "$limit" -lt 10 ]; then
+      printf '%s\t%s\t%s\t%s\n' "$tool" "$name" fail "not run: the time budget is spent" >> "$work/sanitizers.tsv"
+      sanitizer_failures=$((sanitizer_failures + 1))
+      continue
+    fi
+    timeout "$limit" "$sanitizer" --tool "$tool" --report-api-errors no --error-exitcode 99 "${argv[@]}" < /dev/null > "$slog" 2>&1 || rc=$?
+    if grep -qiE "device not supported|unable to (initialize|find)|not supported on this (device|platform)" "$slog"; then
+      refused="$(grep -m1 -iE "device not supported|unable to|not supported" "$slog")"
+      break
+    fi
+    if [ $rc -eq 0 ]; then status=clean
+    elif [ $rc -eq 124 ]; then status="timed out ($limit s)"
+    elif [ $rc -eq 99 ]; then status="errors: $(grep -m1 'ERROR SUMMARY' "$slog" || true)"
+    else status="exit $rc: $(grep -m1 -E 'FAIL|Error' "$slog" || tail -1 "$slog")"; fi
+    printf '%s\t%s\t%s\t%s\n' "$tool" "$name" "$([ $rc -eq 0 ] && echo pass || echo fail)" "$status" >> "$work/sanitizers.tsv"
+    [ $rc -eq 0 ] || sanitizer_failures=$((sanitizer_failures + 1))
+    log "compute-sanitizer $tool $name: $status"
+  done < "$work/sanitize.list"
+  if [ -n "$refused" ]; then
+    printf '%s\t%s\t%s\t%s\n' all all unsupported "$refused" >> "$work/sanitizers.tsv"
+    record sanitizers note "$(since "$t")" "compute-sanitizer refused the device (kernel $(uname -r)$(uname -r | grep -q '^4\.4\.0' && echo ', gVisor')): $refused"
+  elif [ $sanitizer_failures -eq 0 ]; then
+    record sanitizers pass "$(since "$t")" "$(wc -l < "$work/sanitize.list") runs clean (memcheck on the CUDA tests; racecheck and synccheck on the v3 kernels' tests$([ $quick -eq 1 ] || echo ' and every CUDA test'))"
+  else
+    record sanitizers fail "$(since "$t")" "$sanitizer_failures sanitizer runs not clean (sanitizers.tsv)"
+  fi
+fi
+
 # ---- 7. one results JSON.
 t=$(now)
 slug="$(echo "$device_name" | tr '[:upper:]' '[:lower:]' | sed -E 's/[^a-z0-9]+/-/g; s/^-|-$//g')"
 results="$root/bench/results/$(date -u +%Y-%m-%d)-$slug.json"
 if python3 "$root/scripts/gpu_results.py" --work "$work" --out "$results" --mode "$([ $quick -eq 1 ] && echo quick || echo full)" \
+     --versions "$(IFS=,; echo "${kernel_versions[*]}")" \
      > "$work/results.log" 2>&1; then
   cat "$work/results.log"
   record results pass "$(since "$t")" "${results#"$root"/}"

@@ -31,9 +31,11 @@ const jobTimeoutSeconds = 25 * 60;
 const jobs = [
   { name: 'ops-masked', bin: 'test_cuda_ops', args: ['masked'] },
   { name: 'matmul-v2', bin: 'test_cuda_matmul', args: ['2'] },
+  { name: 'matmul-v3', bin: 'test_cuda_matmul', args: ['3'] },
   { name: 'ops-decode', bin: 'test_cuda_ops', args: ['decode'] },
   { name: 'ops-decode-v3', bin: 'test_cuda_ops', args: ['decode-v3'] },
   { name: 'ops-prefill', bin: 'test_cuda_ops', args: ['prefill'] },
+  { name: 'ops-prefill-v3', bin: 'test_cuda_ops', args: ['prefill-v3'] },
   { name: 'engine-stories', bin: 'test_cuda_engine', args: ['stories'] },
   { name: 'ops-attention', bin: 'test_cuda_ops', args: ['attention'] },
   { name: 'engine-synthetic', bin: 'test_cuda_engine', args: ['synthetic'] },

@@ -79,6 +79,18 @@ describe('packed tarball', () => {
     if (spawnSync('sh', ['-c', 'command -v nvcc']).status === 0) expect(out.backends).toContain('cuda');
   }, 600000);
 
+  test('binding.gyp compiles every C++ source of the CMake build', () => {
+    // A source missing there still links (a shared object may leave symbols undefined) and fails
+    // only when a user of the fallback reaches the missing code.
+    const cmake = fs.readFileSync(path.join(root, 'CMakeLists.txt'), 'utf8');
+    const core = /set\(CHAI_CORE_SOURCES([^)]*)\)/.exec(cmake);
+    if (!core) throw new Error('CHAI_CORE_SOURCES not found in CMakeLists.txt');
+    const cmakeSources = core[1].split(/\s+/).filter(Boolean).concat('native/core/no_cuda.cpp');
+    const gyp = JSON.parse(fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8')) as { targets: { sources: string[] }[] };
+    const gypSources = gyp.targets[0].sources.filter((file) => !file.startsWith('native/addon/'));
+    expect([...gypSources].sort()).toEqual([...cmakeSources].sort());
+  });
+
   test('binding.gyp builds the CPU-only addon with node-gyp (the no-cmake fallback)', () => {
     const gyp = spawnSync('npm', ['run', 'build:gyp'], { cwd: src, encoding: 'utf8', env: npmEnv({}) });
     if (gyp.status !== 0) throw new Error(`node-gyp build failed:\n${gyp.stdout}\n${gyp.stderr}`);

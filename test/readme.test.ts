@@ -36,11 +36,11 @@ function save(index: number): string {
   return file;
 }
 
-test('the README has its four TypeScript examples', () => {
-  expect(examples).toHaveLength(4);
+test('the README has its five TypeScript examples', () => {
+  expect(examples).toHaveLength(5);
 });
 
-test.each([0, 1, 2, 3])('example %i parses as an ES module', (index) => {
+test.each([0, 1, 2, 3, 4])('example %i parses as an ES module', (index) => {
   const r = spawnSync(process.execPath, ['--check', save(index)], { encoding: 'utf8' });
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
@@ -51,6 +51,7 @@ test.each([0, 1, 2, 3])('example %i parses as an ES module', (index) => {
 test.each([
   [0, /bytesSaved/],
   [2, /role: 'user'/],
+  [3, /^endOfGeneration \{\n  name: .*\n  age: -?\d+,\n  pets: \[.*\],\n  nickname: /],
 ])('example %i runs against the test models', (index, output) => {
   const r = spawnSync(process.execPath, [save(index)], { cwd: dir, encoding: 'utf8', timeout: 120_000, env: { ...process.env, CHAI_CACHE_DIR: path.join(dir, 'cache') } });
   expect(r.stderr).toBe('');

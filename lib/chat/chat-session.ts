@@ -24,6 +24,8 @@ export interface ChatReply {
   promptTokens: number[];
   /** Of promptTokens, those already in the cache from earlier turns (not evaluated again). */
   reusedTokens: number;
+  /** Of promptTokens, those read from the model's prefix cache (prefixCache option), such as a system prompt another chat computed. */
+  cachedTokens: number;
 }
 
 /**
@@ -46,7 +48,7 @@ export class ChatSession {
     this.template = options.template === undefined ? ChatTemplate.of(model) : ChatTemplate.forModel(model, options.template);
     this.variables = options.templateVariables;
     if (options.systemPrompt !== undefined) this.messages.push({ role: 'system', content: options.systemPrompt });
-    this.session = model.createSession({ maxTokens: options.maxTokens, chai: options.chai });
+    this.session = model.createSession({ maxTokens: options.maxTokens, chai: options.chai, prefixCache: options.prefixCache });
   }
 
   /** The conversation so far (system prompt first when there is one). */
@@ -82,7 +84,7 @@ export class ChatSession {
         if (step.done) {
           const result = step.value;
           this.messages.push(user, { role: 'assistant', content: result.text });
-          return { text: result.text, tokens: result.tokens, finishReason: result.finishReason, promptTokens, reusedTokens: reused };
+          return { text: result.text, tokens: result.tokens, finishReason: result.finishReason, promptTokens, reusedTokens: reused, cachedTokens: result.cachedTokens };
         }
         yield step.value;
       }

@@ -1,7 +1,10 @@
+import path from 'node:path';
 import { Command, Option } from 'commander';
 import { DeviceRequest } from '../device';
+import { ChaiError } from '../errors';
 import { GenerateOptions } from '../session';
-import { interrupted, number } from './format';
+import { ResponseFormat } from '../structured/schema';
+import { interrupted, number, readText } from './format';
 import { CALIBRATION_DATA_HELP, PLAN_FLAG_HELP } from './plan-flag';
 
 /** API option → the flag that sets it in generate and chat, for error messages. */
@@ -22,6 +25,7 @@ export const GENERATION_FLAG_NAMES = {
   kvCacheType: '--kv-cache',
   device: '--device',
   chai: '--plan',
+  responseFormat: '--json-schema',
 };
 
 /** The flags generate and chat share: sampling, session size, device, CHAI plan and cache type. */
@@ -44,6 +48,8 @@ export interface GenerationFlags {
   plan: string;
   calibrationData?: string;
   kvCache: 'f32' | 'f16';
+  jsonSchema?: string;
+  jsonObject?: boolean;
 }
 
 /** Adds the shared flags; `maxTokensHelp` and `contextHelp` say what one reply and one session are. */
@@ -65,7 +71,26 @@ export function addGenerationFlags(command: Command, defaults: { maxTokens: numb
     .addOption(new Option('--device <device>', "'auto', 'cpu' or 'cuda:N'").default('auto'))
     .option('--plan <file|auto|off>', PLAN_FLAG_HELP, 'off')
     .option('--calibration-data <file>', CALIBRATION_DATA_HELP)
-    .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'));
+    .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
+    .option('--json-schema <file>', 'constrain the output to JSON that satisfies the JSON Schema in this file (see README: the supported subset)')
+    .option('--json-object', 'constrain the output to a JSON object');
+}
+
+/** --json-schema FILE or --json-object as a response format (the file's schema is read and parsed here). */
+function responseFormat(flags: GenerationFlags): ResponseFormat | undefined {
+  if (flags.jsonSchema !== undefined && flags.jsonObject) {
+    throw new ChaiError('E_INVALID_ARGUMENT', 'give --json-schema or --json-object, not both', { option: '--json-schema' });
+  }
+  if (flags.jsonObject) return { type: 'json_object' };
+  if (flags.jsonSchema === undefined) return undefined;
+  let schema: unknown;
+  try {
+    schema = JSON.parse(readText(flags.jsonSchema));
+  } catch (error) {
+    if (error instanceof ChaiError) throw new ChaiError(error.code, `--json-schema: ${error.message}`, { option: '--json-schema' });
+    throw new ChaiError('E_INVALID_ARGUMENT', `--json-schema: '${flags.jsonSchema}' is not JSON: ${(error as Error).message}`, { option: '--json-schema' });
+  }
+  return { type: 'json_schema', json_schema: { name: path.basename(flags.jsonSchema, '.json'), schema: schema as Record<string, unknown> } };
 }
 
 /** The sampling options of one generation, stopped by Ctrl-C. */
@@ -82,6 +107,7 @@ export function generationOptions(flags: GenerationFlags): GenerateOptions {
     repeatPenalty: flags.repeatPenalty,
     repeatLastN: flags.repeatLastN,
     stop: flags.stop,
+    responseFormat: responseFormat(flags),
     signal: interrupted.signal,
   };
 }

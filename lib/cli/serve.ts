@@ -22,6 +22,7 @@ const FLAGS = {
   port: '--port',
   host: '--host',
   corsOrigin: '--cors-origin',
+  prefixCache: '--no-prefix-cache',
 };
 
 interface ServeFlags {
@@ -42,6 +43,7 @@ interface ServeFlags {
   device: DeviceRequest;
   threads?: number;
   shutdownGrace: number;
+  prefixCache: boolean;
 }
 
 /** The default KV cache cap: half the free RAM for the CPU, half a GPU's memory for cuda:N. */
@@ -69,13 +71,14 @@ async function serve(flags: ServeFlags): Promise<void> {
       prefillTokensPerStep: flags.prefillTokens,
       contextTokens: flags.context,
       chai: await planFromFlag(model, flags.plan, flags.calibrationData, false),
+      prefixCache: flags.prefixCache,
     });
     const pool = model.kvPool.stats();
     const plan = server.scheduler.plan;
     note(
       `serving ${server.modelId} (${plan ? `CHAI, clusters ${plan.clusters.join(' ')}` : 'full attention'}), ` +
         `up to ${server.scheduler.maxConcurrent} sequences of ${server.scheduler.contextTokens} tokens, queue ${server.scheduler.maxQueue}, ` +
-        `KV cache cap ${mib(kvCacheBytes)} (${pool.pagesTotal} pages of ${pool.pageBytes} bytes)`,
+        `KV cache cap ${mib(kvCacheBytes)} (${pool.pagesTotal} pages of ${pool.pageBytes} bytes), prefix cache ${flags.prefixCache ? 'on' : 'off'}`,
     );
     if (chatTemplateSource(model) === null) note('the model has no chat template; /v1/chat/completions uses the plain "User: / Assistant:" format');
     process.stdout.write(`listening on ${server.url}\n`);
@@ -112,6 +115,7 @@ export function registerServeCommand(program: Command): void {
     .addOption(new Option('--kv-cache <type>', 'KV cache element type').choices(['f32', 'f16']).default('f32'))
     .addOption(new Option('--device <device>', "'auto', 'cpu' or 'cuda:N'").default('auto'))
     .option('--threads <n>', 'CPU threads (default: all)', number('int'))
+    .option('--no-prefix-cache', "compute every prompt in full: do not keep or reuse the KV pages of prompts' shared prefixes (a request can also opt out with cache_prompt: false)")
     .option('--shutdown-grace <seconds>', 'on SIGTERM/SIGINT, how long running requests may finish before they are cancelled', number('float'), 30)
     .action((opts: ServeFlags) => withFlags(FLAGS, () => serve(opts)));
 }

@@ -26,6 +26,7 @@ export class ServerMetrics {
     });
     const promptTokens = new Counter({ name: 'chai_prompt_tokens_total', help: 'Prompt tokens of admitted requests', registers });
     const generatedTokens = new Counter({ name: 'chai_generated_tokens_total', help: 'Tokens generated', registers });
+    const cachedTokens = new Counter({ name: 'chai_prompt_cached_tokens_total', help: 'Prompt tokens of admitted requests read from the prefix cache instead of computed', registers });
     const firstToken = new Histogram({
       name: 'chai_time_to_first_token_seconds',
       help: 'Seconds from a request’s arrival to its first generated token (queueing and prefill included)',
@@ -47,6 +48,7 @@ export class ServerMetrics {
     this.observer = {
       promptTokens: (n) => promptTokens.inc(n),
       generatedTokens: (n) => generatedTokens.inc(n),
+      cachedTokens: (n) => cachedTokens.inc(n),
       firstToken: (s) => firstToken.observe(s),
       interToken: (s) => interToken.observe(s),
       step: (sequences) => batchSize.observe(sequences),
@@ -72,6 +74,9 @@ export class ServerMetrics {
     gauge('chai_kv_pages_free', 'KV cache pages free under the cap', () => model.kvPool.stats().pagesFree ?? 0);
     gauge('chai_kv_pages_reserved', 'KV cache pages set aside for the running sequences (admission)', () => scheduler.pagesReserved);
     gauge('chai_kv_page_bytes', 'Bytes of one KV cache page', () => model.kvPool.stats().pageBytes);
+    gauge('chai_prefix_cache_pages', 'KV cache pages the prefix cache holds (counted in chai_kv_pages_used; those no sequence holds are evicted when room is needed)', () => model.prefixCache.stats().cachedPages);
+    gauge('chai_prefix_cache_hit_rate', 'Share of the prompt tokens looked up in the prefix cache that were found there, since the model was loaded', () => model.prefixCache.stats().hitRate);
+    gauge('chai_prefix_cache_evicted_pages', 'KV cache pages the prefix cache has given up to make room, since the model was loaded', () => model.prefixCache.stats().evictedPages);
     gauge('chai_kv_bytes_saved', 'KV cache bytes that CHAI saves over the running sequences (keys never stored)', () => scheduler.kvBytesSaved());
   }
 

@@ -4,6 +4,7 @@ import Fastify, { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { encodeChatPrompt } from '../chat/template';
 import { ChaiError } from '../errors';
+import { compileResponseFormat, ResponseFormat } from '../structured/schema';
 import type { Model } from '../model';
 import { ChatFormat, ChatMessage } from './chat-format';
 import type { ServerMetrics } from './metrics';
@@ -77,14 +78,11 @@ const samplingFields = {
   // Token id (as a string) -> bias added to its logit before sampling, in OpenAI's range.
   logit_bias: z.record(z.string().regex(/^\d+$/, { message: 'keys must be token ids' }), z.number().min(-100).max(100)).nullish(),
   logprobs: unsupported('logprobs', false, 0),
-  // Free text is all this server writes: a JSON mode or schema would be ignored, so it is refused.
-  response_format: z
-    .unknown()
-    .refine((v) => v === undefined || v === null || (typeof v === 'object' && JSON.stringify(v) === '{"type":"text"}'), {
-      message: "only { type: 'text' } is supported: this server cannot constrain its output to JSON",
-    })
-    .optional(),
+  // text, json_object or json_schema: checked by compileResponseFormat (the schema subset, keyword by keyword).
+  response_format: z.unknown().optional(),
   user: z.string().nullish(),
+  // llama-server's switch for reusing (and keeping) the prompt's KV cache; on unless false.
+  cache_prompt: z.boolean().nullish(),
 };
 
 const CompletionRequest = z.object({
@@ -117,6 +115,16 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   throw invalid(param ? `${param}: ${issue.message}` : issue.message, param);
 }
 
+/** response_format as the scheduler takes it; a schema outside the subset is a 400 naming the keyword. */
+function checkedResponseFormat(format: unknown): ResponseFormat | undefined {
+  try {
+    return compileResponseFormat(format, 'response_format') ? (format as ResponseFormat) : undefined;
+  } catch (error) {
+    if (error instanceof ChaiError) throw invalid(error.message, 'response_format', 'invalid_response_format');
+    throw error;
+  }
+}
+
 function checkApiKey(header: string | undefined, key: string): boolean {
   const expected = Buffer.from(`Bearer ${key}`);
   const given = Buffer.from(header ?? '');
@@ -145,13 +153,16 @@ interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** As OpenAI reports prompt caching: prompt tokens read from the cache. */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
 /** Token counts over all the choices of a request. */
-function usageOf(generations: readonly Pick<Generation, 'promptTokens' | 'completionTokens'>[]): Usage {
+function usageOf(generations: readonly Pick<Generation, 'promptTokens' | 'cachedTokens' | 'completionTokens'>[]): Usage {
   const prompt = generations.reduce((n, g) => n + g.promptTokens, 0);
+  const cached = generations.reduce((n, g) => n + g.cachedTokens, 0);
   const completion = generations.reduce((n, g) => n + g.completionTokens, 0);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cached } };
 }
 
 /** The two endpoints differ only in how they shape their prompt and their replies. */
@@ -259,6 +270,7 @@ export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: Serv
     const outside = Object.keys(logitBias ?? {}).find((id) => Number(id) >= model.info.vocabSize);
     if (outside !== undefined) throw invalid(`logit_bias names token ${outside}, outside the vocabulary (0..${model.info.vocabSize - 1})`, 'logit_bias');
     const stops = (body.stop ?? []).concat(extraStop).filter((s) => s.length > 0);
+    const responseFormat = checkedResponseFormat(body.response_format);
     const controller = new AbortController();
     let clientGone = false;
     reply.raw.once('close', () => {
@@ -301,6 +313,8 @@ export function buildOpenAiApp(model: Model, scheduler: Scheduler, metrics: Serv
             repeatPenalty: body.repeat_penalty ?? undefined,
             repeatLastN: body.repeat_last_n ?? undefined,
             stop: stops,
+            cachePrompt: body.cache_prompt ?? undefined,
+            responseFormat,
             signal: controller.signal,
             onText: stream
               ? (text) => {

@@ -4,6 +4,8 @@ import type { ClusterPlan } from '../plan';
 import { SamplingOptions, TokenSampler } from '../sampling';
 import type { Session } from '../session';
 import { StopStrings } from '../stop-strings';
+import { compileResponseFormat, ResponseFormat } from '../structured/schema';
+import { JsonConstraint } from '../structured/token-mask';
 import { StreamingDecoder } from '../tokenizer';
 
 export interface SchedulerOptions {
@@ -21,6 +23,13 @@ export interface SchedulerOptions {
   contextTokens?: number;
   /** CHAI for every sequence: a plan, 'auto' (resolved once, as sessions resolve it) or 'off'. */
   chai?: ClusterPlan | 'auto' | 'off';
+  /**
+   * Prefix caching (default true): sequences keep their computed KV pages in the model's prefix
+   * cache, and a request whose prompt starts like an earlier one reads those instead of computing
+   * them (SessionOptions.prefixCache). Cached pages live under the KV cap and are evicted least
+   * recently used when an admitted request needs room.
+   */
+  prefixCache?: boolean;
   /** Timings and counts for metrics. */
   observer?: SchedulerObserver;
 }
@@ -28,6 +37,8 @@ export interface SchedulerOptions {
 export interface SchedulerObserver {
   promptTokens?(count: number): void;
   generatedTokens?(count: number): void;
+  /** Prompt tokens of a request that came from the prefix cache (once per request, when it starts). */
+  cachedTokens?(count: number): void;
   /** Seconds from submit() to the first generated token of a request. */
   firstToken?(seconds: number): void;
   /** Seconds between two generated tokens of one request. */
@@ -50,6 +61,10 @@ export interface GenerationRequest extends SamplingOptions {
   seed: number;
   /** Strings that end the generation; the text stops before the first one. */
   stop?: readonly string[];
+  /** Whether this request may read from the prefix cache and add to it (llama-server's cache_prompt). Default true. */
+  cachePrompt?: boolean;
+  /** JSON output, as generate()'s responseFormat: the generation stops ('stop') when the value is complete. */
+  responseFormat?: ResponseFormat;
   /** Cancels the request: it leaves the queue at once, or the batch before the next step. */
   signal?: AbortSignal;
   /** Text as it is generated; never a part of a stop string; joined it equals the final text. */
@@ -61,8 +76,10 @@ export type GenerationFinish = 'stop' | 'length';
 export interface Generation {
   text: string;
   promptTokens: number;
+  /** Prompt tokens read from the prefix cache instead of computed. */
+  cachedTokens: number;
   completionTokens: number;
-  /** 'stop': an end-of-generation token or a stop string; 'length': maxNewTokens or the context. */
+  /** 'stop': an end-of-generation token, a stop string or a complete JSON value; 'length': maxNewTokens or the context. */
   finishReason: GenerationFinish;
 }
 
@@ -95,6 +112,8 @@ interface Sequence {
   generated: number;
   lastTokenAt: number;
   sampler: TokenSampler;
+  /** The structured-output mask, when the request asked for JSON. */
+  json: JsonConstraint | null;
   decoder?: StreamingDecoder;
   stops: StopStrings;
   text: string;
@@ -115,14 +134,17 @@ function abortError(signal: AbortSignal): unknown {
  *
  * Admission is by pages: a request enters the batch only when the pages it may come to hold (K and
  * V of every KV head for prompt + maxNewTokens tokens) fit beside those set aside for the running
- * ones, so a capped pool (loadModel's kvCacheBytes) never runs out mid-generation. Queued requests
- * are admitted in arrival order.
+ * ones, so a capped pool (loadModel's kvCacheBytes) never runs out mid-generation: pages that only
+ * the prefix cache holds are evicted to make room. Queued requests are admitted in arrival order.
+ * With prefix caching, a request starts from the cached pages of its prompt's longest cached
+ * prefix and reads only the rest.
  */
 export class Scheduler {
   readonly maxConcurrent: number;
   readonly maxQueue: number;
   readonly prefillTokensPerStep: number;
   readonly contextTokens: number;
+  readonly prefixCache: boolean;
   private readonly chai: ClusterPlan | 'off';
   private readonly observer: SchedulerObserver;
   private readonly queue: Sequence[] = [];
@@ -149,6 +171,8 @@ export class Scheduler {
       throw invalidOption('contextTokens', `must be at most the model's context length (${model.info.contextLength}), got ${this.contextTokens}`);
     }
     this.observer = options.observer ?? {};
+    if (options.prefixCache !== undefined && typeof options.prefixCache !== 'boolean') throw invalidOption('prefixCache', `must be true or false, got ${String(options.prefixCache)}`);
+    this.prefixCache = options.prefixCache ?? true;
     const chai = options.chai ?? 'off';
     if (chai === 'auto') {
       // Whatever 'auto' means for a session, resolved once so that every request uses the same plan.
@@ -203,12 +227,14 @@ export class Scheduler {
       throw new ChaiError('E_INVALID_ARGUMENT', `maxNewTokens must be an integer >= 0, got ${request.maxNewTokens}`);
     }
     const sampler = new TokenSampler(request, this.model.info.vocabSize, request.prompt);
+    const grammar = compileResponseFormat(request.responseFormat);
     const stops = new StopStrings(request.stop);
     const maxTokens = Math.min(this.contextTokens, request.prompt.length + request.maxNewTokens);
     if (request.prompt.length >= this.contextTokens) {
       throw new ChaiError('E_CONTEXT_OVERFLOW', `the prompt has ${request.prompt.length} tokens; this server's context is ${this.contextTokens}`);
     }
-    const pages = this.model.kvPool.pagesFor(maxTokens);
+    // A request that starts inside a cached page copies that page before writing it: one page of tokens more.
+    const pages = this.model.kvPool.pagesFor(this.caches(request) ? maxTokens + this.model.kvPool.stats().pageTokens : maxTokens);
     const total = this.model.kvPool.stats().pagesTotal;
     if (total !== null && pages > total) {
       throw new SchedulerError('too_large', `the request may hold ${maxTokens} tokens (${pages} KV pages) but the KV cache holds ${total} pages: ask for fewer tokens`);
@@ -227,6 +253,7 @@ export class Scheduler {
       generated: 0,
       lastTokenAt: 0,
       sampler,
+      json: grammar && JsonConstraint.forTokenizer(grammar, this.model.tokenizer),
       stops,
       text: '',
     };
@@ -279,6 +306,10 @@ export class Scheduler {
     for (const resolve of this.idle.splice(0)) resolve();
   }
 
+  private caches(request: GenerationRequest): boolean {
+    return this.prefixCache && request.cachePrompt !== false;
+  }
+
   private canAdmit(pages: number): boolean {
     if (this.running.length >= this.maxConcurrent) return false;
     const total = this.model.kvPool.stats().pagesTotal;
@@ -289,8 +320,11 @@ export class Scheduler {
     while (this.queue.length > 0 && this.canAdmit(this.queue[0].pages)) {
       const seq = this.queue.shift()!;
       try {
-        seq.session = this.model.createSession({ maxTokens: seq.maxTokens, chai: this.chai });
+        const prefixCache = this.caches(seq.request);
+        seq.session = this.model.createSession({ maxTokens: seq.maxTokens, chai: this.chai, prefixCache });
+        if (prefixCache) seq.fed = seq.session.reusePrefix(seq.request.prompt);
       } catch (error) {
+        void seq.session?.dispose();
         this.settle(seq, error);
         continue;
       }
@@ -298,6 +332,7 @@ export class Scheduler {
       this.reservedPages += seq.pages;
       this.running.push(seq);
       this.observer.promptTokens?.(seq.request.prompt.length);
+      this.observer.cachedTokens?.(seq.fed);
     }
   }
 
@@ -364,8 +399,9 @@ export class Scheduler {
   private accept(seq: Sequence, logits: Float32Array): GenerationFinish | null {
     const { request } = seq;
     if (request.maxNewTokens === 0) return 'length';
-    const token = seq.sampler.next(logits);
+    const token = seq.sampler.next(logits, seq.json ?? undefined);
     if (this.model.tokenizer.isEndOfGeneration(token)) return 'stop';
+    seq.json?.accept(token);
     const now = performance.now();
     if (seq.generated === 0) this.observer.firstToken?.((now - seq.submitted) / 1000);
     else this.observer.interToken?.((now - seq.lastTokenAt) / 1000);
@@ -376,7 +412,7 @@ export class Scheduler {
 
     const { text, stopped } = seq.stops.push(seq.decoder!.push(token));
     this.emit(seq, text);
-    if (stopped) return 'stop';
+    if (stopped || seq.json?.done) return 'stop';
     if (seq.generated >= request.maxNewTokens) return 'length';
     if (request.prompt.length + seq.generated >= seq.maxTokens) return 'length';
     return null;
@@ -396,7 +432,7 @@ export class Scheduler {
     if (outcome === 'stop' || outcome === 'length') {
       // What was held back for a stop string that never came, and any incomplete character, is text too.
       this.emit(seq, seq.stops.flush() + seq.decoder!.flush());
-      this.settle(seq, null, { text: seq.text, promptTokens: seq.request.prompt.length, completionTokens: seq.generated, finishReason: outcome });
+      this.settle(seq, null, { text: seq.text, promptTokens: seq.request.prompt.length, cachedTokens: seq.session?.cachedTokens ?? 0, completionTokens: seq.generated, finishReason: outcome });
     } else {
       this.settle(seq, outcome);
     }

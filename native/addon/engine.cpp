@@ -5,6 +5,7 @@
 #include "binding.h"
 #include "chai/calibration.h"
 #include "engine/kv_cache.h"
+#include "engine/prefix_cache.h"
 #include "engine/resident_weights.h"
 #include "engine/session.h"
 #include "exports.h"
@@ -21,6 +22,7 @@ struct LoadedModel {
   std::shared_ptr<Backend> backend;
   std::unique_ptr<ResidentWeights> resident;  // device copies or the mapped file, with packed copies
   std::unique_ptr<KvPool> pool;               // one pool for all of this model's sessions
+  std::unique_ptr<PrefixCache> prefix_cache;  // pages of computed prompts, in that pool (after it: freed first)
   std::unique_ptr<Workspace> workspace;       // scratch of their forward passes (one at a time)
 
   const LlamaWeights& weights() const { return resident ? resident->weights() : model->weights(); }
@@ -145,6 +147,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
           // so the process need not keep both in memory (a tied embedding re-reads its few rows).
           for (const TensorView& w : loaded->resident->packed_sources()) loaded->model->file().release_pages(w.data, w.bytes());
           loaded->pool = std::make_unique<KvPool>(*loaded->backend, head_dim, kPageTokens, kv_dtype, max_pages);
+          loaded->prefix_cache = std::make_unique<PrefixCache>(*loaded->pool);
           loaded->workspace = std::make_unique<Workspace>(*loaded->backend);
           return loaded;
         },
@@ -224,19 +227,21 @@ Napi::Array ints_to_js(Napi::Env env, const std::vector<int32_t>& v) {
   return a;
 }
 
-// createSession(model, maxTokens, plan | undefined) → session handle
+// createSession(model, maxTokens, plan | undefined, prefixCache: boolean) → session handle
 Napi::Value CreateSession(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     auto loaded = live_model(info, 0);
     const int64_t max_tokens = int_arg(info, 1, "maxTokens");
     std::optional<ChaiPlan> plan;
     if (!info[2].IsUndefined() && !info[2].IsNull()) plan = plan_arg(info[2]);
+    if (!info[3].IsUndefined() && !info[3].IsBoolean()) invalid("prefixCache must be a boolean");
+    PrefixCache* prefix_cache = info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value() ? loaded->prefix_cache.get() : nullptr;
     auto state = std::make_shared<SessionState>();
     state->loaded = loaded;
     const LlamaModel& m = *loaded->model;
     state->session =
         std::make_unique<Session>(m.config(), loaded->weights(), *loaded->backend, *loaded->pool, int(max_tokens), plan,
-                                  loaded->workspace.get());
+                                  loaded->workspace.get(), prefix_cache);
     return Napi::External<SessionHandle>::New(info.Env(), new SessionHandle{state},
                                               [](Napi::Env, SessionHandle* h) { delete h; });
   });
@@ -301,6 +306,39 @@ Napi::Value EvaluateBatch(const Napi::CallbackInfo& info) {
   });
 }
 
+// reusePrefix(session, prompt: Int32Array) → tokens taken from the prefix cache (the session must be empty)
+Napi::Value ReusePrefix(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto state = live_session(info, 0);
+    const std::vector<int32_t> prompt = int32s_arg(info, 1, "prompt");
+    BusyGuard guard(state);
+    return Napi::Number::New(info.Env(), state->session->reuse_prefix(prompt));
+  });
+}
+
+// prefixCacheInfo(model) → { lookups, hits, lookupTokens, hitTokens, evictedPages, nodes, pages }
+Napi::Value PrefixCacheInfo(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const PrefixCacheStats s = live_model(info, 0)->prefix_cache->stats();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("lookups", double(s.lookups));
+    o.Set("hits", double(s.hits));
+    o.Set("lookupTokens", double(s.lookup_tokens));
+    o.Set("hitTokens", double(s.hit_tokens));
+    o.Set("evictedPages", double(s.evicted_pages));
+    o.Set("nodes", double(s.nodes));
+    o.Set("pages", double(s.pages));
+    return o;
+  });
+}
+
+Napi::Value ClearPrefixCache(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    live_model(info, 0)->prefix_cache->clear();
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value Rewind(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     auto state = live_session(info, 0);
@@ -318,6 +356,7 @@ Napi::Value SessionInfo(const Napi::CallbackInfo& info) {
     const KvStats s = state->session->cache_stats();
     Napi::Object o = Napi::Object::New(env);
     o.Set("nPast", state->session->n_past());
+    o.Set("cachedTokens", state->session->cached_tokens());
     o.Set("maxTokens", state->session->max_tokens());
     o.Set("kBytes", double(s.k_bytes));
     o.Set("vBytes", double(s.v_bytes));
@@ -400,6 +439,9 @@ void register_engine(Napi::Env env, Napi::Object exports) {
   exports.Set("createSession", Napi::Function::New(env, CreateSession));
   exports.Set("evaluateBatch", Napi::Function::New(env, EvaluateBatch));
   exports.Set("rewind", Napi::Function::New(env, Rewind));
+  exports.Set("reusePrefix", Napi::Function::New(env, ReusePrefix));
+  exports.Set("prefixCacheInfo", Napi::Function::New(env, PrefixCacheInfo));
+  exports.Set("clearPrefixCache", Napi::Function::New(env, ClearPrefixCache));
   exports.Set("sessionInfo", Napi::Function::New(env, SessionInfo));
   exports.Set("disposeSession", Napi::Function::New(env, DisposeSession));
   exports.Set("assignment", Napi::Function::New(env, Assignment));

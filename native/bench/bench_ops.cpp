@@ -3,9 +3,11 @@
 // CPU backend: decode- (one token) and prefill-shaped products against the CPU copy ceiling.
 // CUDA, matmul version N (default: CHAI_MATMUL_VERSION, else 1), inputs generated on the device:
 // - the ceiling: a streaming-read kernel over 1 GiB (2 GiB without --quick), in GB/s of bytes read;
-// - GEMM 4096³ with F16 weights (x f32, as the engine has it) in TFLOP/s;
-// - decode GEMV (one token; LLaMA-7B's 4096×4096 and 11008×4096; F16, Q8_0, Q4_0, Q4_K, Q6_K) in
-//   GB/s of the bytes it must read and % of the read ceiling.
+// - GEMM 4096³ with F16 weights (x f32, as the engine has it; also BF16 and Q8_0 without
+//   --quick) in TFLOP/s;
+// - decode GEMV (one token, and 8 without --quick; LLaMA-7B's 4096×4096 and 11008×4096; F16,
+//   Q8_0, Q4_0, Q4_K, Q6_K: the types bench_device.h generates) in GB/s of the bytes it must read
+//   and % of the read ceiling.
 // Every CUDA product is first checked against the CPU twin on its first rows, within the bound
 // of its path (matmul_bounds.h); one that fails is reported, not timed, and the exit status is 1.
 // CUDA times are event times of graph replays (cuda/graph_timing.h) cycling over weight copies
@@ -130,7 +132,8 @@ class GpuBench {
     cuda::bench::fill_random(x.ptr, DType::F32, n, k, 3, 1.0f, stream_);
     auto run = [&](int i) {
       const TensorView xv{x.ptr, DType::F32, n, k}, wv{weights[size_t(i) % copies]->ptr, dt, m, k}, yv{y.ptr, DType::F32, n, m};
-      if (version_ == 2) cuda::matmul_v2(xv, wv, yv, scratch_, stream_);
+      if (version_ == 3) cuda::matmul_v3(xv, wv, yv, scratch_, stream_);
+      else if (version_ == 2) cuda::matmul_v2(xv, wv, yv, scratch_, stream_);
       else cuda::matmul(xv, wv, yv, stream_);
     };
     Row row{"cuda:0", op, dtype_name(dt), version_, n, m, k, 0, 0, 0, 0, read_gbps_};
@@ -209,8 +212,8 @@ int main(int argc, char** argv) {
   } else {
 #if CHAI_WITH_CUDA
     version = args.version != 0 ? args.version : cuda::matmul_version_from_env();
-    if (version != 1 && version != 2) {
-      std::fprintf(stderr, "bench_ops: --version must be 1 or 2\n");
+    if (version < 1 || version > 3) {
+      std::fprintf(stderr, "bench_ops: --version must be 1, 2 or 3\n");
       return 2;
     }
     GpuBench gpu(version, args.threads);
@@ -219,7 +222,10 @@ int main(int argc, char** argv) {
     read_gbps = gpu.read_gbps();
     read_bytes = gpu.read_bytes();
     rows.push_back(gpu.matmul("gemm", DType::F16, 4096, 4096, 4096));
-    if (!args.quick) rows.push_back(gpu.matmul("gemm", DType::Q8_0, 4096, 4096, 4096));
+    if (!args.quick) {
+      rows.push_back(gpu.matmul("gemm", DType::BF16, 4096, 4096, 4096));
+      rows.push_back(gpu.matmul("gemm", DType::Q8_0, 4096, 4096, 4096));
+    }
     for (DType dt : {DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K})
       for (int m : {4096, 11008}) {
         rows.push_back(gpu.matmul("gemv", dt, 1, m, 4096));

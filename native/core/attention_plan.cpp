@@ -14,8 +14,8 @@ int attention_version_from_env() {
   const std::string value(text);
   const bool valid = value.size() == 1 && value[0] >= '1' && value[0] < char('1' + kAttentionVersions);
   CHAI_REQUIRE(valid, ErrorCode::InvalidArgument,
-               "CHAI_ATTENTION_VERSION must be 1 (the default), 2 (split-KV decoding) or 3 (split-KV decoding rebuilt for "
-                   "memory bandwidth); 2 and 3 are not yet verified on a GPU. Got '" +
+               "CHAI_ATTENTION_VERSION must be 1 (the default), 2 (split-KV decoding) or 3 (version 2 with new prompt tiles "
+                   "and split-KV decoding rebuilt for memory bandwidth); 2 and 3 are not yet verified on a GPU. Got '" +
                    value + "': unset it or pick one of those");
   return value[0] - '0';
 }

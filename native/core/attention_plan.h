@@ -24,15 +24,16 @@ CHAI_HOST_DEVICE inline int64_t kv_slot(const int32_t* table, int max_pages, int
 
 // Attention kernel versions (numbered as in llm.c). 1: one block per (cluster, query, sequence),
 // the default. 2: split-KV decoding for one-query sequences (DecodeTask blocks over chunks of
-// keys, partial results merged), tensor-core tiles for prompts on the GPU. 3: version 2 with the
-// decode side rebuilt for memory bandwidth (attention_decode_v3.cu: K/V tiles by cp.async, several
-// in flight, page indices staged per tile, GQA heads sharing V tiles, a merge parallel over the
-// head dimension) and decode tasks balanced by their member-head count (decode_task_span).
+// keys, partial results merged), tensor-core tiles for prompts on the GPU. 3: version 2, with
+// prompts on tiles that score a representative once for up to 8 member heads, and the decode side
+// rebuilt for memory bandwidth (attention_decode_v3.cu: K/V tiles by cp.async, several in flight,
+// page indices staged per tile, GQA heads sharing V tiles, a merge parallel over the head
+// dimension) with decode tasks balanced by their member-head count (decode_task_span).
 constexpr int kAttentionVersions = 3;
 // CHAI_ATTENTION_VERSION from the environment (1 when unset); InvalidArgument if not 1..3.
 int attention_version_from_env();
 
-// Version 2 runs prompts (sequences of several queries) on tensor cores for f16 caches with head
+// Versions 2 and 3 run prompts (sequences of several queries) on tensor cores for f16 caches with head
 // size 64 or 128 (version 1 otherwise). Q and P are rounded to f16 there, so its results differ
 // from the f32 CPU twin by f16 rounding (relative error about 1e-3).
 CHAI_HOST_DEVICE inline bool tensor_core_prefill(int head_dim, DType kv_dtype) {

@@ -97,6 +97,7 @@ template <> inline constexpr int kBlockValues<BlockQ4_1> = 32;
 template <> inline constexpr int kBlockValues<BlockQ5_0> = 32;
 template <> inline constexpr int kBlockValues<BlockQ5_1> = 32;
 template <> inline constexpr int kBlockValues<BlockIQ4_NL> = 32;
+template <> inline constexpr int kBlockValues<BlockQ8_0> = kQ8Block;
 
 // The 16 values of IQ4_NL / IQ4_XS nibbles. A macro so that host and device tables share one list.
 #define CHAI_IQ4NL_VALUES -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113

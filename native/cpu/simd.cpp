@@ -129,7 +129,7 @@ CHAI_AVX2 inline void dot_block_avx2(const float* x, int64_t x_stride, const W* 
   for (; i < n; ++i)
     for (int rw = 0; rw < RW; ++rw) {
       const float wv = Load1(w + rw * w_stride, i);
-      for (int rx = 0; rx < RX; ++rx) tail[rx][rw] += x[rx * x_stride + i] * wv;
+      for (int rx = 0; rx < RX; ++rx) tail[rx][rw] = fma1(x[rx * x_stride + i], wv, tail[rx][rw]);
     }
   for (int rx = 0; rx < RX; ++rx)
     for (int rw = 0; rw < RW; ++rw) out[rx * RW + rw] = hsum256(_mm256_add_ps(a0[rx][rw], a1[rx][rw])) + tail[rx][rw];

@@ -20,5 +20,10 @@ CHAI_AVX2 inline float hsum256(__m256 v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+// c + a·b rounded once, as an explicit instruction: the scalar tails of the vector kernels must not
+// depend on what the compiler's vectorizer or contraction makes of `c += a * b` in each of them.
+CHAI_AVX2 inline float fma1(float a, float b, float c) {
+  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
 }  // namespace chai
 #endif

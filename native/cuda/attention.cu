@@ -103,10 +103,11 @@ void attention_v1(const AttentionParams& p, cudaStream_t stream) {
 
 // Version 1 for everything, or version 2: split-KV decoding for the sequences the plan split,
 // tensor-core tiles for the others where their shape allows (version 1 otherwise). Version 3:
-// its own split-KV decoding (attention_decode_v3.cu); prompts as in version 2.
+// its own prompt tiles (attention_prefill_v3.cu) and its own split-KV decoding (attention_decode_v3.cu).
 void attention(const AttentionParams& p, cudaStream_t stream) {
   if (p.split_seqs < p.n_seqs) {
-    if (p.version >= 2 && tensor_core_prefill(p.head_dim, p.kv_dtype)) attention_prefill(p, stream);
+    if (p.version >= 3 && tensor_core_prefill(p.head_dim, p.kv_dtype)) attention_prefill_v3(p, stream);
+    else if (p.version == 2 && tensor_core_prefill(p.head_dim, p.kv_dtype)) attention_prefill(p, stream);
     else attention_v1(p, stream);
   }
   if (p.split_seqs > 0) {

@@ -81,7 +81,8 @@ class CudaBackend final : public Backend {
  protected:
   void run_matmul(const TensorView& x, const TensorView& w, const TensorView& y) override {
     on_stream([&] {
-      if (matmul_version_ == 2) cuda::matmul_v2(x, w, y, matmul_scratch_, stream_);
+      if (matmul_version_ == 3) cuda::matmul_v3(x, w, y, matmul_scratch_, stream_);
+      else if (matmul_version_ == 2) cuda::matmul_v2(x, w, y, matmul_scratch_, stream_);
       else cuda::matmul(x, w, y, stream_);
     });
   }

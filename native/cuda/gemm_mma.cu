@@ -45,8 +45,6 @@ constexpr int kWarpM = 64, kWarpN = 32;  // output of one warp
 constexpr int kFragM = kWarpM / 16, kFragN = kWarpN / 8;
 static_assert(kTileN == kTileM, "one segment per thread in the x tile and in the w tile");
 static_assert((kTileM / kWarpM) * (kTileN / kWarpN) * 32 == kThreads, "the warps cover the tile");
-// prepare_rows puts each f16 row's largest |value| at 2^kF16RowExponent or just above.
-constexpr int kF16RowExponent = 14;
 
 // Converts 16 floats to the operand type and writes them to 32 aligned bytes of shared memory.
 template <typename Op>
@@ -130,10 +128,7 @@ __global__ void __launch_bounds__(256) prepare_rows(const float* __restrict__ x,
     float top = 0.0f;
     for (int c = threadIdx.x; c < k; c += blockDim.x)
       if (isfinite(row[c])) top = fmaxf(top, fabsf(row[c]));
-    top = block_reduce(top, MaxOp{}, 0.0f);
-    int exponent = 0;  // top = f · 2^exponent, f in [0.5, 1)
-    if (top > 0.0f) frexpf(top, &exponent);
-    const int shift = top > 0.0f ? min(max(kF16RowExponent + 1 - exponent, -126), 126) : 0;
+    const int shift = f16_row_shift(block_reduce(top, MaxOp{}, 0.0f));
     scale = ldexpf(1.0f, shift);
     if (threadIdx.x == 0) inv_scale[blockIdx.x] = ldexpf(1.0f, -shift);
   }

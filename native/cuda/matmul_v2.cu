@@ -1,4 +1,5 @@
-// Matmul version selection and version 2's dispatch by row count (gemm_mma.cu, gemv.cu).
+// Matmul version selection and the dispatch of versions 2 (gemm_mma.cu, gemv.cu) and 3 (gemm_v3.cu,
+// gemv_quant_v3.cu) by row count and weight type.
 #include <cstdlib>
 #include <string>
 
@@ -26,13 +27,21 @@ int matmul_version_from_env() {
   const char* value = std::getenv("CHAI_MATMUL_VERSION");
   if (value == nullptr || *value == '\0' || std::string(value) == "1") return 1;
   if (std::string(value) == "2") return 2;
-  fail(ErrorCode::InvalidArgument,
-       std::string("CHAI_MATMUL_VERSION must be 1 (the default) or 2 (tensor-core GEMM and GEMV), not '") + value + "'");
+  if (std::string(value) == "3") return 3;
+  fail(ErrorCode::InvalidArgument, std::string("CHAI_MATMUL_VERSION must be 1 (the default), 2 (tensor-core GEMM and GEMV) or 3 "
+                                               "(GEMM converting x in its tile loads, quantized GEMV through shared memory), not '") +
+                                       value + "'");
 }
 
 void matmul_v2(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream) {
   const bool done = x.rows >= kGemmMinRows ? gemm_tensor_core(x, w, y, scratch, stream) : gemv(x, w, y, scratch, stream);
   if (!done) matmul(x, w, y, stream);  // version 1
+}
+
+void matmul_v3(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream) {
+  if (x.rows >= kGemmMinRows && gemm_v3(x, w, y, scratch, stream)) return;
+  if (gemv_quant_v3(x, w, y, stream)) return;
+  matmul_v2(x, w, y, scratch, stream);
 }
 
 }  // namespace chai::cuda

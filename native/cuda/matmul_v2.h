@@ -1,7 +1,9 @@
-// Version 2 of the matrix multiply y[n, m] = x[n, k] · w[m, k]ᵀ (version 1 is matmul.cu, the
-// default until a GPU run has passed version 2): tensor-core tiles for prefill (gemm_mma.cu),
-// a GEMV with 16-byte loads and int8 dot products for decode (gemv.cu). Selected per backend
-// by CHAI_MATMUL_VERSION.
+// Versions 2 and 3 of the matrix multiply y[n, m] = x[n, k] · w[m, k]ᵀ (version 1 is matmul.cu,
+// the default until a GPU run has passed a later one). Version 2: tensor-core tiles for prefill
+// (gemm_mma.cu), a GEMV with 16-byte loads and int8 dot products for decode (gemv.cu). Version 3:
+// tensor-core tiles that convert x while loading it, with a deeper cp.async pipeline
+// (gemm_v3.cu), and a GEMV for block-quantized weights streaming whole blocks through shared
+// memory (gemv_quant_v3.cu). Selected per backend by CHAI_MATMUL_VERSION.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -15,7 +17,7 @@ namespace chai::cuda {
 // Token rows from which the tensor-core GEMM runs; fewer rows go to the GEMV.
 constexpr int kGemmMinRows = 16;
 
-// CHAI_MATMUL_VERSION: unset or "1" gives 1, "2" gives 2; anything else throws InvalidArgument.
+// CHAI_MATMUL_VERSION: unset or "1" gives 1, "2" and "3" give 2 and 3; anything else throws InvalidArgument.
 int matmul_version_from_env();
 
 // Device memory that grows to the largest request and is reused (x in f16 or bf16 with its row
@@ -48,5 +50,17 @@ void matmul_v2(const TensorView& x, const TensorView& w, const TensorView& y, De
 bool gemm_tensor_core(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
 // gemv also returns false when the alignment of x, w or k does not suit its loads.
 bool gemv(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
+
+// Version 3: the GEMM from kGemmMinRows rows for the weight types it takes, the quantized GEMV
+// for block-quantized weights at any n; the rest (f32 weights, F16/BF16 below kGemmMinRows rows,
+// and what either kernel declines) runs version 2.
+void matmul_v3(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
+// Its pieces, each returning false, launching nothing, when it does not take w's type or the
+// alignment of x and w. gemm_v3 takes F16, BF16 and Q8_0 weights (x 16-byte aligned for Q8_0)
+// and any n, m, k, with version 2's operand types and scaling; the scratch holds the row scales.
+bool gemm_v3(const TensorView& x, const TensorView& w, const TensorView& y, DeviceScratch& scratch, cudaStream_t stream);
+// gemv_quant_v3 takes Q8_0 and Q4_0 .. IQ4_XS weights with k a whole number of blocks, x and w
+// 16-byte aligned; f32 arithmetic.
+bool gemv_quant_v3(const TensorView& x, const TensorView& w, const TensorView& y, cudaStream_t stream);
 
 }  // namespace chai::cuda

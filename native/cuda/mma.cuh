@@ -26,6 +26,16 @@ __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
   return uint32_t(bf16_bits_rn(lo)) | uint32_t(bf16_bits_rn(hi)) << 16;
 }
 
+// f16 operands of x are scaled per row by a power of two 2^shift that puts the row's largest
+// finite |value| `top` in [2^14, 2^15): nothing overflows f16's 65504, small values keep f16's 11
+// bits, and the scale is undone exactly on y. Rows of zeros (top 0) keep shift 0.
+__device__ __forceinline__ int f16_row_shift(float top) {
+  constexpr int kRowExponent = 14;
+  int exponent = 0;  // top = f · 2^exponent, f in [0.5, 1)
+  if (top > 0.0f) frexpf(top, &exponent);
+  return top > 0.0f ? min(max(kRowExponent + 1 - exponent, -126), 126) : 0;
+}
+
 // d += a · b for one m16n8k16 tile: a 4 and b 2 registers of 16-bit pairs, f32 accumulators.
 template <typename T>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);

@@ -16,6 +16,11 @@ __device__ __forceinline__ float half_at(uint16_t bits) { return __half2float(__
 // Value r (0..31) of 16 bytes of nibbles packed as Q4_0 packs them.
 __device__ __forceinline__ int nibble32(const uint8_t* qs, int r) { return r < 16 ? qs[r] & 15 : qs[r - 16] >> 4; }
 
+__device__ __forceinline__ void dequant8(const BlockQ8_0& b, int part, float* out) {
+  const float d = half_at(b.d);
+#pragma unroll
+  for (int t = 0; t < 8; ++t) out[t] = d * float(b.q[8 * part + t]);
+}
 __device__ __forceinline__ void dequant8(const BlockQ4_0& b, int part, float* out) {
   const float d = half_at(b.d);
 #pragma unroll

@@ -29,12 +29,20 @@ void KvPool::grow(size_t min_capacity) {
     backend_.release(base_);
   }
   base_ = grown;
+  holders_.resize(capacity, 0);
   for (size_t id = capacity; id-- > capacity_;) free_.push_back(int32_t(id));
   capacity_ = capacity;
 }
 
 std::vector<int32_t> KvPool::allocate(size_t count) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (max_pages_ > 0 && in_use_ + count > max_pages_ && reclaim_) {
+    const size_t missing = in_use_ + count - max_pages_;
+    auto reclaim = reclaim_;
+    lock.unlock();  // the reclaimer releases pages, which takes the lock
+    reclaim(missing);
+    lock.lock();
+  }
   CHAI_REQUIRE(in_use_ + count < size_t(INT32_MAX), ErrorCode::DeviceOom, "KV pool: page ids exhausted");
   CHAI_REQUIRE(max_pages_ == 0 || in_use_ + count <= max_pages_, ErrorCode::DeviceOom,
                "the KV cache is full: " + std::to_string(count) + " more pages asked, " + std::to_string(in_use_) + " of " +
@@ -42,15 +50,43 @@ std::vector<int32_t> KvPool::allocate(size_t count) {
   if (free_.size() < count) grow(in_use_ + count);
   std::vector<int32_t> pages(free_.end() - std::ptrdiff_t(count), free_.end());
   free_.resize(free_.size() - count);
+  for (int32_t p : pages) holders_[size_t(p)] = 1;
   in_use_ += count;
   return pages;
 }
 
+void KvPool::retain(const std::vector<int32_t>& pages) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (int32_t p : pages) {
+    if (p < 0) continue;
+    CHAI_REQUIRE(size_t(p) < capacity_ && holders_[size_t(p)] > 0, ErrorCode::Internal, "KV pool: a free page cannot be shared");
+    ++holders_[size_t(p)];
+  }
+}
+
 void KvPool::release(const std::vector<int32_t>& pages) {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (int32_t p : pages)
-    if (p >= 0) free_.push_back(p);
-  in_use_ -= size_t(std::count_if(pages.begin(), pages.end(), [](int32_t p) { return p >= 0; }));
+  for (int32_t p : pages) {
+    if (p < 0 || --holders_[size_t(p)] > 0) continue;
+    free_.push_back(p);
+    --in_use_;
+  }
+}
+
+int KvPool::holders(int32_t page) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return page >= 0 && size_t(page) < capacity_ ? holders_[size_t(page)] : 0;
+}
+
+void KvPool::copy_page(int32_t to, int32_t from) {
+  auto still = reading();  // the arena must not move during the copy
+  char* base = static_cast<char*>(base_);
+  backend_.copy(base + size_t(to) * page_bytes(), base + size_t(from) * page_bytes(), page_bytes());
+}
+
+void KvPool::set_reclaimer(std::function<void(size_t)> reclaim) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  reclaim_ = std::move(reclaim);
 }
 
 size_t KvPool::pages_in_use() const {
@@ -173,6 +209,64 @@ void SequenceKv::clear() {
   std::fill(k_state_.begin(), k_state_.end(), KeyState::Kept);
   reserved_pages_ = 0;
   n_tokens_ = 0;
+  ++version_;
+}
+
+PageColumn SequenceKv::column(int page) const {
+  CHAI_REQUIRE(page >= 0 && page < reserved_pages_, ErrorCode::Internal, "page index outside the reserved pages");
+  const int rows = n_layers_ * n_kv_heads_;
+  PageColumn c;
+  for (int r = 0; r < rows; ++r) {
+    c.k.push_back(k_table_[slot(r, page)]);
+    c.v.push_back(v_table_[slot(r, page)]);
+  }
+  return c;
+}
+
+void SequenceKv::adopt(const std::vector<PageColumn>& columns, int n_tokens) {
+  CHAI_REQUIRE(reserved_pages_ == 0, ErrorCode::InvalidArgument, "a cached prefix can only start an empty sequence");
+  const int pages = int(columns.size());
+  CHAI_REQUIRE(pages > 0 && n_tokens > (pages - 1) * pool_.page_tokens() && n_tokens <= pages * pool_.page_tokens() &&
+                   n_tokens <= max_tokens_,
+               ErrorCode::Internal, "adopted pages do not fit the adopted tokens");
+  const int rows = n_layers_ * n_kv_heads_;
+  for (const PageColumn& c : columns)
+    for (int r = 0; r < rows; ++r)
+      CHAI_REQUIRE(c.v[size_t(r)] >= 0 && (c.k[size_t(r)] >= 0) == (columns[0].k[size_t(r)] >= 0), ErrorCode::Internal,
+                   "a cached prefix keeps keys for different heads on different pages");
+  grow_tables(pages);
+  for (int r = 0; r < rows; ++r) {
+    k_state_[size_t(r)] = columns[0].k[size_t(r)] >= 0 ? KeyState::Kept : KeyState::Dropped;
+    for (int p = 0; p < pages; ++p) {
+      k_table_[slot(r, p)] = columns[size_t(p)].k[size_t(r)];
+      v_table_[slot(r, p)] = columns[size_t(p)].v[size_t(r)];
+    }
+  }
+  reserved_pages_ = pages;
+  n_tokens_ = n_tokens;
+  ++version_;
+}
+
+void SequenceKv::unshare(int pos0, int n) {
+  if (n <= 0) return;
+  const int first = pos0 / pool_.page_tokens();
+  const int last = std::min(reserved_pages_ - 1, (pos0 + n - 1) / pool_.page_tokens());
+  std::vector<int32_t*> shared;  // table entries whose page has other holders
+  for (int p = first; p <= last; ++p)
+    for (int r = 0; r < n_layers_ * n_kv_heads_; ++r)
+      for (std::vector<int32_t>* table : {&k_table_, &v_table_}) {
+        int32_t& id = (*table)[slot(r, p)];
+        if (id >= 0 && pool_.holders(id) > 1) shared.push_back(&id);
+      }
+  if (shared.empty()) return;
+  const std::vector<int32_t> fresh = pool_.allocate(shared.size());  // may throw DeviceOom: nothing changed yet
+  std::vector<int32_t> old(shared.size());
+  for (size_t i = 0; i < shared.size(); ++i) {
+    old[i] = *shared[i];
+    pool_.copy_page(fresh[i], old[i]);
+    *shared[i] = fresh[i];
+  }
+  pool_.release(old);
   ++version_;
 }
 

@@ -3,6 +3,7 @@
 // V for every KV head and K only for the heads that need it (CHAI), page by page.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -27,9 +28,21 @@ class KvPool {
   DType dtype() const { return dtype_; }
   size_t page_bytes() const { return size_t(page_tokens_) * dtype_row_bytes(dtype_, head_dim_); }
 
-  // Allocates `count` pages at once (all or nothing: DeviceOom leaves the pool unchanged).
+  // Pages are reference-counted: allocate() hands out pages with one holder, retain() adds a
+  // holder (a prefix cache keeping a sequence's pages, a sequence sharing cached ones), release()
+  // drops one and frees the page with its last holder. Ids < 0 are skipped.
+  // Allocates `count` pages at once (all or nothing: DeviceOom leaves the pool unchanged). When
+  // the cap would be passed, the reclaimer (if set) is asked to free pages first.
   std::vector<int32_t> allocate(size_t count);
+  void retain(const std::vector<int32_t>& pages);
   void release(const std::vector<int32_t>& pages);
+  // Holders of a page (0: free). A page with more than one holder is shared and read-only.
+  int holders(int32_t page) const;
+  // Copies the rows of page `from` into page `to` (copy-on-write of a shared page).
+  void copy_page(int32_t to, int32_t from);
+  // Called without the pool's lock, with the number of pages missing under the cap; frees what it
+  // can (pages that only a cache holds). One reclaimer per pool; an empty function removes it.
+  void set_reclaimer(std::function<void(size_t)> reclaim);
   // Base of the arena. Growing moves it, so whoever reads pages holds reading() meanwhile.
   void* base() const { return base_; }
   std::shared_lock<std::shared_mutex> reading() const { return std::shared_lock<std::shared_mutex>(arena_mutex_); }
@@ -52,7 +65,17 @@ class KvPool {
   void* base_ = nullptr;
   size_t capacity_ = 0;
   std::vector<int32_t> free_;
+  std::vector<int32_t> holders_;  // per page id
   size_t in_use_ = 0;
+  std::function<void(size_t)> reclaim_;
+};
+
+// The pages of one page index of a sequence (page_tokens token positions) over every layer and KV
+// head, [n_layers * n_kv_heads] each: what a prefix cache keeps per cached page of tokens. k is -1
+// where the head's keys are not kept (CHAI).
+struct PageColumn {
+  std::vector<int32_t> k, v;
+  bool operator==(const PageColumn& o) const { return k == o.k && v == o.v; }
 };
 
 // Bytes a sequence's cache holds, and what a full cache (K and V for every KV head) would hold.
@@ -89,6 +112,15 @@ class SequenceKv {
   bool keeps_keys(int layer, int kv_head) const { return key_state(layer, kv_head) == KeyState::Kept; }
   // Releases every page: an empty sequence with keys kept for every head.
   void clear();
+  // Prefix caching. column(p): the pages of page index p (reserved). adopt(): an empty sequence
+  // takes `columns` as its first pages, holding n_tokens tokens; it becomes the holder of the one
+  // hold on each page that the caller passes on (a prefix cache match). Each head's keys count as
+  // kept where the columns have K pages, dropped where not.
+  PageColumn column(int page) const;
+  void adopt(const std::vector<PageColumn>& columns, int n_tokens);
+  // Before tokens [pos0, pos0 + n) are written: every reserved page they fall in that is shared
+  // is replaced by a copy of its own (all or nothing: DeviceOom leaves the tables unchanged).
+  void unshare(int pos0, int n);
   // Tokens whose K/V rows have been stored; truncating keeps the pages for reuse.
   void set_tokens(int n_tokens) { n_tokens_ = n_tokens; }
   int n_tokens() const { return n_tokens_; }
@@ -108,6 +140,7 @@ class SequenceKv {
   int32_t& v_page(int layer, int head, int page) {
     return v_table_[(size_t(layer) * n_kv_heads_ + head) * size_t(table_pages_) + size_t(page)];
   }
+  size_t slot(int row, int page) const { return size_t(row) * size_t(table_pages_) + size_t(page); }
   // Lengthens every table row to at least `pages` entries (new entries -1).
   void grow_tables(int pages);
 

@@ -153,14 +153,15 @@ void validate_plan(const ChaiPlan& plan, const LlamaConfig& config) {
 }
 
 Session::Session(const LlamaConfig& config, const LlamaWeights& weights, Backend& backend, KvPool& pool, int max_tokens,
-                 std::optional<ChaiPlan> plan, Workspace* workspace)
+                 std::optional<ChaiPlan> plan, Workspace* workspace, PrefixCache* prefix_cache)
     : config_(config),
       weights_(weights),
       backend_(backend),
       pool_(pool),
       workspace_(workspace),
       kv_(pool, config.n_layers, config.n_kv_heads, max_tokens),
-      plan_(std::move(plan)) {
+      plan_(std::move(plan)),
+      prefix_cache_(prefix_cache) {
   CHAI_REQUIRE(max_tokens > 0 && max_tokens <= config.n_ctx_train, ErrorCode::InvalidArgument,
           "maxTokens must be in 1.." + std::to_string(config.n_ctx_train) + " (the model's context length), got " +
               std::to_string(max_tokens));
@@ -170,12 +171,82 @@ Session::Session(const LlamaConfig& config, const LlamaWeights& weights, Backend
               " tokens, which this engine runs exactly only up to that length: use maxTokens <= " +
               std::to_string(config.sliding_window));
   CHAI_REQUIRE(pool.head_dim() == config.head_dim, ErrorCode::Internal, "KV pool head size differs from the model's");
+  CHAI_REQUIRE(!prefix_cache || prefix_cache->serves(pool), ErrorCode::Internal, "the prefix cache belongs to another KV pool");
   if (plan_) validate_plan(*plan_, config);
+  prefix_scope_ = prefix_scope();
   packed_clusters_.resize(size_t(config.n_layers));
   cluster_buffers_.resize(size_t(config.n_layers));
   early_q_.resize(size_t(config.n_layers));
   early_k_.resize(size_t(config.n_layers));
   reset_clusters();
+}
+
+bool Session::clusters_heads() const {
+  return plan_ && std::any_of(plan_->clusters.begin(), plan_->clusters.end(), [&](int k) { return k < config_.n_heads; });
+}
+
+std::string Session::prefix_scope() const {
+  if (!clusters_heads()) return "full attention";
+  const ClusteringOptions& o = plan_->clustering;
+  std::string scope = "chai t0=" + std::to_string(plan_->t0) + " method=" + std::to_string(int(o.method)) +
+                      " representative=" + std::to_string(int(o.representative)) + " seed=" + std::to_string(o.seed) +
+                      " restarts=" + std::to_string(o.restarts) + " clusters=";
+  for (int k : plan_->clusters) scope += std::to_string(k) + ",";
+  return scope;
+}
+
+int Session::reuse_prefix(const std::vector<int32_t>& prompt) {
+  CHAI_REQUIRE(prefix_cache_ != nullptr, ErrorCode::InvalidArgument,
+               "this session was created without prefix caching: create it with prefixCache enabled");
+  CHAI_REQUIRE(kv_.n_tokens() == 0, ErrorCode::InvalidArgument,
+               "a cached prefix can only start a request, but the session holds " + std::to_string(kv_.n_tokens()) +
+                   " tokens: reset it to 0 first");
+  check_token_ids(prompt);
+  const bool clustered = clusters_heads();
+  const int most = std::min(int(prompt.size()) - 1, kv_.max_tokens());
+  const PrefixMatch found = prefix_cache_->match(prefix_scope_, prompt, clustered ? plan_->t0 : 1, most);
+  if (found.tokens == 0) return 0;
+  try {
+    CHAI_REQUIRE(!clustered || found.assignments, ErrorCode::Internal, "a cached CHAI prefix without its clusters");
+    tokens_.reserve(prompt.size());
+    kv_.adopt(found.columns, found.tokens);
+  } catch (...) {
+    for (const PageColumn& c : found.columns) {
+      pool_.release(c.k);
+      pool_.release(c.v);
+    }
+    throw;
+  }
+  try {
+    if (clustered) {
+      for (int l = 0; l < config_.n_layers; ++l)
+        if (const auto& a = (*found.assignments)[size_t(l)]) set_clusters(l, HeadClusters::from(*a));
+      assignments_ = *found.assignments;
+      shared_assignments_ = found.assignments;
+    }
+  } catch (...) {
+    rewind(0);  // gives the adopted pages back
+    throw;
+  }
+  tokens_.assign(prompt.begin(), prompt.begin() + found.tokens);
+  cached_tokens_ = found.tokens;
+  cacheable_ = true;  // the cached rows are what this request computes from its start
+  return found.tokens;
+}
+
+void Session::record(const std::vector<int32_t>& tokens, int pos0) noexcept {
+  // prepare() reserved room for these tokens: no allocation, nothing to throw.
+  tokens_.resize(size_t(pos0));
+  tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+  const int page = pool_.page_tokens();
+  const int full_pages = kv_.n_tokens() / page;
+  if (!prefix_cache_ || !cacheable_ || full_pages == pos0 / page) return;  // no page completed now
+  // A failure from here on (memory) only leaves these pages uncached; the evaluation stands.
+  try {
+    if (clusters_heads() && !shared_assignments_) shared_assignments_ = std::make_shared<const LayerAssignments>(assignments_);
+    prefix_cache_->insert(prefix_scope_, tokens_, kv_, full_pages, plan_ ? plan_->t0 : 0, shared_assignments_);
+  } catch (...) {
+  }
 }
 
 bool Session::pending(int layer) const {
@@ -298,6 +369,9 @@ void Session::rewind(int n_tokens) {
   if (n_tokens == 0) {
     kv_.clear();
     reset_clusters();
+    tokens_.clear();
+    cached_tokens_ = 0;
+    shared_assignments_.reset();
     return;
   }
   // Dropped keys cannot come back, and a layer waiting for t0 tokens keeps only its first rows.
@@ -305,15 +379,20 @@ void Session::rewind(int n_tokens) {
           "a CHAI session cannot rewind into its first t0 = " + std::to_string(plan_ ? plan_->t0 : 0) +
               " tokens, which chose its clusters; rewind to 0 to start a new request");
   kv_.set_tokens(n_tokens);
+  tokens_.resize(size_t(n_tokens));
+}
+
+void Session::check_token_ids(const std::vector<int32_t>& tokens) const {
+  for (int32_t t : tokens)
+    CHAI_REQUIRE(t >= 0 && t < config_.n_vocab, ErrorCode::InvalidArgument,
+            "token id " + std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(config_.n_vocab - 1) + ")");
 }
 
 int Session::prepare(const std::vector<int32_t>& tokens) {
   const LlamaConfig& c = config_;
   const int n = int(tokens.size());
   CHAI_REQUIRE(n > 0, ErrorCode::InvalidArgument, "evaluate needs at least one token");
-  for (int32_t t : tokens)
-    CHAI_REQUIRE(t >= 0 && t < c.n_vocab, ErrorCode::InvalidArgument,
-            "token id " + std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(c.n_vocab - 1) + ")");
+  check_token_ids(tokens);
   const int pos0 = kv_.n_tokens();
   CHAI_REQUIRE(pos0 + n <= kv_.max_tokens(), ErrorCode::ContextOverflow,
           std::to_string(pos0) + " + " + std::to_string(n) + " tokens exceed this session's maxTokens (" +
@@ -323,6 +402,9 @@ int Session::prepare(const std::vector<int32_t>& tokens) {
     for (int l = 0; l < c.n_layers; ++l)
       if (pending(l)) kv_.defer_keys(l);
   kv_.reserve(pos0 + n);
+  kv_.unshare(pos0, n);  // pages shared with the prefix cache or other sequences stay as they are
+  if (tokens_.capacity() < size_t(pos0 + n)) tokens_.reserve(std::max(size_t(pos0 + n), 2 * tokens_.capacity()));
+  if (pos0 == 0) cacheable_ = !clusters_heads() || n >= plan_->t0;
   return pos0;
 }
 
@@ -447,7 +529,10 @@ void Session::evaluate_batch(std::vector<BatchItem>& all_items) {
     }
     // 5. Logits of the rows asked for; the new tokens now count as cached.
     emit_logits(items, steps, backend, *ws, weights, c, X.data, H.data);
-    for (const StepSequence& sq : steps) sq.session->kv_.set_tokens(sq.pos0 + sq.n_q);
+    for (size_t s = 0; s < steps.size(); ++s) {
+      steps[s].session->kv_.set_tokens(steps[s].pos0 + steps[s].n_q);
+      steps[s].session->record(items[s]->tokens, steps[s].pos0);
+    }
   } catch (...) {
     for (const Admitted& a : seqs) a.item->error = std::current_exception();
   }

@@ -14,6 +14,7 @@
 #include "core/backend.h"
 #include "kv_cache.h"
 #include "model/llama.h"
+#include "prefix_cache.h"
 #include "workspace.h"
 
 namespace chai {
@@ -44,8 +45,10 @@ class Session : public HeadFeatureSource {
   // model alive). The session draws cache pages from `pool`.
   // Without a plan (or with every layer at n_heads clusters) this is full attention. Sessions of
   // one model may share a workspace for their forward passes; without one, each pass allocates.
+  // With a prefix cache (of `pool`), the session offers the full pages it computes to the cache
+  // and can start a request from cached ones (reuse_prefix).
   Session(const LlamaConfig& config, const LlamaWeights& weights, Backend& backend, KvPool& pool, int max_tokens,
-          std::optional<ChaiPlan> plan = std::nullopt, Workspace* workspace = nullptr);
+          std::optional<ChaiPlan> plan = std::nullopt, Workspace* workspace = nullptr, PrefixCache* prefix_cache = nullptr);
 
   // Runs `tokens` at positions n_past() onwards. Returns the logits of the last token, or of every
   // token when all_logits (row-major [n, n_vocab]). On error the session is as before the call.
@@ -63,6 +66,16 @@ class Session : public HeadFeatureSource {
     std::exception_ptr error;   // out
   };
   static void evaluate_batch(std::vector<BatchItem>& items);
+
+  // Starts an empty session from the longest cached prefix of `prompt` (at most prompt.size() - 1
+  // tokens, so that the last one is evaluated and gives logits; with CHAI at least t0 tokens, and
+  // the clusters chosen from them come along). Returns the tokens now held (0: none cached); the
+  // caller evaluates the rest of the prompt.
+  int reuse_prefix(const std::vector<int32_t>& prompt);
+  // Tokens of the current request that came from the prefix cache.
+  int cached_tokens() const { return cached_tokens_; }
+  // Names the plan (or full attention) in prefix cache keys: what else cached pages depend on.
+  std::string prefix_scope() const;
 
   int n_past() const { return kv_.n_tokens(); }
   int max_tokens() const { return kv_.max_tokens(); }
@@ -92,6 +105,9 @@ class Session : public HeadFeatureSource {
   void upload_tables();
   // Checks a request and makes cache room for it; returns its first position.
   int prepare(const std::vector<int32_t>& tokens);
+  void check_token_ids(const std::vector<int32_t>& tokens) const;
+  // Whether the plan clusters any layer (otherwise the session computes full attention).
+  bool clusters_heads() const;
   void set_clusters(int layer, const HeadClusters& clusters);
   bool pending(int layer) const;
   void reset_clusters();
@@ -99,6 +115,8 @@ class Session : public HeadFeatureSource {
   void cluster_if_ready(int layer, const TensorView& q, const TensorView& k, int pos0, int n);
   // Features of the first t0 rows of q and k (backend memory), downloaded.
   std::vector<float> head_features(const void* q, const void* k, int t0);
+  // After an evaluation: the tokens now held, and their full pages offered to the prefix cache.
+  void record(const std::vector<int32_t>& tokens, int pos0) noexcept;
 
   const LlamaConfig& config_;
   const LlamaWeights& weights_;
@@ -114,6 +132,15 @@ class Session : public HeadFeatureSource {
   std::vector<std::optional<Clustering>> assignments_;
   // Q and K rows of the first t0 positions, per layer, until the layer is clustered.
   std::vector<std::unique_ptr<DeviceBuffer>> early_q_, early_k_;
+  PrefixCache* prefix_cache_;
+  std::string prefix_scope_;
+  std::vector<int32_t> tokens_;  // the tokens whose K/V rows are stored
+  int cached_tokens_ = 0;
+  std::shared_ptr<const LayerAssignments> shared_assignments_;  // assignments_ once all are chosen, for the cache
+  // The pages hold what a request computes from its start: no plan, or its first evaluation had
+  // t0 tokens and so clustered before any attention (a shorter one runs full attention until t0,
+  // and its rows differ from what a longer prompt computes). Only such pages are cached.
+  bool cacheable_ = true;
   int capture_t0_ = 0;  // > 0 while features_of() runs
   std::vector<std::vector<float>> captured_;
 };

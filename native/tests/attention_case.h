@@ -323,6 +323,23 @@ inline std::vector<AttentionShape> prefill_shapes(ShapeScale scale = ShapeScale:
   };
 }
 
+// Prompts for version 3's tiles (f16 cache, head size 64 or 128; 32 rows and 32 keys per tile
+// for CHAI, 64 rows for full attention): 7, 33 and 70 tokens, prompts after cached tokens, pages
+// of 1, 7 and 16 tokens, GQA and MQA, clusters of one head (full attention), clusters larger than
+// one block's members (8 of 64 dimensions, 4 of 128: scores once per pass) and one cluster of all
+// heads. One-token prompts are decoded (split-KV): the mixed batches cover them.
+inline std::vector<AttentionShape> prefill_v3_shapes(ShapeScale scale = ShapeScale::Full) {
+  if (scale == ShapeScale::Simulator)
+    return {{7, 0, 4, 4, 64, 16, 4},    {33, 0, 8, 2, 128, 16, 2},  {70, 5, 4, 1, 64, 7, 4},
+            {70, 40, 10, 5, 64, 16, 1}, {40, 30, 8, 8, 128, 16, 1}, {65, 10, 4, 2, 128, 1, 4}};
+  return {
+      {7, 0, 4, 4, 64, 16, 4},        {33, 0, 8, 2, 128, 16, 2},      {70, 5, 4, 1, 64, 7, 4},
+      {70, 40, 10, 5, 64, 16, 1},     {40, 30, 8, 8, 128, 16, 1},     {65, 10, 4, 2, 128, 1, 4},
+      {130, 0, 7, 7, 64, 7, 3},       {77, 300, 32, 32, 128, 16, 1},  {200, 50, 32, 8, 128, 16, 32},
+      {129, 0, 4, 1, 64, 32, 2},      {257, 100, 32, 8, 64, 16, 4},   {33, 500, 32, 32, 128, 16, 8},
+  };
+}
+
 // Unallocates page `page` of KV head 0's V (table entry -1) and zeroes the values it would hold,
 // which is what a backend that never reads a missing page must compute.
 inline void drop_value_page(AttentionProblem& p, int page) {
@@ -339,8 +356,8 @@ inline void drop_key_pages(AttentionProblem& p, int kv_head, int first, int last
 }
 
 // The edge cases of softmax and paging, the same for every backend and version: each problem is
-// run with every AttentionRun listed (version 1, and version 2 planned by the backend or with a
-// forced chunk size that puts the edge inside one chunk).
+// run with every AttentionRun listed (version 1, version 2 planned by the backend or with a
+// forced chunk size that puts the edge inside one chunk, and version 3 for prompts).
 struct AttentionEdgeCase {
   std::string name;
   AttentionProblem problem;
@@ -350,7 +367,7 @@ struct AttentionEdgeCase {
 inline std::vector<AttentionEdgeCase> attention_edge_cases(DType kv, uint32_t seed) {
   std::vector<AttentionEdgeCase> cases;
   const std::vector<AttentionRun> decode_runs = {{1, 0}, {2, 0}, {2, 16}, {2, 64}};
-  const std::vector<AttentionRun> prefill_runs = {{1, 0}, {2, 0}};
+  const std::vector<AttentionRun> prefill_runs = {{1, 0}, {2, 0}, {3, 0}};
   auto add = [&](std::string name, AttentionShape shape, std::vector<AttentionRun> runs, ProblemOptions options = {}) {
     cases.push_back({std::move(name), make_attention_problem(shape, seed++, kv, options), std::move(runs)});
     return &cases.back().problem;
@@ -376,6 +393,12 @@ inline std::vector<AttentionEdgeCase> attention_edge_cases(DType kv, uint32_t se
     drop_key_pages(*p, rep_kv_head(*p, 0), 0, 1);
     drop_value_page(*p, 2);
   }
+  {  // K pages 1..2 (tokens 16..47) of the first representative's head missing after 40 cached
+     // tokens: key tiles below the diagonal have absent keys (masked though not diagonal). Not
+     // sharp: an absent key read as a zero score must carry visible weight if it leaks in.
+    AttentionProblem* p = add("missing K pages below the diagonal", {40, 40, 4, 4, 128, 16, 2}, prefill_runs);
+    drop_key_pages(*p, rep_kv_head(*p, 0), 1, 3);
+  }
   {
     AttentionProblem* p = add("a missing V page, decode", {1, 100, 8, 4, 64, 16, 2}, decode_runs);
     drop_value_page(*p, 2);
@@ -384,7 +407,7 @@ inline std::vector<AttentionEdgeCase> attention_edge_cases(DType kv, uint32_t se
 }
 
 // Relative error allowed between a GPU version and the f32 CPU twin: rounding of f32 sums in
-// another order, or f16 rounding of Q and P where version 2 runs a prompt on tensor cores.
+// another order, or f16 rounding of Q and P where version 2 or 3 runs a prompt on tensor cores.
 inline double attention_tolerance(const AttentionShape& s, DType kv, int version) {
   return version >= 2 && s.n_q > 1 && tensor_core_prefill(s.head_dim, kv) ? 2e-3 : 1e-5;
 }

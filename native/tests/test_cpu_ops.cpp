@@ -1,10 +1,12 @@
 // CPU ops against float64 references, every SIMD level this CPU has, and 1 vs several threads.
 #include <array>
 #include <cmath>
+#include <memory>
 #include <string>
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "cpu/gemm.h"
 #include "cpu/simd.h"
 #include "attention_case.h"
 #include "op_runner.h"
@@ -125,6 +127,44 @@ int main() {
       page_same = page_same && acc_rows == acc_one && acc16_rows == acc16_one;
       suite.check(page_same, std::string(simd_level_name(level)) + " page kernels equal the one-row kernels, k=" + std::to_string(k));
     }
+  }
+
+  // The AVX-512 GEMM (float weights) gives every output bit for bit what the AVX2 dot kernel gives
+  // (so the path, the batch and the thread count never change a result), and is close to the
+  // scalar twin and to float64: 1-3 rows (its decoding form), 4, 15, 16, 17 rows and more; k below,
+  // at and past the 16-lane step and the k block of 512; weight rows off the tiles and panels.
+  if (cpu::gemm_available(simd_level())) {
+    const VectorKernels& avx2 = vector_kernels_for(SimdLevel::Avx2);
+    auto pool = std::make_unique<ThreadPool>(3);
+    for (DType dt : {DType::F32, DType::F16, DType::BF16})
+      for (int n : {1, 2, 3, 4, 15, 16, 17, 70})
+        for (auto [m, k] : {std::pair{1, 1}, {7, 8}, {25, 15}, {6, 17}, {49, 24}, {13, 513}, {30, 1047}}) {
+          const auto x = random_nonzero(size_t(n) * k, seed++);
+          const HostWeights w(random_nonzero(size_t(m) * k, seed++), dt);
+          std::vector<float> y(size_t(n) * m), twin(size_t(n) * m), scalar_y(size_t(n) * m);
+          const void* raw = dt == DType::F32 ? static_cast<const void*>(w.decoded.data()) : static_cast<const void*>(w.half_bits());
+          cpu::gemm_float_weights(*pool, x.data(), raw, dt, y.data(), n, m, k);
+          for (int i = 0; i < n; ++i)
+            for (int j = 0; j < m; ++j) {
+              const float* xi = x.data() + size_t(i) * k;
+              const size_t o = size_t(i) * m + j;
+              if (dt == DType::F32) {
+                twin[o] = avx2.f32(xi, w.decoded.data() + size_t(j) * k, k);
+                scalar_y[o] = scalar.f32(xi, w.decoded.data() + size_t(j) * k, k);
+              } else {
+                const uint16_t* wj = w.half_bits() + size_t(j) * k;
+                twin[o] = dt == DType::F16 ? avx2.f16(xi, wj, k) : avx2.bf16(xi, wj, k);
+                scalar_y[o] = dt == DType::F16 ? scalar.f16(xi, wj, k) : scalar.bf16(xi, wj, k);
+              }
+            }
+          const std::string name = std::string("gemm ") + dtype_name(dt) + " n=" + std::to_string(n) + " m=" + std::to_string(m) +
+                                   " k=" + std::to_string(k);
+          suite.check(y == twin, name + " equals the AVX2 dot kernel bit for bit");
+          suite.check_close(relative_error(y, scalar_y), 1e-5, name + " vs the scalar twin");
+          suite.check_close(relative_error(y, matmul_ref(x, w.decoded, n, m, k)), 1e-5, name + " vs float64");
+        }
+  } else {
+    std::printf("gemm: not run, kernels '%s' (the GEMM needs AVX-512)\n", simd_level_name(simd_level()));
   }
 
   for (auto [n, d] : {std::pair{1, 1}, {1, 64}, {3, 7}, {17, 172}, {64, 1000}}) {

@@ -4,8 +4,9 @@
 // f16 caches) and clusters; fixtures: each architecture fixture (RoPE styles and frequency
 // factors, q/k/v biases, per-head q/k norms); quantized: files of every quantized type;
 // synthetic: a random-weight model with head size 64 (the tensor-core prefill's) at
-// $CHAI_SYNTHETIC_MODEL (npm run test:gpu-sim writes one), run with attention and matmul version
-// 2 and an f16 cache so that prompts take the tensor-core GEMM and prefill. The simulated GPU runs
+// $CHAI_SYNTHETIC_MODEL (npm run test:gpu-sim writes one), run with attention version 2, matmul
+// versions 2 and 3 and an f16 cache so that prompts take the tensor-core GEMMs and prefill;
+// quantized files also run with matmul version 3 (its quantized GEMV). The simulated GPU runs
 // about a million thread-instructions a second, and one forward pass of stories260K is tens of
 // millions: there a few sessions (each version, cache type and CHAI once) take the prompt and one
 // greedy token, quantized files the prompt only, and the fixtures (vocabularies of 128k and 152k
@@ -14,11 +15,13 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "engine/prefix_cache.h"
 #include "engine/resident_weights.h"
 #include "engine/session.h"
 #include "model/llama.h"
@@ -153,6 +156,39 @@ int main(int argc, char** argv) {
       }
     }
   unsetenv("CHAI_ATTENTION_VERSION");
+  // Prefix caching on the device: a request that starts inside a cached page (so copies it on the
+  // device before writing) equals the CPU's uncached run, and the cached page is left as it was.
+  if (section("stories") && !simulated) {
+    auto model = LlamaModel::load(GgufFile::open(models + "stories260K-mha.gguf"));
+    const LlamaConfig& c = model->config();
+    ResidentWeights resident(model->weights(), *gpu);
+    for (const auto& plan : {std::optional<ChaiPlan>(), agglomerative_plan({8, 8, 8, 4, 2})}) {
+      const std::string what = std::string("prefix cache, ") + (plan ? "CHAI" : "full");
+      KvPool gpu_pool(*gpu, c.head_dim, 16), cpu_pool(*cpu, c.head_dim, 16);
+      PrefixCache cache(gpu_pool);
+      std::vector<int32_t> first(40), second;
+      for (int i = 0; i < 40; ++i) first[size_t(i)] = 3 + (i * 37) % (c.n_vocab - 3);
+      second.assign(first.begin(), first.begin() + 36);
+      for (int32_t t : {7, 8, 9, 10}) second.push_back(t);
+      Session donor(c, resident.weights(), *gpu, gpu_pool, 128, plan, nullptr, &cache);
+      greedy(donor, first, 8, nullptr);  // 48 tokens: three whole pages cached
+      Session cached(c, resident.weights(), *gpu, gpu_pool, 128, plan, nullptr, &cache);
+      suite.check(cached.reuse_prefix(second) == 36, what + ": 2 whole pages and 4 tokens of the third come from the cache");
+      Session uncached(c, model->weights(), *cpu, cpu_pool, 128, plan);
+      std::vector<float> lg, lc;
+      const auto a = greedy(cached, std::vector<int32_t>(second.begin() + 36, second.end()), greedy_tokens, &lg);
+      const auto b = greedy(uncached, second, greedy_tokens, &lc);
+      suite.check_close(relative_error(lg, lc), 1e-4, what + ": logits from cached pages (GPU) vs uncached (CPU)");
+      suite.check(a == b, what + ": greedy tokens equal the CPU's uncached run");
+      Session again(c, resident.weights(), *gpu, gpu_pool, 128, plan, nullptr, &cache);
+      suite.check(again.reuse_prefix(first) == 39, what + ": the donor's pages are still cached");
+      std::vector<float> la, ld;
+      Session uncached_first(c, model->weights(), *cpu, cpu_pool, 128, plan);
+      greedy(again, {first.back()}, 0, &la);
+      greedy(uncached_first, first, 0, &ld);
+      suite.check_close(relative_error(la, ld), 1e-4, what + ": the page another request copied and wrote is unchanged");
+    }
+  }
   // Architecture fixtures: 4 query heads, 2 KV heads, 2 layers.
   const std::vector<int32_t> text = {100, 2000, 30, 4000, 500, 60, 7000, 80};
   if (section("fixtures") && !simulated)
@@ -170,24 +206,36 @@ int main(int argc, char** argv) {
       simulated ? std::vector<const char*>{"stories260K-q4_0.gguf", "stories260K-q4_k_m.gguf"}
                 : std::vector<const char*>{"stories260K-q4_0.gguf", "stories260K-q4_k_m.gguf", "synth-kq-q2_k.gguf", "synth-kq-q3_k_m.gguf",
                                            "synth-kq-q4_k_m.gguf", "synth-kq-q5_k_m.gguf", "synth-kq-q6_k.gguf", "synth-kq-iq4_xs.gguf"};
+  // Each with the default matmul (version 1) and version 3 (its quantized GEMV).
+  std::unique_ptr<Backend> gpu_matmul_v3;
+  if (section("quantized")) {
+    setenv("CHAI_MATMUL_VERSION", "3", 1);  // read when a CUDA backend is made
+    gpu_matmul_v3 = make_cuda_backend(0);
+    unsetenv("CHAI_MATMUL_VERSION");
+  }
   for (const char* file : section("quantized") ? quantized_files : std::vector<const char*>{}) {
     auto model = LlamaModel::load(GgufFile::open(models + file));
     const LlamaConfig& c = model->config();
     std::vector<std::vector<float>> storage;
     const LlamaWeights exact = dequantized(model->weights(), storage);
-    ResidentWeights resident(model->weights(), *gpu);
-    KvPool cpu_pool(*cpu, c.head_dim, 16, DType::F32), gpu_pool(*gpu, c.head_dim, 16, DType::F32);
+    KvPool cpu_pool(*cpu, c.head_dim, 16, DType::F32);
     Session on_cpu(c, exact, *cpu, cpu_pool, 128, std::nullopt);
-    Session on_gpu(c, resident.weights(), *gpu, gpu_pool, 128, std::nullopt);
-    std::vector<float> lc, lg;
+    std::vector<float> lc;
     greedy(on_cpu, prompt, quantized_tokens, &lc);
-    greedy(on_gpu, prompt, quantized_tokens, &lg);
-    suite.check_close(relative_error(lg, lc), 1e-4, std::string(file) + ": prompt logits GPU vs CPU (dequantized weights)");
+    for (Backend* be : {gpu.get(), gpu_matmul_v3.get()}) {
+      ResidentWeights resident(model->weights(), *be);
+      KvPool gpu_pool(*be, c.head_dim, 16, DType::F32);
+      Session on_gpu(c, resident.weights(), *be, gpu_pool, 128, std::nullopt);
+      std::vector<float> lg;
+      greedy(on_gpu, prompt, quantized_tokens, &lg);
+      suite.check_close(relative_error(lg, lc), 1e-4,
+                        std::string(file) + (be == gpu.get() ? "" : ", matmul v3") + ": prompt logits GPU vs CPU (dequantized weights)");
+    }
   }
 
-  // The synthetic model (4 heads of 64, 2 KV heads, F16 weights) with attention and matmul
-  // version 2 and an f16 cache: a 40-token prompt takes the tensor-core GEMM and prefill (version
-  // 2's only head sizes are 64 and 128), decode the split-KV kernel and the GEMV.
+  // The synthetic model (4 heads of 64, 2 KV heads, F16 weights) with attention version 2, matmul
+  // versions 2 and 3 and an f16 cache: a 40-token prompt takes the tensor-core GEMM and prefill
+  // (version 2's only head sizes are 64 and 128), decode the split-KV kernel and the GEMV.
   if (section("synthetic")) {
     const char* path = std::getenv("CHAI_SYNTHETIC_MODEL");
     if (!path || !*path) {
@@ -197,18 +245,25 @@ int main(int argc, char** argv) {
     } else {
       auto model = LlamaModel::load(GgufFile::open(path));
       const LlamaConfig& c = model->config();
-      setenv("CHAI_MATMUL_VERSION", "2", 1);  // read when a CUDA backend is made
-      auto gpu_v2 = make_cuda_backend(0);
-      unsetenv("CHAI_MATMUL_VERSION");
-      ResidentWeights resident(model->weights(), *gpu_v2);
       std::vector<int32_t> long_prompt;
       for (int i = 0; i < 40; ++i) long_prompt.push_back(int32_t(3 + (i * 37) % (c.n_vocab - 3)));
       setenv("CHAI_ATTENTION_VERSION", "2", 1);
-      for (bool clustered : {false, true})
-        compare_sessions(suite, c, model->weights(), resident.weights(), *cpu, *gpu_v2, DType::F16,
-                         clustered ? agglomerative_plan({2, 1}) : std::nullopt, long_prompt, simulated ? 1 : 10,
-                         std::string("synthetic hd=64, matmul v2, attention v2, f16 cache") + (clustered ? " CHAI" : " full"),
-                         3e-3);  // activations, Q and P rounded to f16 on tensor cores (matmul_bounds.h, attention_tolerance)
+      // Matmul version 3 takes the same prompt through its GEMM (on the simulator without CHAI:
+      // the clustered session adds attention work, not matmul paths).
+      for (const char* matmul_version : {"2", "3"}) {
+        setenv("CHAI_MATMUL_VERSION", matmul_version, 1);  // read when a CUDA backend is made
+        auto gpu_mm = make_cuda_backend(0);
+        unsetenv("CHAI_MATMUL_VERSION");
+        ResidentWeights resident(model->weights(), *gpu_mm);
+        for (bool clustered : {false, true}) {
+          if (clustered && simulated && std::string(matmul_version) == "3") continue;
+          compare_sessions(suite, c, model->weights(), resident.weights(), *cpu, *gpu_mm, DType::F16,
+                           clustered ? agglomerative_plan({2, 1}) : std::nullopt, long_prompt, simulated ? 1 : 10,
+                           std::string("synthetic hd=64, matmul v") + matmul_version + ", attention v2, f16 cache" +
+                               (clustered ? " CHAI" : " full"),
+                           3e-3);  // activations, Q and P rounded to f16 on tensor cores (matmul_bounds.h, attention_tolerance)
+        }
+      }
       unsetenv("CHAI_ATTENTION_VERSION");
     }
   }

@@ -1,9 +1,12 @@
 // One CUDA matmul version against the CPU twin at awkward shapes, for every weight type:
-//   test_cuda_matmul VERSION        (1: matmul.cu; 2: gemm_mma.cu from 16 rows, gemv.cu below)
+//   test_cuda_matmul VERSION        (1: matmul.cu; 2: gemm_mma.cu from 16 rows, gemv.cu below;
+//                                    3: gemm_v3.cu from 16 rows, gemv_quant_v3.cu for Q8_0 and
+//                                       the block-quantized types, version 2's GEMV otherwise)
 // Shapes straddle the GEMM/GEMV switch (15, 16, 17 rows), the GEMM tile (128) and the GEMV's
 // token groups, with odd k and m off every tile multiple (smaller m and k on the simulated GPU,
 // the same paths); then inputs of large magnitude (activations up to 1e5, past f16's 65504; BF16
-// weights outside f16's range). Exits 77 (ctest: skipped) with the reason when no device.
+// weights outside f16's range); for version 3, every block-quantized type against the f32
+// product with its dequantized weights. Exits 77 (ctest: skipped) with the reason when no device.
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -34,13 +37,22 @@ const std::vector<MatmulShape> kSimShapes = {
 const std::vector<MatmulShape> kSimQ8Shapes = {
     {1, 1, 32},  {1, 7, 64},   {1, 129, 1024}, {2, 33, 256}, {3, 17, 96}, {4, 33, 128}, {5, 65, 160}, {8, 40, 512},
     {9, 33, 128}, {15, 40, 256}, {16, 65, 160}, {17, 33, 96}, {33, 172, 64}, {130, 136, 128}};
+// Version 3's quantized GEMV for blocks of v values: one token (2048-value slices) and groups of
+// eight (512-value slices; 2, 15, 16, 17 and 130 rows: partial groups, several groups), k of one
+// block, of a few, and of 2048 + v (a slice and one block more: a last partial slice); m off the
+// block's 8 rows. Rows of 18-, 34- or 210-byte blocks start off 16 bytes, so the copies' first
+// and last granules are partial.
+std::vector<MatmulShape> quant_shapes(int v, bool simulated) {
+  if (simulated) return {{1, 1, v}, {1, 9, 2048 + v}, {2, 7, 3 * v}, {17, 9, 2048 + v}};
+  return {{1, 1, v}, {1, 300, 2048 + v}, {2, 7, 3 * v}, {15, 17, 2048 + v}, {16, 65, 3 * v}, {17, 9, 2048 + v}, {130, 33, 5 * v}};
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string version_arg = argc == 2 ? argv[1] : "";
-  if (version_arg != "1" && version_arg != "2") {
-    std::fprintf(stderr, "usage: test_cuda_matmul 1|2\n");
+  if (version_arg != "1" && version_arg != "2" && version_arg != "3") {
+    std::fprintf(stderr, "usage: test_cuda_matmul 1|2|3\n");
     return 2;
   }
   const CudaStatus status = cuda_status();
@@ -59,6 +71,8 @@ int main(int argc, char** argv) {
 
   uint32_t seed = 300;
   for (DType dt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {
+    // Version 3 runs F32 weights on version 2's kernels; the simulator checks those in the v2 job.
+    if (dt == DType::F32 && version == 3 && simulated) continue;
     for (const auto& s : dt == DType::Q8_0 ? (simulated ? kSimQ8Shapes : kQ8Shapes) : (simulated ? kSimShapes : kShapes)) {
       const auto x = random_nonzero(size_t(s.n) * s.k, seed++);
       const HostWeights w(random_nonzero(size_t(s.m) * s.k, seed++), dt);
@@ -85,5 +99,19 @@ int main(int argc, char** argv) {
         suite.check_close(relative_error(got, want), matmul_error_bound(version, dt, s.n, s.k), what);
       }
     }
+  // Block-quantized weights on version 3's GEMV (versions 1 and 2 run them in matmul_quant.cu,
+  // checked by test_cuda_ops): the twin is the CPU's f32 product with the dequantized weights
+  // (its own quantized path rounds activations to 8 bits).
+  if (version == 3)
+    for (DType dt : quant_types())
+      for (const MatmulShape& s : quant_shapes(int(dtype_block_values(dt)), simulated)) {
+        const auto x = random_nonzero(size_t(s.n) * s.k, seed++);
+        const HostWeights w(dt, random_quant_blocks(dt, int64_t(s.m) * s.k, seed++), int64_t(s.m) * s.k);
+        const HostWeights exact(w.decoded, DType::F32);
+        suite.check_close(relative_error(run_matmul(*gpu, x, w, s.n, s.m, s.k), run_matmul(*cpu, x, exact, s.n, s.m, s.k)),
+                          matmul_error_bound(version, dt, s.n, s.k),
+                          "v3 matmul " + std::string(dtype_name(dt)) + " n=" + std::to_string(s.n) + " m=" + std::to_string(s.m) +
+                              " k=" + std::to_string(s.k));
+      }
   return suite.finish();
 }

@@ -1,5 +1,5 @@
 // CUDA ops against their CPU twins, in sections:
-//   test_cuda_ops [matmul] [rows] [attention] [decode] [decode-v3] [prefill] [masked]     (none: all of them)
+//   test_cuda_ops [matmul] [rows] [attention] [decode] [decode-v3] [prefill] [prefill-v3] [masked]     (none: all of them)
 // On the simulated GPU (npm run test:gpu-sim) the attention shapes are the small set that takes the
 // same paths (ShapeScale::Simulator). Exits 77 (ctest: skipped) with the reason when no device.
 #include <algorithm>
@@ -20,8 +20,8 @@ int main(int argc, char** argv) {
   const std::vector<std::string> sections(argv + 1, argv + argc);
   for (const std::string& name : sections)
     if (name != "matmul" && name != "rows" && name != "attention" && name != "decode" && name != "decode-v3" && name != "prefill" &&
-        name != "masked") {
-      std::fprintf(stderr, "usage: test_cuda_ops [matmul] [rows] [attention] [decode] [decode-v3] [prefill] [masked]\n");
+        name != "prefill-v3" && name != "masked") {
+      std::fprintf(stderr, "usage: test_cuda_ops [matmul] [rows] [attention] [decode] [decode-v3] [prefill] [prefill-v3] [masked]\n");
       return 2;
     }
   auto section = [&](const char* name) { return sections.empty() || std::count(sections.begin(), sections.end(), name) > 0; };
@@ -247,6 +247,36 @@ int main(int argc, char** argv) {
       }
     }
 
+  }
+
+  // Version 3's prompt tiles against the float64 reference and the CPU twin (f16 caches: other
+  // caches take version 1, which the attention section covers), alone and in ragged batches that
+  // mix prompts with decoded sequences; its edge cases (sharp softmax, missing pages, rows that see
+  // no key) run in the masked section with every version.
+  if (section("prefill-v3")) {
+    const AttentionRun run{3, 0};
+    for (const auto& shape : prefill_v3_shapes(shape_scale)) {
+      const auto problem = make_attention_problem(shape, seed++, DType::F16);
+      const float scale = 1.0f / std::sqrt(float(shape.head_dim));
+      const auto got = run_attention(*gpu, problem, scale, run);
+      const double bound = attention_tolerance(shape, DType::F16, run.version);
+      const std::string what = "attention v3, f16 cache, " + shape.name();
+      suite.check_close(relative_error(got, attention_ref(problem, scale)), bound, what);
+      suite.check_close(relative_error(got, run_attention(*cpu, problem, scale)), bound, what + " (vs CPU)");
+    }
+    for (int head_dim : {64, 128}) {
+      std::vector<AttentionProblem> problems;
+      for (AttentionShape shape : attention_batch_shapes(shape_scale)) {
+        shape.head_dim = head_dim;
+        problems.push_back(make_attention_problem(shape, seed++, DType::F16));
+      }
+      std::vector<const AttentionProblem*> batch;
+      for (const auto& p : problems) batch.push_back(&p);
+      const auto gpu_out = run_attention_batch(*gpu, batch, 0.125f, run), cpu_out = run_attention_batch(*cpu, batch, 0.125f);
+      for (size_t i = 0; i < problems.size(); ++i)
+        suite.check_close(relative_error(gpu_out[i], cpu_out[i]), attention_tolerance(problems[i].shape, DType::F16, 3),
+                          "mixed batch v3, f16, sequence " + std::to_string(i) + ": " + problems[i].shape.name());
+    }
   }
 
   // Sharp softmax, chunks with far-apart maxima, missing K and V pages, rows that see no key: every

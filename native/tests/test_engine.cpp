@@ -128,7 +128,8 @@ int main() {
         double worst = 0;
         for (size_t i = 0; i < logits[0].size(); ++i)
           worst = std::max(worst, relative_error(logits[version - 1][i], logits[0][i]));
-        suite.check_close(worst, 1e-5, "attention v" + std::to_string(version) + " decode logits == v1, " + (clustered ? "CHAI" : "full"));
+        suite.check_close(worst, 1e-5, "attention v" + std::to_string(version) + " decode logits == v1, " +
+                                           (clustered ? "CHAI" : "full"));
       }
     }
     setenv("CHAI_ATTENTION_VERSION", "7", 1);
