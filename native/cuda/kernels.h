@@ -29,7 +29,7 @@ void attention_decode(const AttentionParams& p, cudaStream_t stream);
 // multiprocessor holds (0 where decode_shape() does not support the shape).
 void attention_decode_v3(const AttentionParams& p, cudaStream_t stream);
 int attention_decode_v3_blocks_per_sm(int head_dim, DType kv_dtype);
-// Attention versions 2 and 3, the other sequences: tensor-core tiles (tensor_core_prefill() shapes only).
+// Attention version 2, the other sequences: tensor-core tiles (tensor_core_prefill() shapes only).
 void attention_prefill(const AttentionParams& p, cudaStream_t stream);
 // Attention version 3 for the same sequences and shapes: scores once per kMembers heads, K by ldmatrix.
 void attention_prefill_v3(const AttentionParams& p, cudaStream_t stream);

@@ -301,7 +301,7 @@ inline std::vector<AttentionShape> decode_v3_uneven_shapes(ShapeScale scale = Sh
 }
 
 // The runs of an edge case for version 3: its version-2 runs (split-KV decoding with the same
-// chunk sizes; prompts fall back to version 2's prefill).
+// chunk sizes; prompts take version 3's prefill).
 inline std::vector<AttentionRun> version3_runs(const std::vector<AttentionRun>& runs) {
   std::vector<AttentionRun> v3;
   for (const AttentionRun& run : runs)

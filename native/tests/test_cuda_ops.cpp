@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
   // Version 3 decoding against the float64 reference and the CPU twin (which runs the same plan:
   // spans, empty slots) at the awkward decode shapes with chunk boundaries in awkward places, with
   // uneven clusters (light tasks spanning several chunks), at the softmax and paging edge cases,
-  // and in a mixed batch (its prompts take version 2's prefill). On the simulator fewer chunk
+  // and in a mixed batch (its prompts take version 3's prefill tiles). On the simulator fewer chunk
   // sizes: 7 (many chunks, light tasks spanning several) and the whole sequence (one chunk).
   if (section("decode-v3")) {
     const bool simulated = shape_scale == ShapeScale::Simulator;
