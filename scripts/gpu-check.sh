@@ -24,7 +24,7 @@ set -euo pipefail
 # Kernel versions benchmarked (CHAI_MATMUL_VERSION / CHAI_ATTENTION_VERSION numbers), and the
 # tests of the version-3 kernels (binary and sections) that racecheck and synccheck must pass.
 kernel_versions=(1 2 3)
-v3_sanitizer_runs=("test_cuda_ops decode_v3" "test_cuda_ops prefill_v3" "test_cuda_matmul 3")
+v3_sanitizer_runs=("test_cuda_ops decode-v3" "test_cuda_ops prefill-v3" "test_cuda_matmul 3")
 
 quick=0
 no_models=0
