@@ -14,16 +14,6 @@ using namespace chai::testing;
 
 namespace {
 
-template <typename Fn>
-bool throws_code(Fn fn, ErrorCode code) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.code() == code;
-  }
-  return false;
-}
-
 }  // namespace
 
 int main() {

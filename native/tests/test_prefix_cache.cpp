@@ -33,16 +33,6 @@ std::vector<int32_t> concat(std::vector<int32_t> a, const std::vector<int32_t>& 
   return a;
 }
 
-template <typename Fn>
-bool throws_code(Fn fn, ErrorCode code) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.code() == code;
-  }
-  return false;
-}
-
 int argmax(const std::vector<float>& v) { return int(std::max_element(v.begin(), v.end()) - v.begin()); }
 
 // Greedy continuation: the logits after each of `steps` tokens, and the tokens.

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace chai::testing {
 
 // The test models' folder, ending in '/': $CHAI_MODELS where it is set (a machine without
@@ -86,5 +88,16 @@ class Suite {
   int passed_ = 0;
   int failed_ = 0;
 };
+
+// True when fn throws chai::Error with this code (the stable codes the addon maps to E_*).
+template <typename Fn>
+bool throws_code(Fn fn, ErrorCode code) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.code() == code;
+  }
+  return false;
+}
 
 }  // namespace chai::testing
